@@ -1,0 +1,15 @@
+default_scope = 'vlkit'
+log_level = 'INFO'
+randomness = dict(seed=0)
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True),
+)
+custom_hooks = [dict(type='AccuracyTableHook')]
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+log_processor = dict(by_epoch=False, window_size=50)
+load_from = None
+resume = False

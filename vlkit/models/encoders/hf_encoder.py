@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from torch import Tensor
+
+from ...registry import VISION_ENCODERS
+from .base import VisionEncoder, VisualFeatures, as_hw
+
+
+@VISION_ENCODERS.register_module()
+class HFVisionEncoder(VisionEncoder):
+    """A Hugging Face vision tower (SigLIP, CLIP, ...): patch tokens of one hidden layer, CLS dropped.
+
+    Args:
+        model: a model name or local directory (``from_pretrained``), or a config dict with ``model_type``
+            (e.g. ``'siglip_vision_model'``) for a randomly initialised tower.
+        layer: index into ``hidden_states`` (LLaVA takes ``-2`` of CLIP); ``None`` takes the final,
+            post-normalised ``last_hidden_state`` (BLIP-3's SigLIP).
+    """
+
+    def __init__(self, *, model: str | dict, layer: int | None = None) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        if isinstance(model, dict):
+            kwargs = dict(model)
+            self.model = AutoModel.from_config(AutoConfig.for_model(kwargs.pop('model_type'), **kwargs))
+        else:
+            self.model = AutoModel.from_pretrained(model)
+        if hasattr(self.model, 'vision_model') and not hasattr(self.model.config, 'patch_size'):
+            self.model = self.model.vision_model  # a full CLIP/SigLIP checkpoint: keep the vision tower
+        self.layer = layer
+
+    @property
+    def config(self):
+        return getattr(self.model.config, 'vision_config', self.model.config)
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.hidden_size
+
+    def grid_size(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
+        h, w = as_hw(image_size)
+        return h // self.config.patch_size, w // self.config.patch_size
+
+    def forward(self, images: Tensor) -> VisualFeatures:
+        # images [N, 3, H, W] -> tokens [N, h * w, out_dim]
+        out = self.model(pixel_values=images, output_hidden_states=self.layer is not None)
+        hidden = out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+        grid = self.grid_size(tuple(images.shape[-2:]))
+        prefix = hidden.shape[1] - grid[0] * grid[1]  # CLS (CLIP) or none (SigLIP)
+        return VisualFeatures(hidden[:, prefix:], grid)

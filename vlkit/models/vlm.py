@@ -1,0 +1,130 @@
+"""The vision-language model: encoder -> connector -> fusion -> language model."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS
+from .connector import Connector
+from .fusion import IGNORE_INDEX
+
+
+@MODELS.register_module()
+class VisionLanguageModel(BaseModel):
+    """Builds the four parts from their configs and trains them with next-token loss on text tokens.
+
+    The connector's ``in_dim``/``out_dim`` (and ``input_grid`` where declared) are filled in here, so
+    configs never repeat dimensions.
+
+    Args:
+        vision_encoder: a ``VISION_ENCODERS`` config.
+        connector: a ``CONNECTORS`` config.
+        language_model: a ``LANGUAGE_MODELS`` config.
+        fusion: a ``FUSIONS`` config.
+        image_size: input resolution, used to tell the connector the encoder's token grid.
+        freeze_vision_encoder: keep the encoder's weights fixed and in eval mode (BLIP-3's default).
+        max_new_tokens: answer length limit for ``mode='predict'``.
+    """
+
+    def __init__(
+        self,
+        vision_encoder: dict,
+        connector: dict,
+        language_model: dict,
+        fusion: dict | None = None,
+        image_size: int = 64,
+        freeze_vision_encoder: bool = True,
+        max_new_tokens: int = 8,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.vision_encoder = VISION_ENCODERS.build(vision_encoder)
+        self.language_model = LANGUAGE_MODELS.build(language_model)
+        self.fusion = FUSIONS.build(fusion or dict(type='AutoregressiveFusion'))
+        self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
+        self.freeze_vision_encoder = freeze_vision_encoder
+        self.max_new_tokens = max_new_tokens
+        if freeze_vision_encoder:
+            self.vision_encoder.requires_grad_(False)
+            self.vision_encoder.eval()
+
+    def _connector_args(self, connector: dict, image_size: int) -> dict:
+        args = dict(in_dim=self.vision_encoder.out_dim, out_dim=self.fusion.connector_out_dim(self.language_model.hidden_size))
+        cls = CONNECTORS.get(connector['type']) if isinstance(connector.get('type'), str) else connector.get('type')
+        if isinstance(cls, type) and issubclass(cls, Connector) and cls.wants_input_grid():
+            args['input_grid'] = self.vision_encoder.grid_size(image_size)
+        return args
+
+    def train(self, mode: bool = True) -> VisionLanguageModel:
+        super().train(mode)
+        if self.freeze_vision_encoder:
+            self.vision_encoder.eval()  # no dropout / norm statistics updates in a frozen encoder
+        return self
+
+    @property
+    def tokenizer(self):
+        return self.language_model.tokenizer
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """images [I, 3, H, W] -> visual tokens [I, M, connector out_dim]."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision_encoder):
+            feats = self.vision_encoder(images)
+        return self.connector(feats.tokens, None, feats.grid)
+
+    def fuse(self, images, input_ids, attention_mask, labels=None, align_right=False) -> dict[str, Tensor]:
+        visual = self.encode_images(images) if images.numel() else images.new_zeros(0, 1, 1)
+        lm = self.language_model
+        return self.fusion(lm.embed(input_ids), input_ids, attention_mask, visual, lm.image_token_id, labels, align_right)
+
+    def forward(
+        self,
+        images: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        labels: Tensor | None = None,
+        mode: str = 'tensor',
+        **meta,
+    ):
+        if mode == 'loss':
+            return {'loss': self.loss(images, input_ids, attention_mask, labels)}
+        if mode == 'predict':
+            return self.predict(images, input_ids, attention_mask, **meta)
+        if mode == 'tensor':
+            inputs = self.fuse(images, input_ids, attention_mask)
+            return self.language_model.model(**inputs).logits
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, images, input_ids, attention_mask, labels) -> Tensor:
+        inputs = self.fuse(images, input_ids, attention_mask, labels)
+        labels = inputs.pop('labels')
+        logits = self.language_model.model(**inputs).logits
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+
+    @torch.no_grad()
+    def generate(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor) -> list[str]:
+        """Greedy answers to left-padded prompts."""
+        inputs = self.fuse(images, input_ids, attention_mask, align_right=True)
+        positions = (inputs['attention_mask'].cumsum(1) - 1).clamp(min=0)
+        tok = self.tokenizer
+        out = self.language_model.model.generate(
+            **inputs,
+            position_ids=positions,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            suppress_tokens=[self.language_model.image_token_id],  # no image to splice in mid-answer
+        )
+        return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
+
+    def predict(self, images, input_ids, attention_mask, answers=None, tasks=None, **meta) -> list[dict]:
+        predictions = self.generate(images, input_ids, attention_mask)
+        answers = answers or [None] * len(predictions)
+        tasks = tasks or [None] * len(predictions)
+        return [dict(prediction=p, answer=a, task=t) for p, a, t in zip(predictions, answers, tasks, strict=True)]

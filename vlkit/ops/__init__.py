@@ -1,0 +1,3 @@
+from .attention import AttentionBackendError, attention, available_backends
+
+__all__ = ['attention', 'available_backends', 'AttentionBackendError']

@@ -1,0 +1,176 @@
+"""The one place in vlkit where softmax(Q K^T / sqrt(d)) V is written.
+
+Every connector and fusion layer attends through :func:`attention`, usually by way of
+:class:`vlkit.models.layers.MultiheadAttention`. Backends declare what they support; ``auto`` takes the
+first that fits, and an explicit backend that cannot run raises an error that lists why.
+
+Equivalent PyTorch code for every backend::
+
+    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~mask, float('-inf'))        # mask broadcast to [B, H, Lq, Lk]
+    out = scores.softmax(-1) @ v                              # rows with no visible key give 0
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ['attention', 'available_backends', 'BACKENDS', 'AttentionBackendError']
+
+
+class AttentionBackendError(RuntimeError):
+    """Raised when the requested attention backend cannot run the given inputs."""
+
+
+def _full_mask(mask: Tensor | None, causal: bool, q: Tensor, k: Tensor) -> Tensor | None:
+    """Combines a key-padding or broadcastable boolean mask with causality into [B, 1|H, Lq, Lk]."""
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise TypeError(f'attention mask must be bool (True = attend), got {mask.dtype}')
+        if mask.dim() == 2:  # [B, Lk] key padding
+            mask = mask[:, None, None, :]
+        elif mask.dim() == 3:  # [B, Lq, Lk]
+            mask = mask[:, None]
+    if causal:
+        lq, lk = q.shape[-2], k.shape[-2]
+        # bottom-right aligned, as in decoding with a cache: query i sees keys up to i + (lk - lq)
+        tri = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        mask = tri if mask is None else mask & tri
+    return mask
+
+
+def _zero_empty_rows(out: Tensor, mask: Tensor | None) -> Tensor:
+    """Rows of queries that see no key at all output zeros (Flamingo text before its first image)."""
+    if mask is None:
+        return out
+    has_key = mask.any(-1, keepdim=True)  # [B, 1|H, Lq, 1]
+    if bool(has_key.all()):
+        return out
+    return out.masked_fill(~has_key, 0.0)
+
+
+def _math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float('-inf'))
+        scores = scores.masked_fill(~mask.any(-1, keepdim=True), 0.0)  # avoid NaN on empty rows
+    return _zero_empty_rows(torch.matmul(scores.softmax(-1), v), mask)
+
+
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    safe = mask | ~mask.any(-1, keepdim=True)  # empty rows attend everywhere, then are zeroed
+    if bool(safe.all()):
+        return F.scaled_dot_product_attention(q, k, v)
+    return _zero_empty_rows(F.scaled_dot_product_attention(q, k, v, attn_mask=safe), mask)
+
+
+def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    xops = importlib.import_module('xformers.ops')
+    bias = None
+    if mask is not None:
+        safe = mask | ~mask.any(-1, keepdim=True)
+        shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        # xformers wants a float bias whose last dim is aligned to 8 elements in memory
+        padded = math.ceil(shape[-1] / 8) * 8
+        bias = q.new_zeros(shape[:-1] + (padded,))[..., : shape[-1]]
+        bias.masked_fill_(~safe.expand(shape), float('-inf'))
+    out = xops.memory_efficient_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias
+    ).transpose(1, 2)
+    return _zero_empty_rows(out, mask)
+
+
+def _math_reasons(q: Tensor, k: Tensor, v: Tensor) -> list[str]:
+    return []
+
+
+def _sdpa_reasons(q: Tensor, k: Tensor, v: Tensor) -> list[str]:
+    return [] if hasattr(F, 'scaled_dot_product_attention') else ['torch has no scaled_dot_product_attention']
+
+
+def _xformers_reasons(q: Tensor, k: Tensor, v: Tensor) -> list[str]:
+    reasons = []
+    if q.device.type != 'cuda':
+        reasons.append(f'xformers has no kernel for device {q.device.type!r} (needs cuda)')
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        reasons.append(f'xformers does not support dtype {q.dtype}')
+    if not reasons and importlib.util.find_spec('xformers') is None:
+        reasons.append('xformers is not installed (pip install "vlkit[gpu]")')
+    return reasons
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An attention implementation and the check that says why it cannot run some inputs."""
+
+    name: str
+    run: Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
+    reasons_not_supported: Callable[[Tensor, Tensor, Tensor], list[str]]
+
+
+# In priority order for ``backend='auto'``.
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend('xformers', _xformers, _xformers_reasons),
+        Backend('sdpa', _sdpa, _sdpa_reasons),
+        Backend('math', _math, _math_reasons),
+    )
+}
+
+
+def available_backends(q: Tensor, k: Tensor | None = None, v: Tensor | None = None) -> list[str]:
+    """Names of the backends that can run these inputs, in ``auto`` priority order."""
+    k = q if k is None else k
+    v = k if v is None else v
+    return [name for name, b in BACKENDS.items() if not b.reasons_not_supported(q, k, v)]
+
+
+def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f'q, k, v must be [B, H, L, Dh]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}')
+    if k.shape[:3] != v.shape[:3] or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f'incompatible q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: '
+            'batch and heads must agree, k and v must have the same length, q and k the same head dim'
+        )
+
+
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False, backend: str = 'auto'
+) -> Tensor:
+    """Scaled dot-product attention.
+
+    Args:
+        q: queries [B, H, Lq, Dh].
+        k: keys [B, H, Lk, Dh].
+        v: values [B, H, Lk, Dv].
+        mask: boolean, True where a query may attend: key padding [B, Lk], [B, Lq, Lk], or broadcastable
+            to [B, H, Lq, Lk]. A query row with no visible key outputs zeros.
+        causal: query i sees keys up to i + (Lk - Lq).
+        backend: 'auto', 'math', 'sdpa' or 'xformers'.
+
+    Returns:
+        [B, H, Lq, Dv].
+    """
+    _check_shapes(q, k, v)
+    full = _full_mask(mask, causal, q, k)
+    if backend == 'auto':
+        name = available_backends(q, k, v)[0]
+    elif backend not in BACKENDS:
+        raise AttentionBackendError(f'unknown attention backend {backend!r}; expected one of {["auto", *BACKENDS]}')
+    else:
+        reasons = BACKENDS[backend].reasons_not_supported(q, k, v)
+        if reasons:
+            raise AttentionBackendError(f'attention backend {backend!r} cannot run these inputs: ' + '; '.join(reasons))
+        name = backend
+    return BACKENDS[name].run(q, k, v, full)
