@@ -18,7 +18,7 @@ class AccuracyTableHook(Hook):
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
         if not metrics:
             return
-        runner.logger.info('validation accuracy (%):\n' + format_accuracy_table(metrics))
+        runner.logger.info('validation accuracy (%):\n' + format_accuracy_table({'accuracy': metrics}))
         record = {'iter': runner.iter, 'metrics': metrics}
         with open(osp.join(runner.work_dir, 'val_accuracy.json'), 'w') as f:
             json.dump(record, f, indent=2)

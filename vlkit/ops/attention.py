@@ -68,9 +68,8 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)
     safe = mask | ~mask.any(-1, keepdim=True)  # empty rows attend everywhere, then are zeroed
-    if bool(safe.all()):
-        return F.scaled_dot_product_attention(q, k, v)
-    return _zero_empty_rows(F.scaled_dot_product_attention(q, k, v, attn_mask=safe), mask)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bool(safe.all()) else safe)
+    return _zero_empty_rows(out, mask)
 
 
 def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:

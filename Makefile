@@ -1,0 +1,32 @@
+# Idempotent entry points: each target creates the virtual environment if missing, installs, then runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+CONFIG ?= configs/blip3_perceiver.py
+WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo train evaluate test lint
+
+$(STAMP):
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+# Train the default model (data and encoder pretraining on first use), then evaluate it with real and blank images.
+demo: train evaluate
+
+train: $(STAMP)
+	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR)
+
+evaluate: $(STAMP)
+	$(PY) tools/test.py $(CONFIG) last --work-dir $(WORK_DIR) --compare-blank
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from vlkit.ops import AttentionBackendError, attention, available_backends
+
+
+def _qkv(b=2, h=3, lq=5, lk=7, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, h, lq, d, generator=g), torch.randn(b, h, lk, d, generator=g),
+            torch.randn(b, h, lk, d, generator=g))  # fmt: skip
+
+
+def _padding_mask(b=2, lk=7):
+    mask = torch.ones(b, lk, dtype=torch.bool)
+    mask[0, 5:] = False
+    mask[1, 2:] = False
+    return mask
+
+
+@pytest.mark.parametrize('causal', [False, True])
+@pytest.mark.parametrize('masked', [False, True])
+def test_sdpa_matches_math(causal, masked):
+    q, k, v = _qkv()
+    mask = _padding_mask() if masked else None
+    expected = attention(q, k, v, mask, causal=causal, backend='math')
+    torch.testing.assert_close(attention(q, k, v, mask, causal=causal, backend='sdpa'), expected)
+
+
+def test_math_matches_explicit_softmax():
+    q, k, v = _qkv()
+    mask = _padding_mask()
+    scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~mask[:, None, None], float('-inf'))
+    torch.testing.assert_close(attention(q, k, v, mask, backend='math'), scores.softmax(-1) @ v)
+
+
+def test_masked_keys_do_not_change_output():
+    q, k, v = _qkv()
+    mask = _padding_mask()
+    out = attention(q, k, v, mask)
+    k2, v2 = k.clone(), v.clone()
+    k2[~mask[:, None, :, None].expand_as(k)] = 100.0
+    v2[~mask[:, None, :, None].expand_as(v)] = -100.0
+    torch.testing.assert_close(attention(q, k2, v2, mask), out)
+
+
+@pytest.mark.parametrize('backend', ['math', 'sdpa'])
+def test_rows_without_visible_keys_are_zero(backend):
+    q, k, v = _qkv()
+    mask = torch.ones(2, 5, 7, dtype=torch.bool)
+    mask[0, 1] = False  # query 1 of sample 0 sees nothing (text before the first image)
+    out = attention(q, k, v, mask, backend=backend)
+    assert out.isfinite().all()
+    assert (out[0, :, 1] == 0).all() and (out[0, :, 0] != 0).any()
+
+
+def test_gradients_flow_through_every_backend_on_cpu():
+    for backend in available_backends(_qkv()[0]):
+        q, k, v = (t.requires_grad_() for t in _qkv())
+        attention(q, k, v, _padding_mask(), backend=backend).sum().backward()
+        assert all(t.grad is not None and t.grad.isfinite().all() for t in (q, k, v))
+
+
+def test_explicit_backend_that_cannot_run_lists_why():
+    q, k, v = _qkv()
+    with pytest.raises(AttentionBackendError, match="'xformers' cannot run.*needs cuda"):
+        attention(q, k, v, backend='xformers')
+    with pytest.raises(AttentionBackendError, match="unknown attention backend 'flash9'"):
+        attention(q, k, v, backend='flash9')
+
+
+def test_auto_picks_sdpa_on_cpu():
+    assert available_backends(_qkv()[0])[0] == 'sdpa'
+
+
+def test_bad_shapes_and_mask_dtype_are_refused():
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match='same length'):
+        attention(q, k[:, :, :3], v, backend='math')
+    with pytest.raises(TypeError, match='must be bool'):
+        attention(q, k, v, _padding_mask().float())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('causal', [False, True])
+def test_xformers_matches_math_on_cuda(causal):
+    pytest.importorskip('xformers')
+    q, k, v = (t.cuda() for t in _qkv(lq=16, lk=24, d=64))
+    mask = torch.ones(2, 24, dtype=torch.bool, device='cuda')
+    mask[1, 10:] = False
+    expected = attention(q, k, v, mask, causal=causal, backend='math')
+    torch.testing.assert_close(attention(q, k, v, mask, causal=causal, backend='xformers'), expected,
+                               atol=1e-4, rtol=1e-3)  # fmt: skip

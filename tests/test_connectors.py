@@ -1,0 +1,95 @@
+"""The connector contract (DESIGN §3), for every registered connector.
+
+A connector that is registered but has no entry in TINY fails ``test_every_connector_is_covered``.
+"""
+
+import pytest
+import torch
+
+from vlkit.registry import CONNECTORS
+
+IN_DIM, OUT_DIM, GRID = 32, 48, (4, 6)
+
+# Small hyper-parameters per registered connector.
+TINY = {
+    'LinearProjector': {},
+    'MLPProjector': dict(depth=2),
+    'PerceiverResampler': dict(num_latents=5, depth=2, num_heads=2, head_dim=8, mlp_ratio=2),
+}
+
+
+def _names():
+    CONNECTORS.import_from_location()
+    return sorted(CONNECTORS.module_dict)
+
+
+def _build(name, out_dim=OUT_DIM):
+    cls = CONNECTORS.get(name)
+    extra = {'input_grid': GRID} if cls.wants_input_grid() else {}
+    return CONNECTORS.build(dict(type=name, in_dim=IN_DIM, out_dim=out_dim, **extra, **TINY[name]))
+
+
+def _inputs(b=2, n=GRID[0] * GRID[1], seed=0):
+    x = torch.randn(b, n, IN_DIM, generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[1, n - 5 :] = False
+    return x, mask
+
+
+def test_every_connector_is_covered():
+    missing = set(_names()) - set(TINY)
+    assert not missing, f'registered connectors without contract-test settings (add them to TINY): {missing}'
+
+
+@pytest.mark.parametrize('name', _names())
+def test_connector_contract(name):
+    torch.manual_seed(0)
+    c = _build(name)
+    x, mask = _inputs()
+    x_before = x.clone()
+    y = c(x, mask, GRID)
+    assert y.shape == (2, c.num_output_tokens(x.shape[1]), OUT_DIM)
+    assert y.isfinite().all()
+    assert torch.equal(x, x_before), 'the connector edited its input in place'
+    y.square().mean().backward()
+    no_grad = [n for n, p in c.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not no_grad, f'parameters without gradient: {no_grad}'
+
+
+@pytest.mark.parametrize('name', _names())
+def test_connector_ignores_masked_tokens(name):
+    torch.manual_seed(0)
+    c = _build(name).eval()
+    x, mask = _inputs()
+    noisy = x.clone()
+    noisy[~mask] = torch.randn_like(noisy[~mask]) * 10
+    y, y_noisy = c(x, mask, GRID), c(noisy, mask, GRID)
+    if c.num_output_tokens(x.shape[1]) == x.shape[1]:  # token-wise: compare the real tokens' outputs
+        y, y_noisy = y[mask], y_noisy[mask]
+    torch.testing.assert_close(y_noisy, y)
+
+
+@pytest.mark.parametrize('name', _names())
+def test_connector_is_stateless(name):
+    c = _build(name).eval()
+    x, mask = _inputs()
+    first = c(x, mask, GRID)
+    c(_inputs(seed=1)[0], mask, GRID)
+    torch.testing.assert_close(c(x, mask, GRID), first)
+
+
+@pytest.mark.parametrize('name', _names())
+def test_out_dim_none_keeps_in_dim(name):
+    c = _build(name, out_dim=None)
+    x, mask = _inputs()
+    assert c(x, mask, GRID).shape[-1] == IN_DIM == c.out_dim
+
+
+def test_unknown_connector_names_the_registered_ones():
+    with pytest.raises(KeyError, match=r"'PerceiverResampeler' is not a registered connector.*Did you mean 'PerceiverResampler'"):
+        CONNECTORS.build(dict(type='PerceiverResampeler', in_dim=8))
+
+
+def test_unknown_connector_argument_is_named():
+    with pytest.raises(TypeError, match='num_latent'):
+        CONNECTORS.build(dict(type='PerceiverResampler', in_dim=8, num_latent=4))

@@ -1,0 +1,109 @@
+import io
+import itertools
+import json
+import tarfile
+
+import pytest
+from PIL import Image
+
+from vlkit.data import ConversationShards, SyntheticShards, vlm_collate
+from vlkit.data.prepare import ensure_synthetic_data
+
+
+def _png(color=(200, 10, 10)) -> bytes:
+    buf = io.BytesIO()
+    Image.new('RGB', (32, 32), color).save(buf, format='PNG')
+    return buf.getvalue()
+
+
+def _conversation(answer='red') -> bytes:
+    turns = [{'from': 'human', 'value': '<image>\nwhat colour is the circle ?'}, {'from': 'gpt', 'value': answer}]
+    return json.dumps({'conversations': turns, 'task': 'colour'}).encode()
+
+
+def _write_shard(path, members):
+    with tarfile.open(path, 'w') as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def _dataset(shards, synthetic_root, **kwargs):
+    tokenizer = dict(type='synthetic_tokenizer', data_root=synthetic_root)
+    return ConversationShards(shards, tokenizer, image_size=32, mode='generate', **kwargs)
+
+
+@pytest.fixture
+def bad_shard(tmp_path):
+    return _write_shard(tmp_path / 'bad-00000.tar', [
+        ('a.png', _png()), ('a.json', _conversation('red')),
+        ('b.png', b'\x89PNG\r\n\x1a\n this is not an image'), ('b.json', _conversation('blue')),
+        ('c.png', _png()),  # no .json / .txt: a field the format needs is missing
+        ('d.png', _png((10, 10, 200))), ('d.json', _conversation('blue')),
+    ])  # fmt: skip
+
+
+def test_corrupt_and_incomplete_samples_are_skipped_and_counted(bad_shard, synthetic_root):
+    ds = _dataset([bad_shard], synthetic_root)
+    samples = list(ds)
+    assert [s['answer'] for s in samples] == ['red', 'blue']
+    assert ds.skipped.counts == {'corrupt_image': 1, 'missing_field': 1}
+
+
+def test_strict_mode_fails_on_the_first_bad_sample(bad_shard, synthetic_root):
+    with pytest.raises(Exception, match='image'):
+        list(_dataset([bad_shard], synthetic_root, strict=True))
+
+
+def test_missing_shard_is_skipped_and_counted(bad_shard, tmp_path, synthetic_root):
+    ds = _dataset([str(tmp_path / 'nowhere-00000.tar'), bad_shard], synthetic_root)
+    assert len(list(ds)) == 2
+    assert ds.skipped.counts['missing_shard'] == 1
+
+
+def test_caption_pairs_are_read(tmp_path, synthetic_root):
+    shard = _write_shard(tmp_path / 'cap-00000.tar', [('k.png', _png()), ('k.txt', b'red')])
+    (sample,) = list(_dataset([shard], synthetic_root))
+    assert sample['answer'] == 'red' and sample['task'] == 'caption'
+
+
+def test_train_stream_is_endless_and_collates(synthetic_root):
+    ds = SyntheticShards('train', data_root=synthetic_root, image_size=32,
+                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    samples = list(itertools.islice(iter(ds), len(ds) + 10))  # past one pass: resampled shards never end
+    assert len(samples) == len(ds) + 10
+    batch = vlm_collate([dict(s, __key__='x') for s in samples[:4]])
+    assert not any(k.startswith('__') for k in batch)
+    assert batch['images'].shape == (4, 3, 32, 32)
+    assert batch['labels'].shape == batch['input_ids'].shape == batch['attention_mask'].shape
+    assert (batch['attention_mask'][:, 0] == 1).all()  # right padding for training
+
+
+def test_generation_batches_are_left_padded(synthetic_root):
+    ds = SyntheticShards('val', data_root=synthetic_root, image_size=32, mode='generate',
+                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    samples = list(ds)
+    assert len(samples) == len(ds) == 60
+    batch = vlm_collate(samples[:10])
+    assert (batch['attention_mask'][:, -1] == 1).all() and len(batch['answers']) == 10
+
+
+def test_blank_images_are_constant(synthetic_root):
+    ds = SyntheticShards('val', data_root=synthetic_root, image_size=32, mode='generate', blank_images=True,
+                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    image = next(iter(ds))['image']
+    assert image.std() == 0
+
+
+def test_synthetic_benchmark_is_balanced_and_reports_its_prior(synthetic_root):
+    manifest = json.loads((ensure_synthetic_data(synthetic_root) / 'manifest.json').read_text())
+    prior = manifest['splits']['val']['question_only_prior']
+    assert set(prior) == {'colour', 'shape', 'count', 'spatial', 'text', 'overall'}
+    assert prior['overall'] < 40  # questions alone answer near chance
+
+
+def test_unknown_split_is_named(synthetic_root):
+    with pytest.raises(KeyError, match="split 'dev' is not in"):
+        SyntheticShards('dev', data_root=synthetic_root, tokenizer=dict(type='synthetic_tokenizer'))
