@@ -1,3 +1,6 @@
-"""vlkit's built-in connectors, registered exactly as a user's plug-in is (``@CONNECTORS.register_module()``)."""
+"""vlkit's built-in connectors, registered exactly as a user's plug-in is.
 
-from . import linear, mlp, perceiver  # noqa: F401  (importing registers them)
+Importing a module registers its connectors (``@CONNECTORS.register_module()``).
+"""
+
+from . import avgpool, c_abstractor, linear, mlp, perceiver, pixel_shuffle, qformer  # noqa: F401

@@ -15,6 +15,10 @@ TINY = {
     'LinearProjector': {},
     'MLPProjector': dict(depth=2),
     'PerceiverResampler': dict(num_latents=5, depth=2, num_heads=2, head_dim=8, mlp_ratio=2),
+    'QFormer': dict(num_queries=3, dim=16, depth=3, num_heads=2, mlp_dim=24, cross_attn_every=2),
+    'CAbstractor': dict(num_tokens=4, depth=1, hidden_dim=16, mlp_depth=2),
+    'AvgPoolProjector': dict(num_tokens=4, depth=2),
+    'PixelShuffleProjector': dict(factor=2, depth=2, norm=True),
 }
 
 

@@ -75,3 +75,17 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, depth: int, act: str = 'gelu
             layers.append(acts[act]())
         layers.append(nn.Linear(dims[i], dims[i + 1]))
     return nn.Sequential(*layers)
+
+
+def tokens_to_map(x: Tensor, grid: tuple[int, int] | None) -> Tensor:
+    """Lays tokens [B, h * w, C] out as a feature map [B, C, h, w]; ``grid=None`` means a square grid."""
+    n = x.shape[1]
+    if grid is None:
+        side = round(n**0.5)
+        if side * side != n:
+            raise ValueError(f'{n} tokens do not form a square grid; pass grid=(h, w)')
+        grid = (side, side)
+    h, w = grid
+    if h * w != n:
+        raise ValueError(f'grid {tuple(grid)} holds {h * w} tokens, but the input has {n}')
+    return rearrange(x, 'b (h w) c -> b c h w', h=h, w=w)

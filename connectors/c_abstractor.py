@@ -1,0 +1,114 @@
+import torch
+from einops import rearrange
+from timm.layers import LayerNorm2d
+from torch import Tensor, nn
+
+from vlkit.models.connector import Connector
+from vlkit.models.layers import mlp, tokens_to_map
+from vlkit.registry import CONNECTORS
+
+# timm's LayerNorm-with-activation over channels, which RegStage builds from Honeybee's LayerNorm2d.
+NORM_EPS = 1e-5
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: each channel is scaled by a gate computed from all channels' spatial means."""
+
+    def __init__(self, dim: int, reduced_dim: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(dim, reduced_dim, 1)
+        self.expand = nn.Conv2d(reduced_dim, dim, 1)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x [B, C, h, w] -> [B, C, h, w]
+        gate = self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True))))
+        return x * gate.sigmoid()
+
+
+class RegBlock(nn.Module):
+    """RegNet's bottleneck block with squeeze-excitation, as Honeybee builds it (timm ``RegStage`` with SiLU
+    and a LayerNorm over channels; bottleneck ratio 1, group width 1, SE width a quarter of the input width):
+    1x1 conv, depthwise 3x3 conv, SE, 1x1 conv, and a residual that is a 1x1 conv + norm when the width
+    changes."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_dim, dim, 1, bias=False)
+        self.norm1 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
+        self.norm2 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.se = SqueezeExcite(dim, round(in_dim * 0.25))
+        self.conv3 = nn.Conv2d(dim, dim, 1, bias=False)
+        self.norm3 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.shortcut = nn.Identity()
+        if in_dim != dim:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_dim, dim, 1, bias=False), LayerNorm2d(dim, eps=NORM_EPS)
+            )
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x [B, in_dim, h, w] -> [B, dim, h, w]
+        y = self.act(self.norm1(self.conv1(x)))
+        y = self.act(self.norm2(self.conv2(y)))
+        y = self.norm3(self.conv3(self.se(y)))
+        return self.act(y + self.shortcut(x))
+
+
+@CONNECTORS.register_module()
+class CAbstractor(Connector):
+    """Honeybee's C-Abstractor (also MM1's C-Abstractor): a locality-preserving convolutional resampler.
+
+    A learned position embedding over the encoder's ``input_grid`` is added to the tokens; as a feature
+    map they pass ``depth`` RegNet bottleneck blocks (:class:`RegBlock`), adaptive average pooling to a
+    ``sqrt(num_tokens)`` square, ``depth`` more blocks, and an MLP readout (``mlp_depth`` Linear layers
+    with SiLU between) to ``out_dim``. With ``depth=0`` only the pooling and the readout remain. The grid
+    may be non-square.
+
+    Masked tokens enter the network as zeros (after the position embedding), so their values never
+    reach the output; as zeros they still take part in the convolutions and the pooling.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        out_dim: int | None = None,
+        input_grid: tuple[int, int],
+        num_tokens: int = 144,
+        depth: int = 3,
+        hidden_dim: int = 1024,
+        mlp_depth: int = 2,
+    ) -> None:
+        super().__init__(in_dim=in_dim, out_dim=out_dim)
+        side = round(num_tokens**0.5)
+        if side * side != num_tokens:
+            raise ValueError(f'CAbstractor num_tokens must be a square number, got {num_tokens}')
+        self.input_grid = tuple(input_grid)
+        self.num_tokens = num_tokens
+        self.pos_emb = nn.Parameter(torch.zeros(self.input_grid[0] * self.input_grid[1], in_dim))
+        nn.init.trunc_normal_(self.pos_emb, std=0.02)
+        self.stage1 = nn.Sequential(
+            *(RegBlock(in_dim if i == 0 else hidden_dim, hidden_dim) for i in range(depth))
+        )
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.stage2 = nn.Sequential(*(RegBlock(hidden_dim, hidden_dim) for _ in range(depth)))
+        self.readout = mlp(hidden_dim if depth else in_dim, self.out_dim, self.out_dim, mlp_depth, act='silu')
+
+    def num_output_tokens(self, num_input_tokens: int) -> int:
+        return self.num_tokens
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, grid: tuple[int, int] | None = None) -> Tensor:
+        # x [B, N, in_dim], mask [B, N] (True = real) -> [B, num_tokens, out_dim]
+        grid = self.input_grid if grid is None else tuple(grid)
+        if grid != self.input_grid or x.shape[1] != grid[0] * grid[1]:
+            raise ValueError(
+                f'CAbstractor was built for input_grid {self.input_grid} (its position embedding), '
+                f'got {x.shape[1]} tokens on grid {grid}'
+            )
+        x = x + self.pos_emb
+        if mask is not None:
+            x = x.masked_fill(~mask[..., None], 0.0)
+        y = self.stage2(self.pool(self.stage1(tokens_to_map(x, grid))))
+        return self.readout(rearrange(y, 'b c h w -> b (h w) c'))
