@@ -1,0 +1,310 @@
+"""Each built-in connector against the reference implementation it re-implements (DESIGN §7).
+
+The reference is built at tiny hyper-parameters with random weights, its state dict is converted with
+``vlkit.convert.convert_state_dict`` and loaded with ``strict=True`` into the vlkit connector built with the
+same hyper-parameters, and both see the same inputs (fp32).
+"""
+
+from functools import partial
+from types import SimpleNamespace
+
+import pytest
+import torch
+from einops import rearrange
+from torch import nn
+
+from vlkit.convert import SOURCES, convert_state_dict
+from vlkit.registry import CONNECTORS
+
+TOL = dict(atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _perturb(module: nn.Module) -> nn.Module:
+    """Moves every parameter off its initial value (zero biases, unit norms), so that each one matters."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return module.eval()
+
+
+def _converted(source: str, state_dict: dict, name: str, **kwargs) -> nn.Module:
+    connector = CONNECTORS.build(dict(type=name, **kwargs))
+    connector.load_state_dict(convert_state_dict(source, state_dict), strict=True)
+    return connector.eval()
+
+
+def _padded(b: int = 2, n: int = 12, dim: int = 24, real: int = 7):
+    """Visual tokens [b, n, dim] and a mask whose last sample has only ``real`` real tokens."""
+    x = torch.randn(b, n, dim)
+    mask = torch.ones(b, n, dtype=torch.bool)
+    mask[-1, real:] = False
+    return x, mask
+
+
+# -- LLaVA ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('depth', [2, 3])
+def test_mlp_projector_matches_llava(depth):
+    builder = pytest.importorskip('llava.model.multimodal_projector.builder')
+    cfg = SimpleNamespace(mm_projector_type=f'mlp{depth}x_gelu', mm_hidden_size=24, hidden_size=40)
+    ref = _perturb(builder.build_vision_projector(cfg))
+    ours = _converted('llava.mlp', ref.state_dict(), 'MLPProjector', in_dim=24, out_dim=40, depth=depth)
+    x = torch.randn(2, 9, 24)
+    torch.testing.assert_close(ours(x), ref(x), **TOL)
+
+
+def test_mlp_projector_matches_transformers_llava():
+    from transformers import LlavaConfig
+    from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+    cfg = LlavaConfig(
+        vision_config=dict(model_type='clip_vision_model', hidden_size=24, num_attention_heads=2),
+        text_config=dict(model_type='llama', hidden_size=40, num_attention_heads=2),
+        projector_hidden_act='gelu',
+    )
+    ref = _perturb(LlavaMultiModalProjector(cfg))
+    ours = _converted('hf.llava', ref.state_dict(), 'MLPProjector', in_dim=24, out_dim=40, depth=2)
+    x = torch.randn(2, 9, 24)
+    torch.testing.assert_close(ours(x), ref(x), **TOL)
+
+
+# -- BLIP-2 / InstructBLIP -----------------------------------------------------------------------------
+
+
+_VISION = dict(
+    hidden_size=24,
+    intermediate_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    image_size=16,
+    patch_size=8,
+)
+_QFORMER_CFG = dict(
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=48,
+    cross_attention_frequency=2,
+)
+_OPT = dict(
+    model_type='opt', hidden_size=40, num_hidden_layers=1, ffn_dim=48, num_attention_heads=2, vocab_size=100,
+    word_embed_proj_dim=40,
+)  # fmt: skip
+_QFORMER = dict(
+    in_dim=24, out_dim=40, num_queries=5, dim=32, depth=3, num_heads=4, mlp_dim=48, cross_attn_every=2
+)
+
+
+def _blip2():
+    """A tiny transformers ``Blip2Model``: vision 24 wide, Q-Former 32 wide with 5 queries, OPT 40 wide."""
+    from transformers import Blip2Config, Blip2Model
+
+    cfg = Blip2Config(
+        vision_config=_VISION, qformer_config=_QFORMER_CFG, text_config=_OPT, num_query_tokens=5
+    )
+    return _perturb(Blip2Model._from_config(cfg, attn_implementation='eager'))
+
+
+def test_qformer_matches_transformers_blip2_with_padding():
+    ref = _blip2()
+    ours = _converted('hf.blip2', ref.state_dict(), 'QFormer', **_QFORMER)
+    x, mask = _padded()
+    with torch.no_grad():
+        queries = ref.query_tokens.expand(x.shape[0], -1, -1)
+        hidden = ref.qformer(
+            query_embeds=queries, encoder_hidden_states=x, encoder_attention_mask=mask.long()
+        )
+        expected = ref.language_projection(hidden.last_hidden_state)
+        torch.testing.assert_close(ours(x, mask), expected, **TOL)
+
+
+def test_instruction_aware_qformer_matches_transformers_instructblip():
+    # InstructBLIP: the instruction's embeddings follow the queries through the Q-Former's LayerNorm and
+    # self-attention, and BERT's own feed-forward (``intermediate``/``output``) processes them.
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
+
+    qformer_cfg = dict(_QFORMER_CFG, vocab_size=50, max_position_embeddings=16)
+    cfg = InstructBlipConfig(
+        vision_config=_VISION, qformer_config=qformer_cfg, text_config=_OPT, num_query_tokens=5
+    )
+    ref = _perturb(InstructBlipForConditionalGeneration._from_config(cfg, attn_implementation='eager'))
+    ours = _converted('hf.instructblip', ref.state_dict(), 'QFormer', instruction_aware=True, **_QFORMER)
+    x, mask = _padded()
+    ids, id_mask = torch.randint(1, 50, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    id_mask[0, 4:] = False
+    with torch.no_grad():
+        queries = ref.query_tokens.expand(x.shape[0], -1, -1)
+        hidden = ref.qformer(
+            input_ids=ids,
+            attention_mask=torch.cat([torch.ones(2, 5, dtype=torch.long), id_mask.long()], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=x,
+            encoder_attention_mask=mask.long(),
+        )
+        expected = ref.language_projection(hidden.last_hidden_state[:, : queries.shape[1]])
+        embed = ref.qformer.embeddings  # the instruction's word + position embeddings are the caller's
+        instruction = embed.word_embeddings(ids) + embed.position_embeddings(torch.arange(6))
+        torch.testing.assert_close(
+            ours(x, mask, instruction=instruction, instruction_mask=id_mask), expected, **TOL
+        )
+
+
+# -- Flamingo / BLIP-3 ---------------------------------------------------------------------------------
+
+_PERCEIVER = dict(dim=24, depth=2, dim_head=8, heads=3, num_latents=5, ff_mult=2)
+
+
+def _open_flamingo_perceiver():
+    helpers = pytest.importorskip('open_flamingo.src.helpers')
+    return _perturb(helpers.PerceiverResampler(**_PERCEIVER))
+
+
+def _ours_perceiver(source: str, state_dict: dict, out_dim: int | None, **kwargs) -> nn.Module:
+    args = dict(num_latents=5, depth=2, num_heads=3, head_dim=8, mlp_ratio=2)
+    connector = CONNECTORS.build(dict(type='PerceiverResampler', in_dim=24, out_dim=out_dim, **args))
+    connector.load_state_dict(convert_state_dict(source, state_dict, **kwargs), strict=True)
+    return connector.eval()
+
+
+def _assert_perceiver_equal(ours: nn.Module, reference) -> None:
+    """Equal outputs, and a padded sample equals the reference run on its real tokens only (the padding
+    mask of BLIP-3's perceiver; open_flamingo's takes no mask)."""
+    x, mask = _padded()
+    real = int(mask[-1].sum())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), **TOL)
+        torch.testing.assert_close(ours(x, mask)[-1:], reference(x[-1:, :real]), **TOL)
+
+
+def test_perceiver_matches_open_flamingo():
+    ref = _open_flamingo_perceiver()
+    ours = _ours_perceiver('open_flamingo.perceiver', ref.state_dict(), out_dim=None)
+    _assert_perceiver_equal(ours, lambda x: ref(x[:, None, None])[:, 0])
+
+
+def test_perceiver_matches_blip3_with_projection_from_a_whole_checkpoint():
+    # BLIP-3 (xGen-MM): open_flamingo's perceiver with a ``projection`` Linear after the final norm; in the
+    # released checkpoint it sits under ``vlm.vision_tokenizer.`` next to the encoder and the LLM.
+    ref = _open_flamingo_perceiver()
+    ref.projection = nn.Linear(24, 40)
+    _perturb(ref.projection)
+    checkpoint = {f'vlm.vision_tokenizer.{k}': v for k, v in ref.state_dict().items()}
+    checkpoint['vlm.lang_model.lm_head.weight'] = torch.zeros(3, 40)
+    ours = _ours_perceiver('xgen_mm.perceiver', checkpoint, out_dim=40, prefix='vlm.vision_tokenizer.')
+    _assert_perceiver_equal(ours, lambda x: ref.projection(ref(x[:, None, None])[:, 0]))
+
+
+# -- Honeybee ------------------------------------------------------------------------------------------
+
+
+class HoneybeeCAbstractor(nn.Module):
+    """Honeybee's C-Abstractor composed from timm's RegStage as kakaobrain/honeybee's ``projectors.py``
+    builds it (``pos_emb``, ``net`` = RegStage -> AdaptiveAvgPool2d -> RegStage, ``readout`` MLP with SiLU),
+    with the token grid given instead of assumed square."""
+
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, depth: int, mlp_depth: int, grid, side: int
+    ):
+        super().__init__()
+        from timm.layers import LayerNorm2d
+        from timm.models.regnet import RegStage
+
+        stage = partial(RegStage, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d)
+        self.grid = grid
+        self.pos_emb = nn.Parameter(torch.randn(1, grid[0] * grid[1], in_dim) * 0.02)
+        pool = nn.AdaptiveAvgPool2d((side, side))
+        if depth:
+            self.net = nn.Sequential(
+                stage(depth, in_dim, hidden_dim), pool, stage(depth, hidden_dim, hidden_dim)
+            )
+        else:  # honeybee keeps only the pooling, and reads out from the encoder's width
+            self.net, hidden_dim = pool, in_dim
+        readout = [nn.Linear(hidden_dim, out_dim)]
+        for _ in range(mlp_depth - 1):
+            readout += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
+        self.readout = nn.Sequential(*readout)
+
+    def forward(self, x):
+        x = rearrange(x + self.pos_emb, 'b (h w) d -> b d h w', h=self.grid[0], w=self.grid[1])
+        return self.readout(rearrange(self.net(x), 'b d h w -> b (h w) d'))
+
+
+@pytest.mark.parametrize('depth', [2, 0])
+def test_c_abstractor_matches_honeybee_on_a_non_square_grid(depth):
+    grid = (3, 5)
+    ref = _perturb(HoneybeeCAbstractor(24, 32, 40, depth=depth, mlp_depth=2, grid=grid, side=2))
+    args = dict(in_dim=24, out_dim=40, input_grid=grid, num_tokens=4, depth=depth, hidden_dim=32, mlp_depth=2)
+    ours = _converted('honeybee.c_abstractor', ref.state_dict(), 'CAbstractor', **args)
+    x = torch.randn(2, 15, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, None, grid), ref(x), **TOL)
+
+
+# -- Idefics3 ------------------------------------------------------------------------------------------
+
+
+def test_pixel_shuffle_matches_idefics3_connector():
+    from transformers import Idefics3Config
+    from transformers.models.idefics3.modeling_idefics3 import Idefics3Connector
+
+    cfg = Idefics3Config(
+        vision_config=dict(hidden_size=24, num_attention_heads=2),
+        text_config=dict(model_type='llama', hidden_size=40, num_attention_heads=2),
+        scale_factor=2,
+    )
+    ref = _perturb(Idefics3Connector(cfg))
+    ours = CONNECTORS.build(
+        dict(type='PixelShuffleProjector', in_dim=24, out_dim=40, factor=2, depth=1)
+    ).eval()
+    with torch.no_grad():  # Idefics3's projection has no bias
+        ours.net[0].weight.copy_(ref.modality_projection.proj.weight)
+        ours.net[0].bias.zero_()
+        x = torch.randn(2, 16, 24)
+        torch.testing.assert_close(ours(x, None, (4, 4)), ref(x), **TOL)
+
+
+# -- the conversion itself -----------------------------------------------------------------------------
+
+
+def test_unknown_source_lists_the_known_ones():
+    with pytest.raises(KeyError, match=r"unknown conversion source 'hf\.blip3'.*'hf\.blip2'"):
+        convert_state_dict('hf.blip3', {})
+    known = {
+        'llava.mlp',
+        'hf.llava',
+        'hf.blip2',
+        'open_flamingo.perceiver',
+        'xgen_mm.perceiver',
+        'honeybee.c_abstractor',
+    }
+    assert known <= set(SOURCES)
+
+
+def test_unmapped_and_missing_keys_are_named():
+    w = torch.zeros(2, 2)
+    with pytest.raises(KeyError, match=r"no 'hf\.llava' rule maps: \['linear_3\.weight'\]"):
+        convert_state_dict('hf.llava', {'linear_1.weight': w, 'linear_2.weight': w, 'linear_3.weight': w})
+    with pytest.raises(KeyError, match=r'missing keys.*linear_2'):
+        convert_state_dict('hf.llava', {'linear_1.weight': w})
+
+
+def test_a_fused_projection_with_a_missing_part_is_named():
+    state = _blip2().state_dict()
+    del state['qformer.encoder.layer.1.attention.attention.value.weight']
+    with pytest.raises(KeyError, match=r'layers\.1\.self_attn\.to_kv\.weight'):
+        convert_state_dict('hf.blip2', state)
+
+
+def test_blip2_keeps_only_the_connector_and_fuses_key_and_value():
+    state = _blip2().state_dict()
+    converted = convert_state_dict('hf.blip2', state)
+    assert not any(k.startswith(('vision_model', 'language_model')) for k in converted)
+    fused = converted['layers.0.cross_attn.to_kv.weight']
+    prefix = 'qformer.encoder.layer.0.crossattention.attention.'
+    assert torch.equal(fused, torch.cat([state[prefix + 'key.weight'], state[prefix + 'value.weight']]))

@@ -1,0 +1,208 @@
+"""State-dict conversion from the reference implementations of the built-in connectors (DESIGN §7).
+
+Each source is a table of rename rules; :func:`convert_state_dict` applies one table. The result loads with
+``strict=True`` into the vlkit connector built with the reference's hyper-parameters::
+
+    sd = convert_state_dict('hf.blip2', torch.load('blip2.pth', weights_only=True))
+    QFormer(in_dim=1408, out_dim=2560).load_state_dict(sd)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ['convert_state_dict', 'SOURCES', 'Rule']
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Renames every key that ``pattern`` matches in full.
+
+    Attributes:
+        pattern: a regular expression over the reference's key.
+        target: the vlkit key, a ``re`` template (``\\1``) or a function of the match; ``None`` drops the
+            key on purpose.
+        part: ``(i, n)``: the tensor is part ``i`` of ``n`` concatenated along dim 0 into the target
+            (separate key and value projections into a fused ``to_kv``).
+        value: a function applied to the tensor.
+        required: the reference's state dict must have a key that matches.
+    """
+
+    pattern: str
+    target: str | Callable[[re.Match], str] | None
+    part: tuple[int, int] | None = None
+    value: Callable[[Tensor], Tensor] | None = None
+    required: bool = False
+
+
+_WB = r'(weight|bias)'
+
+
+def _drop_batch_dim(t: Tensor) -> Tensor:
+    """[1, n, d] (BLIP-2's query tokens, Honeybee's position embedding) -> [n, d]."""
+    if t.dim() != 3 or t.shape[0] != 1:
+        raise ValueError(f'expected a [1, n, d] tensor, got shape {tuple(t.shape)}')
+    return t[0]
+
+
+def _llava_mlp() -> list[Rule]:
+    # build_vision_projector('mlp{n}x_gelu'): an nn.Sequential of Linear, GELU, Linear, ...
+    return [Rule(rf'(\d+)\.{_WB}', r'net.\1.\2', required=True)]
+
+
+def _hf_llava() -> list[Rule]:
+    return [
+        Rule(rf'linear_1\.{_WB}', r'net.0.\1', required=True),
+        Rule(rf'linear_2\.{_WB}', r'net.2.\1', required=True),
+    ]
+
+
+def _hf_qformer(instructblip: bool) -> list[Rule]:
+    """transformers' ``Blip2Model`` / ``InstructBlipForConditionalGeneration`` key names."""
+    norm = r'qformer\.embeddings\.layernorm' if instructblip else r'qformer\.layernorm'
+    layer = r'qformer\.encoder\.layer\.(\d+)\.'
+    rules = [
+        Rule('query_tokens', 'queries', value=_drop_batch_dim, required=True),
+        Rule(rf'{norm}\.{_WB}', r'query_norm.\1', required=True),
+        Rule(rf'language_projection\.{_WB}', r'projection.\1', required=True),
+        Rule(r'(vision_model|language_model)\..+', None),  # the encoder and the LLM are not the connector's
+    ]
+    if instructblip:  # the instruction's word and position embeddings stay with whoever embeds it
+        rules.append(Rule(r'qformer\.embeddings\.(word_embeddings|position_embeddings|position_ids).*', None))
+    for hf, ours in (('attention', 'self_attn'), ('crossattention', 'cross_attn')):
+        rules += [
+            Rule(rf'{layer}{hf}\.attention\.query\.{_WB}', rf'layers.\1.{ours}.to_q.\2'),
+            Rule(rf'{layer}{hf}\.attention\.key\.{_WB}', rf'layers.\1.{ours}.to_kv.\2', part=(0, 2)),
+            Rule(rf'{layer}{hf}\.attention\.value\.{_WB}', rf'layers.\1.{ours}.to_kv.\2', part=(1, 2)),
+            Rule(rf'{layer}{hf}\.output\.dense\.{_WB}', rf'layers.\1.{ours}.to_out.\2'),
+            Rule(rf'{layer}{hf}\.output\.LayerNorm\.{_WB}', rf'layers.\1.{ours}_norm.\2'),
+        ]
+    # the queries' feed-forward (``*_query``), and BERT's own one, which InstructBLIP's instruction uses
+    for hf, ours in (('_query', 'ff'), ('', 'text_ff')):
+        rules += [
+            Rule(rf'{layer}intermediate{hf}\.dense\.{_WB}', rf'layers.\1.{ours}.0.\2'),
+            Rule(rf'{layer}output{hf}\.dense\.{_WB}', rf'layers.\1.{ours}.2.\2'),
+            Rule(rf'{layer}output{hf}\.LayerNorm\.{_WB}', rf'layers.\1.{ours}_norm.\2'),
+        ]
+    return rules
+
+
+def _open_flamingo_perceiver() -> list[Rule]:
+    # layers.{i} is a ModuleList [PerceiverAttention, FeedForward]
+    return [
+        Rule('latents', 'latents', required=True),
+        Rule(rf'layers\.(\d+)\.0\.(norm_media|norm_latents)\.{_WB}', r'layers.\1.\2.\3'),
+        Rule(r'layers\.(\d+)\.0\.(to_q|to_kv|to_out)\.weight', r'layers.\1.attn.\2.weight'),
+        Rule(rf'layers\.(\d+)\.1\.(\d+)\.{_WB}', r'layers.\1.ff.\2.\3'),
+        Rule(rf'norm\.{_WB}', r'norm.\1', required=True),
+    ]
+
+
+def _xgen_mm_perceiver() -> list[Rule]:
+    return _open_flamingo_perceiver() + [Rule(rf'projection\.{_WB}', r'projection.\1', required=True)]
+
+
+def _regstage_block(rest: str) -> Callable[[re.Match], str]:
+    """``net.{0|2}.b{k}.<rest>`` (timm RegStage blocks, 1-based) -> ``stage{1|2}.{k - 1}.<rest>``."""
+    return lambda m: f'stage{1 if m[1] == "0" else 2}.{int(m[2]) - 1}.' + m.expand(rest)
+
+
+def _honeybee_c_abstractor() -> list[Rule]:
+    # net = Sequential(RegStage, AdaptiveAvgPool2d, RegStage); a block's ConvNormAct is ``conv`` + ``bn``
+    block = r'net\.([02])\.b(\d+)\.'
+    return [
+        Rule('pos_emb', 'pos_emb', value=_drop_batch_dim, required=True),
+        Rule(rf'{block}conv([123])\.conv\.weight', _regstage_block(r'conv\3.weight')),
+        Rule(rf'{block}conv([123])\.bn\.{_WB}', _regstage_block(r'norm\3.\4')),
+        Rule(rf'{block}se\.fc1\.{_WB}', _regstage_block(r'se.reduce.\3')),
+        Rule(rf'{block}se\.fc2\.{_WB}', _regstage_block(r'se.expand.\3')),
+        Rule(rf'{block}downsample\.conv\.weight', _regstage_block('shortcut.0.weight')),
+        Rule(rf'{block}downsample\.bn\.{_WB}', _regstage_block(r'shortcut.1.\3')),
+        Rule(rf'readout\.(\d+)\.{_WB}', r'readout.\1.\2', required=True),
+    ]
+
+
+SOURCES: dict[str, list[Rule]] = {
+    'llava.mlp': _llava_mlp(),
+    'hf.llava': _hf_llava(),
+    'hf.blip2': _hf_qformer(instructblip=False),
+    'hf.instructblip': _hf_qformer(instructblip=True),
+    'open_flamingo.perceiver': _open_flamingo_perceiver(),
+    'xgen_mm.perceiver': _xgen_mm_perceiver(),
+    'honeybee.c_abstractor': _honeybee_c_abstractor(),
+}
+
+
+def _match(rules: list[Rule], key: str) -> tuple[Rule, re.Match] | None:
+    for rule in rules:
+        m = re.fullmatch(rule.pattern, key)
+        if m:
+            return rule, m
+    return None
+
+
+def convert_state_dict(
+    source: str, state_dict: Mapping[str, Tensor], *, prefix: str = ''
+) -> dict[str, Tensor]:
+    """Renames a reference implementation's connector weights to the vlkit connector's keys.
+
+    Args:
+        source: one of :data:`SOURCES` (``'hf.blip2'``, ``'xgen_mm.perceiver'``, ...).
+        state_dict: the reference module's state dict (``hf.blip2``: a whole ``Blip2Model``'s, whose
+            ``vision_model.*`` and ``language_model.*`` keys are dropped).
+        prefix: take only the keys under this prefix, with it removed (the connector inside a whole
+            model's checkpoint, e.g. ``'vlm.vision_tokenizer.'`` for BLIP-3); the others are ignored.
+
+    Returns:
+        A state dict for ``load_state_dict(..., strict=True)`` of the matching vlkit connector.
+
+    Raises:
+        KeyError: the source is unknown, a key matches no rule, or a required key is missing.
+    """
+    if source not in SOURCES:
+        raise KeyError(f'unknown conversion source {source!r}; known sources: {sorted(SOURCES)}')
+    rules = SOURCES[source]
+    out: dict[str, Tensor] = {}
+    # a fused target -> (number of parts, {part index: (reference key, tensor)})
+    fused: dict[str, tuple[int, dict[int, tuple[str, Tensor]]]] = {}
+    unmapped, matched = [], set()
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        key = key[len(prefix) :]
+        found = _match(rules, key)
+        if found is None:
+            unmapped.append(key)
+            continue
+        rule, m = found
+        matched.add(rule.pattern)
+        if rule.target is None:
+            continue
+        name = rule.target(m) if callable(rule.target) else m.expand(rule.target)
+        value = rule.value(value) if rule.value else value
+        if rule.part is None:
+            out[name] = value
+        else:
+            fused.setdefault(name, (rule.part[1], {}))[1][rule.part[0]] = (key, value)
+    missing = [rule.pattern for rule in rules if rule.required and rule.pattern not in matched]
+    missing += [f'the other parts of {name} (have only {[k for k, _ in parts.values()]})'
+                for name, (n, parts) in fused.items() if len(parts) != n]  # fmt: skip
+    _raise_if_any(source, prefix, unmapped, missing)
+    out.update({name: torch.cat([parts[i][1] for i in sorted(parts)]) for name, (_, parts) in fused.items()})
+    return out
+
+
+def _raise_if_any(source: str, prefix: str, unmapped: list[str], missing: list[str]) -> None:
+    problems = []
+    if unmapped:
+        problems.append(f'keys that no {source!r} rule maps: {sorted(unmapped)}')
+    if missing:
+        problems.append(f'missing keys (as regular expressions): {missing}')
+    if problems:
+        where = f' under prefix {prefix!r}' if prefix else ''
+        raise KeyError(f'cannot convert the {source!r} state dict{where}: ' + '; '.join(problems))
