@@ -3,12 +3,17 @@
 A connector that is registered but has no entry in TINY fails ``test_every_connector_is_covered``.
 """
 
+import glob
+from pathlib import Path
+
 import pytest
 import torch
+from mmengine.config import Config
 
 from vlkit.registry import CONNECTORS
 
 IN_DIM, OUT_DIM, GRID = 32, 48, (4, 6)
+CONNECTOR_CONFIGS = Path(__file__).resolve().parents[1] / 'configs' / '_base_' / 'connectors'
 
 # Small hyper-parameters per registered connector.
 TINY = {
@@ -90,10 +95,47 @@ def test_out_dim_none_keeps_in_dim(name):
 
 
 def test_unknown_connector_names_the_registered_ones():
-    with pytest.raises(KeyError, match=r"'PerceiverResampeler' is not a registered connector.*Did you mean 'PerceiverResampler'"):
+    match = r"'PerceiverResampeler' is not a registered connector.*Did you mean 'PerceiverResampler'"
+    with pytest.raises(KeyError, match=match):
         CONNECTORS.build(dict(type='PerceiverResampeler', in_dim=8))
 
 
 def test_unknown_connector_argument_is_named():
     with pytest.raises(TypeError, match='num_latent'):
         CONNECTORS.build(dict(type='PerceiverResampler', in_dim=8, num_latent=4))
+
+
+def _instruction_qformer():
+    torch.manual_seed(0)
+    cfg = dict(type='QFormer', in_dim=IN_DIM, out_dim=OUT_DIM, instruction_aware=True, **TINY['QFormer'])
+    return CONNECTORS.build(cfg)
+
+
+def test_qformer_ignores_masked_instruction_tokens():
+    c = _instruction_qformer().eval()
+    x, mask = _inputs()
+    dim = TINY['QFormer']['dim']
+    text = torch.randn(2, 4, dim)
+    text_mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    noisy = text.clone()
+    noisy[~text_mask] = torch.randn_like(noisy[~text_mask]) * 10
+    y = c(x, mask, GRID, instruction=text, instruction_mask=text_mask)
+    torch.testing.assert_close(c(x, mask, GRID, instruction=noisy, instruction_mask=text_mask), y)
+    assert not torch.allclose(c(x, mask, GRID), y), 'the instruction did not reach the queries'
+
+
+def test_qformer_refuses_an_instruction_unless_instruction_aware():
+    x, mask = _inputs()
+    with pytest.raises(ValueError, match='instruction_aware=False'):
+        _build('QFormer')(x, mask, GRID, instruction=torch.randn(2, 4, TINY['QFormer']['dim']))
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(f'{CONNECTOR_CONFIGS}/*.py')), ids=lambda p: Path(p).name)
+def test_every_connector_base_config_builds(path):
+    # the tiny default model: a 192-wide encoder on an 8 x 8 grid, a 256-wide LLM
+    cfg = Config.fromfile(path).connector
+    grid = (8, 8)
+    extra = {'input_grid': grid} if CONNECTORS.get(cfg['type']).wants_input_grid() else {}
+    c = CONNECTORS.build(cfg, default_args=dict(in_dim=192, out_dim=256, **extra))
+    x = torch.randn(1, 64, 192)
+    assert c(x, None, grid).shape == (1, c.num_output_tokens(64), 256)

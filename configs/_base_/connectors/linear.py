@@ -1,0 +1,2 @@
+# LLaVA: one Linear layer per visual token.
+connector = dict(type='LinearProjector')
