@@ -4,7 +4,9 @@ Each source is a table of rename rules; :func:`convert_state_dict` applies one t
 ``strict=True`` into the vlkit connector built with the reference's hyper-parameters::
 
     sd = convert_state_dict('hf.blip2', torch.load('blip2.pth', weights_only=True))
-    QFormer(in_dim=1408, out_dim=2560).load_state_dict(sd)
+    CONNECTORS.build(dict(type='QFormer', in_dim=1408, out_dim=2560)).load_state_dict(sd)
+
+See docs/connectors.md for the sources and whole-checkpoint examples.
 """
 
 from __future__ import annotations
