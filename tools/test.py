@@ -57,8 +57,11 @@ def main(argv=None) -> dict:
     cfg.load_from = args.checkpoint
     cfg.test_dataloader.dataset.split = args.split
     cfg.test_dataloader.dataset.blank_images = args.blank_images
-    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'val_dataloader', 'val_cfg'):
-        cfg.pop(key, None)  # evaluation builds nothing for training
+    # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them)
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        cfg.pop(key, None)
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
+        cfg.pop(key, None)
     runner = Runner.from_cfg(cfg)
     results = {'images' if not args.blank_images else 'blank images': runner.test()}
     if args.compare_blank:
