@@ -36,7 +36,11 @@ def synthetic_root(tmp_path_factory) -> str:
     from vlkit.data.prepare import ensure_synthetic_data
 
     root = ensure_synthetic_data(
-        tmp_path_factory.mktemp('data') / 'synthetic', TINY_SPLITS, TINY_IMAGE_SIZE, shard_size=100, verbose=False
+        tmp_path_factory.mktemp('data') / 'synthetic',
+        TINY_SPLITS,
+        TINY_IMAGE_SIZE,
+        shard_size=100,
+        verbose=False,
     )
     os.environ['VLKIT_DATA_ROOT'] = str(root)
     return str(root)
@@ -46,18 +50,32 @@ def tiny_encoder() -> dict:
     return dict(
         type='TimmVisionEncoder',
         model_name='vit_tiny_patch16_224',
-        model_kwargs=dict(img_size=TINY_IMAGE_SIZE, patch_size=8, embed_dim=32, depth=1, num_heads=2,
-                          class_token=False, global_pool='avg'),
-    )  # fmt: skip
+        model_kwargs=dict(
+            img_size=TINY_IMAGE_SIZE,
+            patch_size=8,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            class_token=False,
+            global_pool='avg',
+        ),
+    )
 
 
 def tiny_language_model(data_root: str) -> dict:
     return dict(
         type='HFCausalLM',
-        model=dict(model_type='llama', hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256),
+        model=dict(
+            model_type='llama',
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        ),
         tokenizer=dict(type='synthetic_tokenizer', data_root=data_root),
-    )  # fmt: skip
+    )
 
 
 def tiny_model_cfg(data_root: str, connector: dict | None = None, fusion: dict | None = None) -> dict:
@@ -73,9 +91,16 @@ def tiny_model_cfg(data_root: str, connector: dict | None = None, fusion: dict |
 
 def tiny_options(data_root: str, max_iters: int) -> dict:
     """Config overrides that shrink any experiment config to the tiny models and data."""
-    opts = {'data_root': data_root, 'image_size': TINY_IMAGE_SIZE, 'train_cfg.max_iters': max_iters,
-            'vision_encoder.pretrain': None, 'train_dataloader.batch_size': 8, 'val_dataloader.batch_size': 30,
-            'default_hooks.logger.interval': 5, 'default_hooks.checkpoint.interval': max_iters}  # fmt: skip
+    opts = {
+        'data_root': data_root,
+        'image_size': TINY_IMAGE_SIZE,
+        'train_cfg.max_iters': max_iters,
+        'vision_encoder.pretrain': None,
+        'train_dataloader.batch_size': 8,
+        'val_dataloader.batch_size': 30,
+        'default_hooks.logger.interval': 5,
+        'default_hooks.checkpoint.interval': max_iters,
+    }
     opts.update({f'vision_encoder.model_kwargs.{k}': v for k, v in tiny_encoder()['model_kwargs'].items()})
     llm = tiny_language_model(data_root)['model']
     opts.update({f'language_model.model.{k}': v for k, v in llm.items() if k != 'model_type'})
@@ -84,4 +109,9 @@ def tiny_options(data_root: str, max_iters: int) -> dict:
 
 def tiny_overrides(data_root: str, work_dir: str, max_iters: int) -> list[str]:
     """The same as command-line arguments for the tools: ``--work-dir DIR --cfg-options k=v ...``."""
-    return ['--work-dir', work_dir, '--cfg-options', *(f'{k}={v}' for k, v in tiny_options(data_root, max_iters).items())]
+    return [
+        '--work-dir',
+        work_dir,
+        '--cfg-options',
+        *(f'{k}={v}' for k, v in tiny_options(data_root, max_iters).items()),
+    ]

@@ -6,8 +6,11 @@ from vlkit.ops import AttentionBackendError, attention, available_backends
 
 def _qkv(b=2, h=3, lq=5, lk=7, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(b, h, lq, d, generator=g), torch.randn(b, h, lk, d, generator=g),
-            torch.randn(b, h, lk, d, generator=g))  # fmt: skip
+    return (
+        torch.randn(b, h, lq, d, generator=g),
+        torch.randn(b, h, lk, d, generator=g),
+        torch.randn(b, h, lk, d, generator=g),
+    )
 
 
 def _padding_mask(b=2, lk=7):
@@ -89,5 +92,6 @@ def test_xformers_matches_math_on_cuda(causal):
     mask = torch.ones(2, 24, dtype=torch.bool, device='cuda')
     mask[1, 10:] = False
     expected = attention(q, k, v, mask, causal=causal, backend='math')
-    torch.testing.assert_close(attention(q, k, v, mask, causal=causal, backend='xformers'), expected,
-                               atol=1e-4, rtol=1e-3)  # fmt: skip
+    torch.testing.assert_close(
+        attention(q, k, v, mask, causal=causal, backend='xformers'), expected, atol=1e-4, rtol=1e-3
+    )

@@ -17,7 +17,10 @@ def _png(color=(200, 10, 10)) -> bytes:
 
 
 def _conversation(answer='red') -> bytes:
-    turns = [{'from': 'human', 'value': '<image>\nwhat colour is the circle ?'}, {'from': 'gpt', 'value': answer}]
+    turns = [
+        {'from': 'human', 'value': '<image>\nwhat colour is the circle ?'},
+        {'from': 'gpt', 'value': answer},
+    ]
     return json.dumps({'conversations': turns, 'task': 'colour'}).encode()
 
 
@@ -37,12 +40,18 @@ def _dataset(shards, synthetic_root, **kwargs):
 
 @pytest.fixture
 def bad_shard(tmp_path):
-    return _write_shard(tmp_path / 'bad-00000.tar', [
-        ('a.png', _png()), ('a.json', _conversation('red')),
-        ('b.png', b'\x89PNG\r\n\x1a\n this is not an image'), ('b.json', _conversation('blue')),
-        ('c.png', _png()),  # no .json / .txt: a field the format needs is missing
-        ('d.png', _png((10, 10, 200))), ('d.json', _conversation('blue')),
-    ])  # fmt: skip
+    return _write_shard(
+        tmp_path / 'bad-00000.tar',
+        [
+            ('a.png', _png()),
+            ('a.json', _conversation('red')),
+            ('b.png', b'\x89PNG\r\n\x1a\n this is not an image'),
+            ('b.json', _conversation('blue')),
+            ('c.png', _png()),  # no .json / .txt: a field the format needs is missing
+            ('d.png', _png((10, 10, 200))),
+            ('d.json', _conversation('blue')),
+        ],
+    )
 
 
 def test_corrupt_and_incomplete_samples_are_skipped_and_counted(bad_shard, synthetic_root):
@@ -70,8 +79,12 @@ def test_caption_pairs_are_read(tmp_path, synthetic_root):
 
 
 def test_train_stream_is_endless_and_collates(synthetic_root):
-    ds = SyntheticShards('train', data_root=synthetic_root, image_size=32,
-                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    ds = SyntheticShards(
+        'train',
+        data_root=synthetic_root,
+        image_size=32,
+        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
+    )
     samples = list(itertools.islice(iter(ds), len(ds) + 10))  # past one pass: resampled shards never end
     assert len(samples) == len(ds) + 10
     batch = vlm_collate([dict(s, __key__='x') for s in samples[:4]])
@@ -82,8 +95,13 @@ def test_train_stream_is_endless_and_collates(synthetic_root):
 
 
 def test_generation_batches_are_left_padded(synthetic_root):
-    ds = SyntheticShards('val', data_root=synthetic_root, image_size=32, mode='generate',
-                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    ds = SyntheticShards(
+        'val',
+        data_root=synthetic_root,
+        image_size=32,
+        mode='generate',
+        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
+    )
     samples = list(ds)
     assert len(samples) == len(ds) == 60
     batch = vlm_collate(samples[:10])
@@ -91,8 +109,14 @@ def test_generation_batches_are_left_padded(synthetic_root):
 
 
 def test_blank_images_are_constant(synthetic_root):
-    ds = SyntheticShards('val', data_root=synthetic_root, image_size=32, mode='generate', blank_images=True,
-                         tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    ds = SyntheticShards(
+        'val',
+        data_root=synthetic_root,
+        image_size=32,
+        mode='generate',
+        blank_images=True,
+        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
+    )
     image = next(iter(ds))['image']
     assert image.std() == 0
 

@@ -8,8 +8,11 @@ from vlkit.registry import MODELS
 
 @pytest.fixture(scope='module')
 def batches(synthetic_root):
-    kwargs = dict(data_root=synthetic_root, image_size=32,
-                  tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))  # fmt: skip
+    kwargs = dict(
+        data_root=synthetic_root,
+        image_size=32,
+        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
+    )
     train = SyntheticShards('train', **kwargs)
     val = SyntheticShards('val', mode='generate', **kwargs)
     it = iter(train)
@@ -22,8 +25,10 @@ def _build(synthetic_root, **kwargs):
 
 
 def test_builder_fills_connector_dimensions(synthetic_root):
-    model = _build(synthetic_root, connector=dict(type='PerceiverResampler', num_latents=4, depth=1, num_heads=2,
-                                                  head_dim=8))  # fmt: skip
+    model = _build(
+        synthetic_root,
+        connector=dict(type='PerceiverResampler', num_latents=4, depth=1, num_heads=2, head_dim=8),
+    )
     assert model.connector.in_dim == model.vision_encoder.out_dim == 32
     assert model.connector.out_dim == model.language_model.hidden_size == 48
 

@@ -18,7 +18,9 @@ def _conv(*turns):
 def test_only_answer_tokens_and_eos_carry_loss(tokenizer):
     out = tokenize_conversation(tokenizer, _conv('<image>\nwhat colour is the circle ?', 'red'))
     ids, labels = out['input_ids'], out['labels']
-    supervised = [tokenizer.convert_ids_to_tokens(i) for i, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX]
+    supervised = [
+        tokenizer.convert_ids_to_tokens(i) for i, lab in zip(ids, labels, strict=True) if lab != IGNORE_INDEX
+    ]
     assert supervised == ['red', tokenizer.eos_token]
     assert [lab for lab in labels if lab != IGNORE_INDEX] == [ids[-2], ids[-1]]
     assert tokenizer.convert_ids_to_tokens(ids[0]) == tokenizer.bos_token
@@ -26,15 +28,21 @@ def test_only_answer_tokens_and_eos_carry_loss(tokenizer):
 
 
 def test_multi_turn_supervises_every_answer(tokenizer):
-    out = tokenize_conversation(tokenizer, _conv('<image>\nhow many shapes are there ?', 'two',
-                                                 'what word is written ?', 'cat'))  # fmt: skip
-    supervised = [tokenizer.convert_ids_to_tokens(i) for i, lab in zip(out['input_ids'], out['labels'], strict=True)
-                  if lab != IGNORE_INDEX]  # fmt: skip
+    out = tokenize_conversation(
+        tokenizer, _conv('<image>\nhow many shapes are there ?', 'two', 'what word is written ?', 'cat')
+    )
+    supervised = [
+        tokenizer.convert_ids_to_tokens(i)
+        for i, lab in zip(out['input_ids'], out['labels'], strict=True)
+        if lab != IGNORE_INDEX
+    ]
     assert supervised == ['two', tokenizer.eos_token, 'cat', tokenizer.eos_token]
 
 
 def test_generation_prompt_stops_before_the_last_answer(tokenizer):
-    out = tokenize_conversation(tokenizer, _conv('<image>\nwhat word is written ?', 'cat'), for_generation=True)
+    out = tokenize_conversation(
+        tokenizer, _conv('<image>\nwhat word is written ?', 'cat'), for_generation=True
+    )
     assert out['answer'] == 'cat' and 'labels' not in out
     text = tokenizer.decode(out['input_ids'], skip_special_tokens=False)
     assert text.endswith(format_prompt('what word is written ?').split('\n')[-1])

@@ -19,8 +19,13 @@ CONFIGS = sorted(p for p in glob.glob(str(ROOT / 'configs' / '*.py')))
 
 
 def _run(tool, *args, cwd=ROOT):
-    result = subprocess.run([sys.executable, str(ROOT / 'tools' / tool), *args], cwd=cwd, capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / tool), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -58,15 +63,21 @@ def test_test_tool_compares_real_and_blank_images(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     opts = tiny_overrides(synthetic_root, work_dir, 5)
     _run('train.py', 'configs/llava_linear.py', *opts)
-    out = _run('test.py', 'configs/llava_linear.py', 'last', '--compare-blank', '--work-dir', work_dir, *opts[2:])
+    out = _run(
+        'test.py', 'configs/llava_linear.py', 'last', '--compare-blank', '--work-dir', work_dir, *opts[2:]
+    )
     result = json.load(open(os.path.join(work_dir, 'accuracy_val.json')))
     assert set(result) >= {'images', 'blank images', 'gain', 'question only'}
     assert 'question only' in out and 'blank images' in out
 
 
 def test_test_tool_names_a_missing_checkpoint(synthetic_root, tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / 'tools' / 'test.py'), 'configs/llava_mlp.py',
-                             str(tmp_path / 'nope.pth')], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'test.py'), 'configs/llava_mlp.py', str(tmp_path / 'nope.pth')],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and 'nope.pth' in result.stderr and 'does not exist' in result.stderr
 
 

@@ -15,10 +15,16 @@ from vlkit.data.prepare import DEFAULT_SPLITS, default_data_root, ensure_synthet
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data-root', default=default_data_root(), help='output directory (env VLKIT_DATA_ROOT)')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--data-root', default=default_data_root(), help='output directory (env VLKIT_DATA_ROOT)'
+    )
     for split, n in DEFAULT_SPLITS.items():
-        parser.add_argument(f'--{split}', type=int, default=n, help=f'samples in the {split} split (default {n})')
+        parser.add_argument(
+            f'--{split}', type=int, default=n, help=f'samples in the {split} split (default {n})'
+        )
     parser.add_argument('--image-size', type=int, default=64)
     parser.add_argument('--shard-size', type=int, default=1000)
     args = parser.parse_args(argv)

@@ -19,7 +19,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('config')
     parser.add_argument('checkpoint', help="a checkpoint file, or 'last' for the work dir's newest one")
     parser.add_argument('--work-dir', help='where results go (default work_dirs/CONFIG_NAME)')
@@ -45,14 +47,18 @@ def resolve_checkpoint(checkpoint: str, work_dir: str) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    import vlkit.engine  # noqa: F401
     from mmengine.runner import Runner, TestLoop
 
+    import vlkit.engine  # noqa: F401
     from vlkit.config import load_config
     from vlkit.evaluation import format_accuracy_table
 
     cfg = load_config(args.config, args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = (
+        args.work_dir
+        or cfg.get('work_dir')
+        or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    )
     args.checkpoint = resolve_checkpoint(args.checkpoint, cfg.work_dir)
     cfg.load_from = args.checkpoint
     cfg.test_dataloader.dataset.split = args.split

@@ -1,7 +1,7 @@
 """Train a vision-language model from an experiment config.
 
-    python tools/train.py configs/blip3_perceiver.py [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--cfg-options train_cfg.max_iters=30 ...] [--launcher none|pytorch|slurm]
+python tools/train.py configs/blip3_perceiver.py [--work-dir DIR] [--resume [CKPT]] [--amp]
+    [--cfg-options train_cfg.max_iters=30 ...] [--launcher none|pytorch|slurm]
 """
 
 from __future__ import annotations
@@ -16,13 +16,18 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 def parse_args(argv=None) -> argparse.Namespace:
     from mmengine.config import DictAction
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('config', help='experiment config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default work_dirs/CONFIG_NAME)')
     parser.add_argument(
-        '--resume', nargs='?', const='auto', default=None,
-        help='resume from CKPT, or from the work dir\'s last checkpoint when no path is given',
-    )  # fmt: skip
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
+    )
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
@@ -38,13 +43,19 @@ def configure(args: argparse.Namespace):
 
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = (
+        args.work_dir
+        or cfg.get('work_dir')
+        or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    )
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
     if args.amp:
         if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA device (MMEngine\'s AmpOptimWrapper asserts on CPU); drop --amp')
+            raise SystemExit(
+                "--amp needs a CUDA device (MMEngine's AmpOptimWrapper asserts on CPU); drop --amp"
+            )
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     return cfg
@@ -54,8 +65,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = configure(args)
 
-    import vlkit.engine  # noqa: F401  (checkpoint loader fix, hooks)
     from mmengine.runner import Runner
+
+    import vlkit.engine  # noqa: F401  (checkpoint loader fix, hooks)
 
     runner = Runner.from_cfg(cfg)
     runner.train()

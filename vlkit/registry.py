@@ -47,7 +47,9 @@ DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, location
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, locations=['vlkit.data'])
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['vlkit.models'])
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, locations=_ENGINE)
-WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, locations=['vlkit.models'])
+WEIGHT_INITIALIZERS = Registry(
+    'weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, locations=['vlkit.models']
+)
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, locations=_ENGINE)
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=_ENGINE)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
@@ -91,7 +93,11 @@ CONNECTORS = Registry(
     'connector', parent=MODELS, scope='vlkit_connector', build_func=build_component, locations=['connectors']
 )
 FUSIONS = Registry(
-    'fusion', parent=MODELS, scope='vlkit_fusion', build_func=build_component, locations=['vlkit.models.fusion']
+    'fusion',
+    parent=MODELS,
+    scope='vlkit_fusion',
+    build_func=build_component,
+    locations=['vlkit.models.fusion'],
 )
 VISION_ENCODERS = Registry(
     'vision encoder',

@@ -9,7 +9,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True),
 )
 custom_hooks = [dict(type='AccuracyTableHook')]
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+visualizer = dict(
+    type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+)
 log_processor = dict(by_epoch=False, window_size=50)
 load_from = None
 resume = False

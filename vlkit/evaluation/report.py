@@ -19,6 +19,8 @@ def format_accuracy_table(columns: dict[str, dict[str, float]]) -> str:
     header = 'task'.ljust(width) + ''.join(name.rjust(widths[name]) for name in cols)
     lines = [header, '-' * len(header)]
     for task in tasks:
-        cells = ''.join((f'{c[task]:.1f}' if task in c else '-').rjust(widths[name]) for name, c in cols.items())
+        cells = ''.join(
+            (f'{c[task]:.1f}' if task in c else '-').rjust(widths[name]) for name, c in cols.items()
+        )
         lines.append(task.ljust(width) + cells)
     return '\n'.join(lines)

@@ -9,7 +9,8 @@ from ..ops import attention
 
 
 class MultiheadAttention(nn.Module):
-    """Multi-head attention over ``vlkit.ops.attention``: queries from ``x``, keys and values from ``context``.
+    """Multi-head attention over ``vlkit.ops.attention``: queries from ``x``, keys and values from ``context``
+    (``x`` itself when ``context`` is None).
 
     Keys and values come from one fused projection (``to_kv``, keys first), as in Flamingo's perceiver.
 
@@ -56,9 +57,8 @@ class FeedForward(nn.Sequential):
     """Pre-norm MLP ``LayerNorm -> Linear -> GELU -> Linear`` (keys ``0``, ``1``, ``3``, as in Flamingo)."""
 
     def __init__(self, dim: int, hidden_dim: int, bias: bool = False) -> None:
-        super().__init__(
-            nn.LayerNorm(dim), nn.Linear(dim, hidden_dim, bias=bias), nn.GELU(), nn.Linear(hidden_dim, dim, bias=bias)
-        )
+        layers = [nn.LayerNorm(dim), nn.Linear(dim, hidden_dim, bias=bias), nn.GELU()]
+        super().__init__(*layers, nn.Linear(hidden_dim, dim, bias=bias))
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, depth: int, act: str = 'gelu') -> nn.Sequential:

@@ -53,8 +53,15 @@ class VisionLanguageModel(BaseModel):
             self.vision_encoder.eval()
 
     def _connector_args(self, connector: dict, image_size: int) -> dict:
-        args = dict(in_dim=self.vision_encoder.out_dim, out_dim=self.fusion.connector_out_dim(self.language_model.hidden_size))
-        cls = CONNECTORS.get(connector['type']) if isinstance(connector.get('type'), str) else connector.get('type')
+        args = dict(
+            in_dim=self.vision_encoder.out_dim,
+            out_dim=self.fusion.connector_out_dim(self.language_model.hidden_size),
+        )
+        cls = (
+            CONNECTORS.get(connector['type'])
+            if isinstance(connector.get('type'), str)
+            else connector.get('type')
+        )
         if isinstance(cls, type) and issubclass(cls, Connector) and cls.wants_input_grid():
             args['input_grid'] = self.vision_encoder.grid_size(image_size)
         return args
@@ -78,7 +85,9 @@ class VisionLanguageModel(BaseModel):
     def fuse(self, images, input_ids, attention_mask, labels=None, align_right=False) -> dict[str, Tensor]:
         visual = self.encode_images(images) if images.numel() else images.new_zeros(0, 1, 1)
         lm = self.language_model
-        return self.fusion(lm.embed(input_ids), input_ids, attention_mask, visual, lm.image_token_id, labels, align_right)
+        return self.fusion(
+            lm.embed(input_ids), input_ids, attention_mask, visual, lm.image_token_id, labels, align_right
+        )
 
     def forward(
         self,
@@ -127,4 +136,6 @@ class VisionLanguageModel(BaseModel):
         predictions = self.generate(images, input_ids, attention_mask)
         answers = answers or [None] * len(predictions)
         tasks = tasks or [None] * len(predictions)
-        return [dict(prediction=p, answer=a, task=t) for p, a, t in zip(predictions, answers, tasks, strict=True)]
+        return [
+            dict(prediction=p, answer=a, task=t) for p, a, t in zip(predictions, answers, tasks, strict=True)
+        ]

@@ -136,7 +136,9 @@ def available_backends(q: Tensor, k: Tensor | None = None, v: Tensor | None = No
 
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f'q, k, v must be [B, H, L, Dh]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}')
+        raise ValueError(
+            f'q, k, v must be [B, H, L, Dh]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}'
+        )
     if k.shape[:3] != v.shape[:3] or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f'incompatible q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: '
@@ -145,7 +147,13 @@ def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 
 def attention(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *, causal: bool = False, backend: str = 'auto'
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    *,
+    causal: bool = False,
+    backend: str = 'auto',
 ) -> Tensor:
     """Scaled dot-product attention.
 
@@ -166,10 +174,14 @@ def attention(
     if backend == 'auto':
         name = available_backends(q, k, v)[0]
     elif backend not in BACKENDS:
-        raise AttentionBackendError(f'unknown attention backend {backend!r}; expected one of {["auto", *BACKENDS]}')
+        raise AttentionBackendError(
+            f'unknown attention backend {backend!r}; expected one of {["auto", *BACKENDS]}'
+        )
     else:
         reasons = BACKENDS[backend].reasons_not_supported(q, k, v)
         if reasons:
-            raise AttentionBackendError(f'attention backend {backend!r} cannot run these inputs: ' + '; '.join(reasons))
+            raise AttentionBackendError(
+                f'attention backend {backend!r} cannot run these inputs: ' + '; '.join(reasons)
+            )
         name = backend
     return BACKENDS[name].run(q, k, v, full)

@@ -4,7 +4,8 @@ image_size = 64
 vision_encoder = dict(
     type='TimmVisionEncoder',
     model_name='vit_tiny_patch16_224',
-    model_kwargs=dict(img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, class_token=False,
-                      global_pool='avg'),
+    model_kwargs=dict(
+        img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, class_token=False, global_pool='avg'
+    ),
     pretrain=dict(data_root=None, image_size=None, iters=600, batch_size=64, lr=1e-3),
 )

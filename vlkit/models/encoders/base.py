@@ -16,7 +16,7 @@ class VisualFeatures(NamedTuple):
 
 
 class VisionEncoder(nn.Module, ABC):
-    """images [N, 3, H, W] -> VisualFeatures(tokens [N, h * w, out_dim], grid (h, w)), no CLS/prefix tokens."""
+    """images [N, 3, H, W] -> VisualFeatures(tokens [N, h * w, out_dim], grid (h, w)), without CLS tokens."""
 
     @property
     @abstractmethod

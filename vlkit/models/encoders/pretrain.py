@@ -2,7 +2,9 @@
 
 A frozen *random* encoder gives a connector nothing to work with, so the default tiny encoder is taught to
 see first, as BLIP-3 assumes a pretrained SigLIP: every patch token learns the colour, shape and word
-under it and whether a shape's centre lies in it, and the mean token learns the number of shapes. The
+under it, whether a shape's centre lies in it, which coloured shape and which shape in which grid column
+it shows; the mean token learns the number of shapes and the image's tags (which coloured shapes, which
+shape in which column, which word: :func:`vlkit.data.synthetic.scene_tags`). The
 targets come from the generator's ground truth. The result is cached under ``{data_root}/encoders/``,
 keyed by the encoder's architecture and these settings, and reused on every later build.
 """
@@ -27,9 +29,6 @@ from ...data import synthetic
 from ...data.prepare import default_data_root
 from ...data.transforms import normalize_uint8
 
-HEADS = {'colour': len(synthetic.COLOURS) + 1, 'shape': len(synthetic.SHAPES) + 1,
-         'word': len(synthetic.WORDS) + 1, 'centre': 2}  # fmt: skip
-
 
 def load_or_pretrain(
     encoder: nn.Module,
@@ -44,8 +43,16 @@ def load_or_pretrain(
     seed: int = 0,
 ) -> Path:
     """Loads the cached pretrained weights into ``encoder.model``, training and caching them if missing."""
-    settings = dict(recipe=recipe, image_size=image_size, iters=iters, batch_size=batch_size, lr=lr,
-                    bank_size=bank_size, seed=seed)  # fmt: skip
+    settings = dict(
+        recipe=recipe,
+        image_size=image_size,
+        iters=iters,
+        batch_size=batch_size,
+        lr=lr,
+        bank_size=bank_size,
+        seed=seed,
+        targets=[*synthetic.LABEL_MAPS, *GLOBAL_HEADS],
+    )
     key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(data_root or default_data_root()) / 'encoders' / f'{key}.pth'
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,13 +62,15 @@ def load_or_pretrain(
             tmp = path.with_suffix(f'.tmp-{os.getpid()}')
             torch.save(encoder.model.state_dict(), tmp)
             os.replace(tmp, path)
-            path.with_suffix('.json').write_text(json.dumps(settings | {'held_out_accuracy': metrics}, indent=2))
+            path.with_suffix('.json').write_text(
+                json.dumps(settings | {'held_out_accuracy': metrics}, indent=2)
+            )
     encoder.model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     return path
 
 
 def _scene_bank(n: int, image_size: int, patch: int, seed_offset: int) -> dict[str, Tensor]:
-    images, targets = [], {name: [] for name in [*HEADS, 'count']}
+    images, targets = [], {name: [] for name in [*synthetic.LABEL_MAPS, 'count', 'tags']}
     stream = synthetic.sample_stream('pretrain', seed_offset)
     for _ in range(n):
         _, _, scene, _, _ = next(stream)
@@ -70,27 +79,53 @@ def _scene_bank(n: int, image_size: int, patch: int, seed_offset: int) -> dict[s
         for name, t in synthetic.patch_targets(maps, patch).items():
             targets[name].append(t)
         targets['count'].append(len(scene.shapes) - 1)
+        targets['tags'].append(synthetic.scene_tags(scene))
     bank = {name: torch.as_tensor(np.stack(v)) for name, v in targets.items()}
     bank['images'] = torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     return bank
 
 
-def _losses(encoder: nn.Module, heads: nn.ModuleDict, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    tokens, (h, w) = encoder(normalize_uint8(batch['images']))
-    logits = {name: head(tokens) for name, head in heads.items() if name != 'count'}
-    logits['count'] = heads['count'](tokens.mean(1))
-    targets = {name: batch[name].flatten(1) if name != 'count' else batch[name] for name in logits}
-    return {name: (logits[name], targets[name]) for name in logits}
+GLOBAL_HEADS = ('count', 'tags')  # read from the mean token; the others from every patch token
+
+
+def _predictions(encoder: nn.Module, heads: nn.ModuleDict, batch: dict[str, Tensor]) -> dict[str, tuple]:
+    """{target: (logits, labels)}; patch targets flattened over the grid."""
+    tokens = encoder(normalize_uint8(batch['images'])).tokens
+    mean = tokens.mean(1)
+    return {
+        name: (
+            head(mean if name in GLOBAL_HEADS else tokens),
+            batch[name] if name in GLOBAL_HEADS else batch[name].flatten(1),
+        )
+        for name, head in heads.items()
+    }
+
+
+def _loss(name: str, logits: Tensor, labels: Tensor) -> Tensor:
+    if name == 'tags':
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def _accuracy(name: str, logits: Tensor, labels: Tensor) -> float:
+    """% correct: per patch or image; for tags, images whose whole tag set is right."""
+    if name == 'tags':
+        return round(100.0 * ((logits > 0) == labels.bool()).all(-1).float().mean().item(), 1)
+    return round(100.0 * (logits.argmax(-1) == labels).float().mean().item(), 1)
 
 
 def _pretrain(encoder, image_size, iters, batch_size, lr, bank_size, seed) -> dict[str, float]:
     patch = image_size // encoder.grid_size(image_size)[0]
-    print_log(f'pretraining the vision encoder on {bank_size} synthetic scenes for {iters} iterations '
-              '(once; cached afterwards)', logger='current')  # fmt: skip
+    print_log(
+        f'pretraining the vision encoder on {bank_size} synthetic scenes for {iters} iterations '
+        '(once; cached afterwards)',
+        logger='current',
+    )
     bank = _scene_bank(bank_size, image_size, patch, seed)
     held_out = _scene_bank(512, image_size, patch, seed + 1)
-    heads = nn.ModuleDict({name: nn.Linear(encoder.out_dim, n) for name, n in HEADS.items()})
+    heads = nn.ModuleDict({name: nn.Linear(encoder.out_dim, n) for name, n in synthetic.LABEL_MAPS.items()})
     heads['count'] = nn.Linear(encoder.out_dim, len(synthetic.NUMBERS))
+    heads['tags'] = nn.Linear(encoder.out_dim, held_out['tags'].shape[1])
     params = [*encoder.parameters(), *heads.parameters()]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     warmup = max(1, iters // 20)
@@ -102,8 +137,8 @@ def _pretrain(encoder, image_size, iters, batch_size, lr, bank_size, seed) -> di
     with tqdm(range(iters), desc='encoder pretraining') as bar:
         for it in bar:
             idx = torch.randint(0, bank_size, (batch_size,), generator=gen)
-            pairs = _losses(encoder, heads, {k: v[idx] for k, v in bank.items()})
-            loss = sum(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1)) for lg, t in pairs.values())
+            preds = _predictions(encoder, heads, {k: v[idx] for k, v in bank.items()})
+            loss = sum(_loss(name, *pair) for name, pair in preds.items())
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -112,7 +147,7 @@ def _pretrain(encoder, image_size, iters, batch_size, lr, bank_size, seed) -> di
                 bar.set_postfix(loss=f'{loss.item():.3f}')
     encoder.eval()
     with torch.no_grad():
-        pairs = _losses(encoder, heads, held_out)
-    acc = {name: round(100.0 * (lg.argmax(-1) == t).float().mean().item(), 1) for name, (lg, t) in pairs.items()}
+        preds = _predictions(encoder, heads, held_out)
+    acc = {name: _accuracy(name, *pair) for name, pair in preds.items()}
     print_log(f'encoder pretraining: held-out accuracy per target (%): {acc}', logger='current')
     return acc

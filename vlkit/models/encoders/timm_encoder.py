@@ -33,7 +33,9 @@ class TimmVisionEncoder(VisionEncoder):
         super().__init__()
         import timm
 
-        self.model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **(model_kwargs or {}))
+        self.model = timm.create_model(
+            model_name, pretrained=pretrained, num_classes=0, **(model_kwargs or {})
+        )
         if checkpoint is not None:
             self.model.load_state_dict(_load_state_dict(checkpoint))
         if pretrain is not None:

@@ -40,7 +40,9 @@ class HFCausalLM(nn.Module):
         if isinstance(model, dict):
             kwargs = dict(model)
             ids = {k: getattr(self.tokenizer, k) for k in ('pad_token_id', 'bos_token_id', 'eos_token_id')}
-            config = AutoConfig.for_model(kwargs.pop('model_type'), **{'vocab_size': len(self.tokenizer), **ids, **kwargs})
+            config = AutoConfig.for_model(
+                kwargs.pop('model_type'), **{'vocab_size': len(self.tokenizer), **ids, **kwargs}
+            )
             self.model = AutoModelForCausalLM.from_config(config)
         else:
             self.model = AutoModelForCausalLM.from_pretrained(model)

@@ -1,0 +1,203 @@
+"""webdataset pipelines for caption, question/answer and instruction shards.
+
+Every stage has an error handler that skips the bad sample or shard and counts it by reason
+(``corrupt_image``, ``truncated_tar``, ``missing_shard``, ``missing_field``, ``other``); ``strict=True``
+re-raises instead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+
+import torch
+import webdataset as wds
+from mmengine.logging import print_log
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import IterableDataset
+
+from ..models.llms.tokenizer import build_tokenizer
+from ..registry import DATASETS, FUNCTIONS
+from .templates import tokenize_conversation
+from .transforms import blank_like, image_to_tensor
+
+IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp')
+
+
+class MissingField(KeyError):
+    """A sample lacks a field its format needs."""
+
+
+def skip_reason(exn: BaseException) -> str:
+    if isinstance(exn, MissingField):
+        return 'missing_field'
+    if isinstance(exn, FileNotFoundError):
+        return 'missing_shard'
+    if isinstance(exn, tarfile.ReadError | tarfile.HeaderError) or 'tar' in type(exn).__module__:
+        return 'truncated_tar'
+    if isinstance(exn, UnidentifiedImageError | SyntaxError) or (
+        isinstance(exn, OSError) and 'image' in str(exn)
+    ):
+        return 'corrupt_image'
+    return 'other'
+
+
+class SkipCounter:
+    """A webdataset error handler that counts skipped samples by reason (or re-raises when strict)."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, exn: BaseException) -> bool:
+        if self.strict:
+            raise exn
+        reason = skip_reason(exn)
+        self.counts[reason] += 1
+        if self.counts[reason] <= 3:
+            print_log(
+                f'skipping a bad sample ({reason}): {type(exn).__name__}: {exn}', logger='current', level=30
+            )
+        return True
+
+
+def _decode_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@DATASETS.register_module()
+class ConversationShards(IterableDataset):
+    """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption).
+
+    Args:
+        shards: shard paths or a brace pattern (``data/train-{00000..00019}.tar``).
+        tokenizer: a tokenizer spec (:func:`vlkit.models.llms.tokenizer.build_tokenizer`), the LLM's.
+        image_size: square input resolution.
+        num_samples: the stream's nominal length (what ``len()`` reports).
+        mode: ``'train'`` (ids + labels, endless resampled shards, shuffled) or ``'generate'``
+            (prompt ids + answer, each sample once in order).
+        shuffle_buffer: samples held for shuffling in train mode.
+        seed: seed of the shard resampling and shuffling.
+        strict: raise on the first bad sample instead of skipping it.
+        blank_images: replace every image by a constant grey one (what does a model take from images?).
+    """
+
+    def __init__(
+        self,
+        shards: str | list[str],
+        tokenizer: str | dict,
+        image_size: int = 64,
+        num_samples: int = 1000,
+        mode: str = 'train',
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        strict: bool = False,
+        blank_images: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in ('train', 'generate'):
+            raise ValueError(f"dataset mode must be 'train' or 'generate', got {mode!r}")
+        self.shards = shards
+        self.tokenizer = build_tokenizer(tokenizer)
+        self.image_size = image_size
+        self.num_samples = num_samples
+        self.mode = mode
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.skipped = SkipCounter(strict)
+        self.blank_images = blank_images
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _stages(self) -> list:
+        h = self.skipped
+        if self.mode == 'train':
+            source = [wds.ResampledShards(self.shards, seed=self.seed, deterministic=True)]
+            shuffle = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=None)]
+        else:
+            source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
+            shuffle = []
+        return [*source, wds.tarfile_to_samples(handler=h), *shuffle, wds.map(self.to_sample, handler=h)]
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(wds.DataPipeline(*self._stages()))
+
+    def to_sample(self, raw: dict) -> dict:
+        """A raw tar sample (``__key__`` plus bytes per extension) -> tensors and token ids."""
+        key = raw.get('__key__', '?')
+        image_ext = next((e for e in IMAGE_EXTENSIONS if e in raw), None)
+        if image_ext is None:
+            raise MissingField(f'sample {key!r} has no image ({"/".join(IMAGE_EXTENSIONS)})')
+        if 'json' in raw:
+            record = json.loads(raw['json'])
+            if 'conversations' not in record:
+                raise MissingField(f'sample {key!r}: {key}.json has no "conversations"')
+            conversations, task = record['conversations'], record.get('task')
+        elif 'txt' in raw:
+            conversations = [
+                {'from': 'human', 'value': '<image>'},
+                {'from': 'gpt', 'value': raw['txt'].decode()},
+            ]
+            task = 'caption'
+        else:
+            raise MissingField(f'sample {key!r} has neither .json (conversations) nor .txt (caption)')
+        sample = tokenize_conversation(self.tokenizer, conversations, for_generation=self.mode == 'generate')
+        image = image_to_tensor(_decode_image(raw[image_ext]), self.image_size)
+        sample['image'] = blank_like(image) if self.blank_images else image
+        sample['task'] = task
+        return sample
+
+
+@DATASETS.register_module()
+class SyntheticShards(ConversationShards):
+    """A split of the synthetic benchmark, generated on first use (see :mod:`vlkit.data.prepare`)."""
+
+    def __init__(
+        self, split: str, data_root: str | None = None, data_kwargs: dict | None = None, **kwargs
+    ) -> None:
+        from .prepare import ensure_synthetic_data
+        from .synthetic import shard_urls
+
+        root = ensure_synthetic_data(data_root, **(data_kwargs or {}))
+        manifest = json.loads((root / 'manifest.json').read_text())
+        if split not in manifest['splits']:
+            raise KeyError(
+                f'split {split!r} is not in {root}/manifest.json; available: {sorted(manifest["splits"])}'
+            )
+        kwargs.setdefault('num_samples', manifest['splits'][split]['num_samples'])
+        super().__init__(shard_urls(root, split), **kwargs)
+        self.question_only_prior = manifest['splits'][split].get('question_only_prior')
+
+
+def _pad(seqs: list[list[int]], value: int, left: bool) -> torch.Tensor:
+    width = max(map(len, seqs))
+    rows = [[value] * (width - len(s)) + s if left else s + [value] * (width - len(s)) for s in seqs]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+@FUNCTIONS.register_module()
+def vlm_collate(samples: list[dict]) -> dict:
+    """Pads a list of samples into a batch (DESIGN §3): right padding for training, left for generation.
+
+    Keys beginning with ``__`` are dropped.
+    """
+    generating = 'labels' not in samples[0]
+    ids = [s['input_ids'] for s in samples]
+    batch = {
+        'images': torch.stack([s['image'] for s in samples]),
+        'image_counts': torch.ones(len(samples), dtype=torch.long),
+        'input_ids': _pad(ids, 0, left=generating),
+        'attention_mask': _pad([[1] * len(i) for i in ids], 0, left=generating),
+    }
+    if generating:
+        batch['answers'] = [s['answer'] for s in samples]
+    else:
+        batch['labels'] = _pad([s['labels'] for s in samples], -100, left=False)
+    batch['tasks'] = [s.get('task') for s in samples]
+    return batch

@@ -1,0 +1,282 @@
+"""The synthetic benchmark: rendered coloured shapes and printed words, with questions that need the image.
+
+Every image holds 1-4 shapes of distinct kinds and colours in a 4 x 2 grid of cells, and one printed word
+in a band below them. Five tasks ask about them: ``colour`` ("what colour is the circle ?"), ``shape``
+("which shape is red ?"), ``count``, ``spatial`` ("is the circle left of the square ?") and ``text``
+("what word is written ?"). For each sample the answer is drawn uniformly first and the scene is built
+to fit it, so the question alone scores near chance (the prior is measured and stored in the manifest).
+
+The generator also returns pixel-level label maps, from which :func:`patch_targets` derives the dense
+per-patch targets that pretrain the default tiny encoder: colour, shape, word, shape centres, and two joint
+labels, ``object`` (colour and shape together) and ``place`` (shape and grid column together), which teach
+each patch token what is there and where, bound together rather than as separate attributes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import tarfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+COLOURS = {
+    'red': (220, 40, 40),
+    'green': (40, 170, 60),
+    'blue': (40, 80, 220),
+    'yellow': (225, 200, 30),
+    'purple': (150, 60, 190),
+    'orange': (240, 140, 30),
+}
+SHAPES = ('circle', 'square', 'triangle', 'diamond')
+WORDS = ('cat', 'dog', 'sun', 'box', 'cup', 'hat', 'pen', 'key')
+NUMBERS = ('one', 'two', 'three', 'four')
+TASKS = ('colour', 'shape', 'count', 'spatial', 'text')
+SPLIT_SEEDS = {'train': 1_000, 'val': 2_000_000, 'test': 3_000_000, 'pretrain': 4_000_000}
+
+GRID_COLS, GRID_ROWS = 4, 2
+BASE_SIZE = 64  # the layout is drawn on a 64 x 64 canvas and scaled to the requested size
+CELL_W, CELL_H = 16, 20
+WORD_BAND_TOP = 44
+FORMAT_VERSION = 1
+# label map name -> number of classes, background (0) included
+LABEL_MAPS = {
+    'colour': len(COLOURS) + 1,
+    'shape': len(SHAPES) + 1,
+    'word': len(WORDS) + 1,
+    'centre': 2,
+    'object': len(COLOURS) * len(SHAPES) + 1,
+    'place': len(SHAPES) * GRID_COLS + 1,
+}
+
+
+@dataclass
+class Shape:
+    kind: str
+    colour: str
+    col: int
+    row: int
+
+
+@dataclass
+class Scene:
+    shapes: list[Shape]
+    word: str
+    word_x: int
+    jitter: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _random_scene(rng: random.Random, num_shapes: int, word: str | None = None) -> Scene:
+    kinds = rng.sample(SHAPES, num_shapes)
+    colours = rng.sample(list(COLOURS), num_shapes)
+    cells = rng.sample([(c, r) for c in range(GRID_COLS) for r in range(GRID_ROWS)], num_shapes)
+    shapes = [Shape(k, c, col, row) for k, c, (col, row) in zip(kinds, colours, cells, strict=True)]
+    word = word or rng.choice(WORDS)
+    jitter = [(rng.randint(-1, 1), rng.randint(-2, 2)) for _ in shapes]
+    return Scene(shapes, word, rng.randint(2, 30), jitter)
+
+
+def make_question(rng: random.Random, task: str) -> tuple[Scene, str, str]:
+    """Draws the answer uniformly, then a scene that fits it; returns (scene, question, answer)."""
+    if task == 'count':
+        n = rng.randint(1, 4)
+        return _random_scene(rng, n), 'how many shapes are there ?', NUMBERS[n - 1]
+    if task == 'text':
+        word = rng.choice(WORDS)
+        return _random_scene(rng, rng.randint(1, 4), word), 'what word is written ?', word
+    if task == 'colour':
+        scene = _random_scene(rng, rng.randint(1, 4))
+        target = rng.choice(scene.shapes)
+        return scene, f'what colour is the {target.kind} ?', target.colour
+    if task == 'shape':
+        scene = _random_scene(rng, rng.randint(1, 4))
+        target = rng.choice(scene.shapes)
+        return scene, f'which shape is {target.colour} ?', target.kind
+    if task == 'spatial':
+        while True:
+            scene = _random_scene(rng, rng.randint(2, 4))
+            a, b = rng.sample(scene.shapes, 2)
+            if a.col != b.col:
+                break
+        answer = rng.choice(('yes', 'no'))
+        if (a.col < b.col) != (answer == 'yes'):
+            a, b = b, a
+        return scene, f'is the {a.kind} left of the {b.kind} ?', answer
+    raise ValueError(f'unknown synthetic task {task!r}; expected one of {TASKS}')
+
+
+def _shape_polygon(kind: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
+    if kind == 'square':
+        return [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    if kind == 'triangle':
+        return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    if kind == 'diamond':
+        return [(cx, cy - r - 1), (cx + r + 1, cy), (cx, cy + r + 1), (cx - r - 1, cy)]
+    return None  # circle: drawn as an ellipse
+
+
+_FONT_CACHE: dict[int, ImageFont.FreeTypeFont] = {}
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    if size not in _FONT_CACHE:
+        _FONT_CACHE[size] = ImageFont.load_default(size=size)
+    return _FONT_CACHE[size]
+
+
+def render(scene: Scene, size: int = BASE_SIZE) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """Renders a scene; returns the RGB image and pixel label maps (0 = background) at ``size``."""
+    s = size / BASE_SIZE
+    image = Image.new('RGB', (size, size), (245, 245, 240))
+    maps = {name: Image.new('L', (size, size), 0) for name in LABEL_MAPS}
+    draw = ImageDraw.Draw(image)
+    label_draws = {name: ImageDraw.Draw(m) for name, m in maps.items()}
+    for shape, (jx, jy) in zip(scene.shapes, scene.jitter, strict=True):
+        cx = (shape.col * CELL_W + CELL_W / 2 + jx) * s
+        cy = (shape.row * CELL_H + CELL_H / 2 + jy) * s
+        r = 6 * s
+        colour, kind = list(COLOURS).index(shape.colour), SHAPES.index(shape.kind)
+        labels = {
+            'colour': colour + 1,
+            'shape': kind + 1,
+            'object': colour * len(SHAPES) + kind + 1,
+            'place': kind * GRID_COLS + shape.col + 1,
+        }
+        poly = _shape_polygon(shape.kind, cx, cy, r)
+        for target, fill in [(draw, COLOURS[shape.colour])] + [
+            (label_draws[k], v) for k, v in labels.items()
+        ]:
+            if poly is None:
+                target.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+            else:
+                target.polygon(poly, fill=fill)
+        label_draws['centre'].rectangle([cx - s, cy - s, cx + s, cy + s], fill=1)
+    font = _font(max(6, round(14 * s)))
+    xy = (scene.word_x * s, (WORD_BAND_TOP + 1) * s)
+    draw.text(xy, scene.word, fill=(20, 20, 20), font=font)
+    left, top, right, bottom = draw.textbbox(xy, scene.word, font=font)
+    label_draws['word'].rectangle([left, top, right, bottom], fill=WORDS.index(scene.word) + 1)
+    return image, {name: np.asarray(m) for name, m in maps.items()}
+
+
+def scene_tags(scene: Scene) -> np.ndarray:
+    """Image-level multi-hot tags: which coloured shapes, which shape in which grid column, which word.
+
+    Taught to the encoder's mean token (with the shape count), so that what a pooling connector sees at
+    first, the average over patches, already holds the scene's contents bound together.
+    """
+    n_obj, n_place = len(COLOURS) * len(SHAPES), len(SHAPES) * GRID_COLS
+    tags = np.zeros(n_obj + n_place + len(WORDS), dtype=np.float32)
+    for shape in scene.shapes:
+        kind = SHAPES.index(shape.kind)
+        tags[list(COLOURS).index(shape.colour) * len(SHAPES) + kind] = 1
+        tags[n_obj + kind * GRID_COLS + shape.col] = 1
+    tags[n_obj + n_place + WORDS.index(scene.word)] = 1
+    return tags
+
+
+def patch_targets(maps: dict[str, np.ndarray], patch: int) -> dict[str, np.ndarray]:
+    """Per-patch classes: the most frequent non-background label covering at least a quarter of the patch."""
+    out = {}
+    for name, m in maps.items():
+        h, w = m.shape[0] // patch, m.shape[1] // patch
+        blocks = (
+            m[: h * patch, : w * patch].reshape(h, patch, w, patch).transpose(0, 2, 1, 3).reshape(h, w, -1)
+        )
+        num = int(m.max()) + 1
+        counts = np.stack([(blocks == c).sum(-1) for c in range(1, max(num, 2))], -1)  # [h, w, C-1]
+        best = counts.argmax(-1) + 1
+        min_pixels = 1 if name == 'centre' else patch * patch // 4
+        out[name] = np.where(counts.max(-1) >= min_pixels, best, 0).astype(np.int64)
+    return out
+
+
+def sample_stream(split: str, seed_offset: int = 0):
+    """Yields (index, task, scene, question, answer) forever; tasks round-robin, seeds disjoint per split."""
+    rng = random.Random(SPLIT_SEEDS[split] + seed_offset)
+    i = 0
+    while True:
+        task = TASKS[i % len(TASKS)]
+        scene, question, answer = make_question(rng, task)
+        yield i, task, scene, question, answer
+        i += 1
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format='PNG')
+    return buf.getvalue()
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_split(
+    root: Path, split: str, num_samples: int, image_size: int, shard_size: int, progress=None
+) -> dict:
+    """Writes ``{split}-{k:05d}.tar`` shards of PNG + conversation JSON; returns each question's answers."""
+    answers_by_question: dict[str, Counter] = defaultdict(Counter)
+    stream = sample_stream(split)
+    for shard in range((num_samples + shard_size - 1) // shard_size):
+        with tarfile.open(root / f'{split}-{shard:05d}.tar', 'w') as tar:
+            for _ in range(min(shard_size, num_samples - shard * shard_size)):
+                i, task, scene, question, answer = next(stream)
+                image, _ = render(scene, image_size)
+                key = f'{split}{i:07d}'
+                record = {
+                    'conversations': [
+                        {'from': 'human', 'value': f'<image>\n{question}'},
+                        {'from': 'gpt', 'value': answer},
+                    ],
+                    'task': task,
+                }
+                _add_member(tar, f'{key}.png', _png_bytes(image))
+                _add_member(tar, f'{key}.json', json.dumps(record).encode())
+                answers_by_question[question][answer] += 1
+                if progress is not None:
+                    progress.update(1)
+    return answers_by_question
+
+
+def question_only_prior(train_counts: dict[str, Counter], split: str, num_samples: int) -> dict[str, float]:
+    """Accuracy per task of answering each question with its most frequent training answer (no image)."""
+    hits, totals = Counter(), Counter()
+    for _, task, _, question, answer in _take(sample_stream(split), num_samples):
+        guess = train_counts[question].most_common(1)[0][0] if question in train_counts else ''
+        hits[task] += guess == answer
+        totals[task] += 1
+    prior = {t: 100.0 * hits[t] / totals[t] for t in TASKS if totals[t]}
+    prior['overall'] = sum(prior.values()) / len(prior)
+    return prior
+
+
+def _take(stream, n):
+    for _ in range(n):
+        yield next(stream)
+
+
+def corpus_lines(split_counts: dict[str, Counter]) -> list[str]:
+    """The text a tokenizer is trained on: every prompt and answer of the training split."""
+    from .templates import format_prompt
+
+    lines = []
+    for question, answers in split_counts.items():
+        lines.append(format_prompt(question))
+        lines.extend(answers)
+    return lines
+
+
+def shard_urls(root: str | os.PathLike, split: str) -> list[str]:
+    """The shard paths of a generated split, in order."""
+    manifest = json.loads((Path(root) / 'manifest.json').read_text())
+    return [str(Path(root) / name) for name in manifest['splits'][split]['shards']]
