@@ -1,14 +1,38 @@
 import torch
-from einops import rearrange
-from timm.layers import LayerNorm2d
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlkit.models.connector import Connector
-from vlkit.models.layers import mlp, tokens_to_map
+from vlkit.models.layers import mlp
 from vlkit.registry import CONNECTORS
 
 # timm's LayerNorm-with-activation over channels, which RegStage builds from Honeybee's LayerNorm2d.
 NORM_EPS = 1e-5
+
+# The network runs on channels-last maps [B, h, w, C]: the 1x1 convolutions are then matrix products over
+# C, the LayerNorms over channels need no permutes, and the depthwise convolution and the pooling see an
+# NCHW view in channels_last memory format. Parameter names and shapes are those of timm's RegStage.
+
+
+def _nchw(x: Tensor) -> Tensor:
+    """[B, h, w, C] -> an NCHW view [B, C, h, w] in channels_last memory format (no copy)."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(x: Tensor) -> Tensor:
+    """The inverse of :func:`_nchw`; a view when ``x`` is in channels_last memory format."""
+    return x.permute(0, 2, 3, 1)
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 convolution of channels-last maps [B, h, w, C_in] -> [B, h, w, C_out], run as a Linear layer;
+    its weight keeps Conv2d's shape [C_out, C_in, 1, 1] (and its initialisation)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
+        super().__init__(in_dim, out_dim, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight.flatten(1), self.bias)
 
 
 class SqueezeExcite(nn.Module):
@@ -16,13 +40,13 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, dim: int, reduced_dim: int) -> None:
         super().__init__()
-        self.reduce = nn.Conv2d(dim, reduced_dim, 1)
-        self.expand = nn.Conv2d(reduced_dim, dim, 1)
+        self.reduce = PointwiseConv(dim, reduced_dim)
+        self.expand = PointwiseConv(reduced_dim, dim)
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        # x [B, C, h, w] -> [B, C, h, w]
-        gate = self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True))))
+        # x [B, h, w, C] -> [B, h, w, C]
+        gate = self.expand(self.act(self.reduce(x.mean((1, 2), keepdim=True))))
         return x * gate.sigmoid()
 
 
@@ -30,28 +54,28 @@ class RegBlock(nn.Module):
     """RegNet's bottleneck block with squeeze-excitation, as Honeybee builds it (timm ``RegStage`` with SiLU
     and a LayerNorm over channels; bottleneck ratio 1, group width 1, SE width a quarter of the input width):
     1x1 conv, depthwise 3x3 conv, SE, 1x1 conv, and a residual that is a 1x1 conv + norm when the width
-    changes."""
+    changes. Works on channels-last maps."""
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_dim, dim, 1, bias=False)
-        self.norm1 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.conv1 = PointwiseConv(in_dim, dim, bias=False)
+        self.norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
-        self.norm2 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.norm2 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.se = SqueezeExcite(dim, round(in_dim * 0.25))
-        self.conv3 = nn.Conv2d(dim, dim, 1, bias=False)
-        self.norm3 = LayerNorm2d(dim, eps=NORM_EPS)
+        self.conv3 = PointwiseConv(dim, dim, bias=False)
+        self.norm3 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.shortcut = nn.Identity()
         if in_dim != dim:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_dim, dim, 1, bias=False), LayerNorm2d(dim, eps=NORM_EPS)
+                PointwiseConv(in_dim, dim, bias=False), nn.LayerNorm(dim, eps=NORM_EPS)
             )
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        # x [B, in_dim, h, w] -> [B, dim, h, w]
+        # x [B, h, w, in_dim] -> [B, h, w, dim]
         y = self.act(self.norm1(self.conv1(x)))
-        y = self.act(self.norm2(self.conv2(y)))
+        y = self.act(self.norm2(_nhwc(self.conv2(_nchw(y)))))
         y = self.norm3(self.conv3(self.se(y)))
         return self.act(y + self.shortcut(x))
 
@@ -110,5 +134,6 @@ class CAbstractor(Connector):
         x = x + self.pos_emb
         if mask is not None:
             x = x.masked_fill(~mask[..., None], 0.0)
-        y = self.stage2(self.pool(self.stage1(tokens_to_map(x, grid))))
-        return self.readout(rearrange(y, 'b c h w -> b (h w) c'))
+        y = self.stage1(x.view(x.shape[0], *grid, x.shape[-1]))
+        y = self.stage2(_nhwc(self.pool(_nchw(y))))
+        return self.readout(y.flatten(1, 2))
