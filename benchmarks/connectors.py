@@ -1,0 +1,178 @@
+"""Speed of each vlkit connector against the reference implementation it re-implements (DESIGN §7).
+
+    python benchmarks/connectors.py [--setting small|medium|both] [--threads 2] [--repeats 7]
+
+The reference's weights are converted into the vlkit connector (``vlkit.convert.convert_state_dict``) and
+the outputs compared before timing. A run is forward + backward in fp32; the two alternate; each figure is
+the median of ``--repeats`` runs after ``--warmup``. The table is appended to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils import flop_counter
+
+ROOT = Path(__file__).resolve().parents[1]
+# ahead of benchmarks/, whose connectors.py (this file) would hide the connectors package; and for tests/
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.references import PAIRS, SETTINGS, Pair, Setting  # noqa: E402
+
+RESULTS = ROOT / 'benchmarks' / 'RESULTS.md'
+TOL = dict(atol=1e-5, rtol=1e-4)  # DESIGN §7
+HEADER = """# Benchmark results
+
+Appended by `benchmarks/connectors.py`, one table per run. Absolute times depend on the machine and on what
+else it runs, so every figure that compares is a ratio measured within one run: vlkit's connector against
+its reference implementation (converted weights, the same outputs, alternating runs, forward + backward in
+fp32), and the FLOP rate against the fp32 matmul peak measured in the same run at the same thread count.
+GFLOP are 2·MAC per forward + backward, attention counted with torch's SDPA formulas, and a depthwise
+convolution's weight gradient at its real cost (torch's formula ignores groups and counts it once per
+channel, 1024 times over in the medium C-Abstractor).
+"""
+
+
+def _sdpa_cpu(q, k, v, *args, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(q, k, v)
+
+
+def _sdpa_cpu_backward(grad_out, q, k, v, *args, **kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out, q, k, v)
+
+
+def _conv_backward(grad_out, x, w, *args, **kwargs) -> int:
+    # each of the input and weight gradients costs what the forward does, whatever the groups (torch's own
+    # formula counts a depthwise convolution's weight gradient once per channel)
+    transposed, output_mask = args[4], args[7]
+    return flop_counter.conv_flop_count(x, w, grad_out, transposed) * sum(map(int, output_mask[:2]))
+
+
+aten = torch.ops.aten
+FLOP_FORMULAS = {  # torch counts 0 for SDPA on a CPU, and ignores groups in the convolution backward
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
+    aten.convolution_backward: _conv_backward,
+}
+
+
+def _seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _run(fn: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, grad: Tensor) -> float:
+    """One forward + backward from fresh gradients; seconds."""
+    module.zero_grad(set_to_none=True)
+    return _seconds(lambda: fn(x).backward(grad))
+
+
+def _gflop(fn: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> float:
+    with flop_counter.FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
+        fn(x).backward(grad)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak(n: int = 2048, runs: int = 5) -> float:
+    """The fp32 matmul rate in GFLOP/s: the best of ``runs`` products of two n x n matrices."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = min(_seconds(lambda: a @ b) for _ in range(runs + 1))  # + 1: the first may be slow
+    return 2 * n**3 / best / 1e9
+
+
+def measure(pair: Pair, s: Setting, repeats: int, warmup: int) -> dict:
+    """Checks that the pair agrees, then times it (alternating) and counts its FLOPs."""
+    x = torch.randn(s.batch, s.grid[0] * s.grid[1], s.in_dim)
+    ours, ref = pair.ours.eval(), pair.reference.eval()  # eval: no dropout in either
+    fns = [(ours, ours), (pair.call or ref, ref)]
+    with torch.no_grad():  # the same function, or the timing compares nothing
+        expected = fns[1][0](x)
+        torch.testing.assert_close(ours(x), expected, **TOL)
+    grad = torch.randn_like(expected)
+    times: list[list[float]] = [[], []]
+    for i in range(warmup + repeats):
+        for j in (0, 1) if i % 2 == 0 else (1, 0):  # neither always runs second, on a warmer cache
+            seconds = _run(*fns[j], x, grad)
+            if i >= warmup:
+                times[j].append(seconds)
+    ms = [statistics.median(t) * 1e3 for t in times]
+    return dict(name=pair.name, ms=ms, gflop=[_gflop(fn, x, grad) for fn, _ in fns])
+
+
+def _row(r: dict, peak: float) -> str:
+    pct = [100 * g / (t / 1e3) / peak for g, t in zip(r['gflop'], r['ms'], strict=True)]
+    cells = [r['name'], *(f'{t:.1f}' for t in r['ms']), f'{r["ms"][0] / r["ms"][1]:.2f}',
+             *(f'{g:.2f}' for g in r['gflop']), *(f'{p:.0f}%' for p in pct)]  # fmt: skip
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def table(s: Setting, rows: list[dict], peak: float) -> str:
+    size = f'batch {s.batch}, {s.grid[0] * s.grid[1]} tokens of {s.in_dim} -> {s.out_dim}'
+    head = ['connector', 'vlkit ms', 'reference ms', 'vlkit / reference', 'GFLOP vlkit', 'GFLOP reference',
+            '% peak vlkit', '% peak reference']  # fmt: skip
+    lines = [f'**{s.name}** ({size})', '', '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    return '\n'.join(lines + [_row(r, peak) for r in rows])
+
+
+def machine(threads: int, repeats: int, peak: float) -> str:
+    """The run's date, CPU model, cores, torch version, threads, repeats and matmul peak."""
+    info = Path('/proc/cpuinfo').read_text().splitlines() if os.path.isfile('/proc/cpuinfo') else []
+    cpu = next(
+        (ln.split(':', 1)[1].strip() for ln in info if ln.startswith('model name')), platform.processor()
+    )
+    date = datetime.datetime.now().isoformat(timespec='minutes')
+    return (f'{date}: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, '
+            f'median of {repeats} runs; fp32 matmul peak {peak:.0f} GFLOP/s')  # fmt: skip
+
+
+def append_results(text: str, path: Path = RESULTS) -> None:
+    """Appends ``text`` to ``path``, which starts with :data:`HEADER` when new."""
+    if not path.exists():
+        path.write_text(HEADER)
+    with open(path, 'a') as f:
+        f.write('\n' + text + '\n')
+
+
+def run_setting(s: Setting, repeats: int, warmup: int, peak: float) -> str:
+    """Measures every pair at setting ``s``, with a progress line each; returns the table."""
+    rows = []
+    for i, build in enumerate(PAIRS, 1):
+        rows.append(measure(build(s), s, repeats, warmup))
+        (ours, ref), name = rows[-1]['ms'], rows[-1]['name']
+        line = f'[{s.name} {i}/{len(PAIRS)}] {name}: vlkit {ours:.1f} ms, reference {ref:.1f} ms'
+        print(line, file=sys.stderr, flush=True)
+    return table(s, rows, peak)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument('--setting', choices=['small', 'medium', 'both'], default='medium')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads for every run (default 2)')
+    parser.add_argument('--repeats', type=int, default=7, help='timed runs per implementation (default 7)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default 2)')
+    parser.add_argument('--no-save', action='store_true', help=f'print only; do not append to {RESULTS.name}')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = matmul_peak()
+    names = ['small', 'medium'] if args.setting == 'both' else [args.setting]
+    blocks = [machine(args.threads, args.repeats, peak)]
+    blocks += [run_setting(SETTINGS[name], args.repeats, args.warmup, peak) for name in names]
+    print('\n\n'.join(blocks))
+    if not args.no_save:
+        append_results('\n\n'.join(blocks))
+
+
+if __name__ == '__main__':
+    main()
