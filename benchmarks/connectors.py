@@ -4,13 +4,15 @@
 
 The reference's weights are converted into the vlkit connector (``vlkit.convert.convert_state_dict``) and
 the outputs compared before timing. A run is forward + backward in fp32; the two alternate; each figure is
-the median of ``--repeats`` runs after ``--warmup``. The table is appended to benchmarks/RESULTS.md.
+the median of ``--repeats`` runs (more for fast pairs) after ``--warmup``. The table is appended to
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -31,6 +33,7 @@ from benchmarks.references import PAIRS, SETTINGS, Pair, Setting  # noqa: E402
 
 RESULTS = ROOT / 'benchmarks' / 'RESULTS.md'
 TOL = dict(atol=1e-5, rtol=1e-4)  # DESIGN §7
+MIN_SECONDS = 1.0  # fast pairs run more than --repeats times, for at least this long each
 HEADER = """# Benchmark results
 
 Appended by `benchmarks/connectors.py`, one table per run. Absolute times depend on the machine and on what
@@ -84,11 +87,20 @@ def _gflop(fn: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak(n: int = 2048, runs: int = 5) -> float:
+def matmul_peak(n: int = 2048, runs: int = 3) -> float:
     """The fp32 matmul rate in GFLOP/s: the best of ``runs`` products of two n x n matrices."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = min(_seconds(lambda: a @ b) for _ in range(runs + 1))  # + 1: the first may be slow
     return 2 * n**3 / best / 1e9
+
+
+def _alternate(fns: list, x: Tensor, grad: Tensor, runs: int) -> list[list[float]]:
+    """``runs`` forward + backward runs of each of the two ``(function, module)``, alternating; seconds."""
+    times: list[list[float]] = [[], []]
+    for i in range(runs):
+        for j in (0, 1) if i % 2 == 0 else (1, 0):  # neither always runs second, on a warmer cache
+            times[j].append(_run(*fns[j], x, grad))
+    return times
 
 
 def measure(pair: Pair, s: Setting, repeats: int, warmup: int) -> dict:
@@ -100,12 +112,8 @@ def measure(pair: Pair, s: Setting, repeats: int, warmup: int) -> dict:
         expected = fns[1][0](x)
         torch.testing.assert_close(ours(x), expected, **TOL)
     grad = torch.randn_like(expected)
-    times: list[list[float]] = [[], []]
-    for i in range(warmup + repeats):
-        for j in (0, 1) if i % 2 == 0 else (1, 0):  # neither always runs second, on a warmer cache
-            seconds = _run(*fns[j], x, grad)
-            if i >= warmup:
-                times[j].append(seconds)
+    slowest = max(max(t) for t in _alternate(fns, x, grad, max(warmup, 1)))
+    times = _alternate(fns, x, grad, max(repeats, math.ceil(MIN_SECONDS / slowest)))
     ms = [statistics.median(t) * 1e3 for t in times]
     return dict(name=pair.name, ms=ms, gflop=[_gflop(fn, x, grad) for fn, _ in fns])
 
@@ -132,8 +140,9 @@ def machine(threads: int, repeats: int, peak: float) -> str:
         (ln.split(':', 1)[1].strip() for ln in info if ln.startswith('model name')), platform.processor()
     )
     date = datetime.datetime.now().isoformat(timespec='minutes')
-    return (f'{date}: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, '
-            f'median of {repeats} runs; fp32 matmul peak {peak:.0f} GFLOP/s')  # fmt: skip
+    runs = f'median of >= {repeats} runs and >= {MIN_SECONDS:.0f} s'
+    return (f'{date}: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, {runs}; '
+            f'fp32 matmul peak {peak:.0f} GFLOP/s')  # fmt: skip
 
 
 def append_results(text: str, path: Path = RESULTS) -> None:
@@ -144,15 +153,18 @@ def append_results(text: str, path: Path = RESULTS) -> None:
         f.write('\n' + text + '\n')
 
 
-def run_setting(s: Setting, repeats: int, warmup: int, peak: float) -> str:
-    """Measures every pair at setting ``s``, with a progress line each; returns the table."""
-    rows = []
+def run_setting(s: Setting, repeats: int, warmup: int) -> tuple[list[dict], float]:
+    """Measures every pair at setting ``s``, with a progress line each. Returns the rows, and the matmul
+    peak: the best rate of products timed between the pairs, so that a moment of load elsewhere on the
+    machine does not lower it."""
+    rows, peak = [], matmul_peak()
     for i, build in enumerate(PAIRS, 1):
         rows.append(measure(build(s), s, repeats, warmup))
+        peak = max(peak, matmul_peak())
         (ours, ref), name = rows[-1]['ms'], rows[-1]['name']
         line = f'[{s.name} {i}/{len(PAIRS)}] {name}: vlkit {ours:.1f} ms, reference {ref:.1f} ms'
         print(line, file=sys.stderr, flush=True)
-    return table(s, rows, peak)
+    return rows, peak
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,10 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    peak = matmul_peak()
-    names = ['small', 'medium'] if args.setting == 'both' else [args.setting]
+    settings = [
+        SETTINGS[name] for name in (['small', 'medium'] if args.setting == 'both' else [args.setting])
+    ]
+    results = [run_setting(s, args.repeats, args.warmup) for s in settings]
+    peak = max(p for _, p in results)
     blocks = [machine(args.threads, args.repeats, peak)]
-    blocks += [run_setting(SETTINGS[name], args.repeats, args.warmup, peak) for name in names]
+    blocks += [table(s, rows, peak) for s, (rows, _) in zip(settings, results, strict=True)]
     print('\n\n'.join(blocks))
     if not args.no_save:
         append_results('\n\n'.join(blocks))
