@@ -35,6 +35,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resume_point(work_dir: str) -> str | None:
+    """The newest readable checkpoint in ``work_dir`` (unreadable newer ones are named and skipped)."""
+    from mmengine.logging import print_log
+
+    from vlkit.engine.checkpoint import find_resumable_checkpoint
+
+    found = find_resumable_checkpoint(work_dir)
+    if found is None:
+        print_log(f'--resume: no readable checkpoint in {work_dir}; training from the start', level=30)
+    else:
+        print_log(f'--resume: resuming from {found}')
+    return found
+
+
 def configure(args: argparse.Namespace):
     """The config with the command line applied: work dir, resume, mixed precision, launcher."""
     import torch
@@ -48,9 +62,12 @@ def configure(args: argparse.Namespace):
         or cfg.get('work_dir')
         or osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
     )
-    if args.resume is not None:
+    if args.resume == 'auto':
+        cfg.load_from = resume_point(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
+    elif args.resume is not None:
         cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
+        cfg.load_from = args.resume
     if args.amp:
         if not torch.cuda.is_available():
             raise SystemExit(

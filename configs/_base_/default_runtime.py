@@ -6,7 +6,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True),
+    checkpoint=dict(
+        type='AtomicCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True
+    ),
 )
 custom_hooks = [dict(type='AccuracyTableHook')]
 visualizer = dict(

@@ -1,0 +1,112 @@
+"""Nothing lost: atomic checkpoints, a resume that falls back, non-finite guards, bad data counted."""
+
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.conftest import tiny_overrides
+from vlkit.engine.checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, is_readable_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = 'configs/llava_linear.py'
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'train.py'), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'),
+    )
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    return out
+
+
+def _opts(synthetic_root: str, work_dir: str, iters: int, *extra: str, interval: int | None = None) -> list:
+    opts = tiny_overrides(synthetic_root, work_dir, iters)
+    if interval is not None:
+        opts.append(f'default_hooks.checkpoint.interval={interval}')
+    return [*opts, *extra]
+
+
+def _truncate(path: str) -> None:
+    size = osp.getsize(path)
+    with open(path, 'r+b') as f:
+        f.truncate(size // 2)
+
+
+# -- 1. atomic checkpoints and a resume that falls back ------------------------------------------------
+
+
+class _FakeRunner:
+    """The parts of a Runner the checkpoint hook touches; ``save_checkpoint`` can die half-way."""
+
+    def __init__(self, work_dir: str, fail: bool = False) -> None:
+        self.work_dir = work_dir
+        self.fail = fail
+        self.message_hub = SimpleNamespace(update_info=lambda *a: None)
+
+    def save_checkpoint(self, out_dir: str, filename: str, **kwargs) -> None:
+        with open(osp.join(out_dir, filename), 'wb') as f:
+            torch.save({'step': filename}, f)
+            if self.fail:
+                f.truncate(10)
+                raise KeyboardInterrupt('killed while writing')
+
+
+def _hook(work_dir: str, max_keep: int = 2) -> AtomicCheckpointHook:
+    hook = AtomicCheckpointHook(interval=1, by_epoch=False, max_keep_ckpts=max_keep)
+    hook.out_dir, hook.keep_ckpt_ids = work_dir, deque([], max_keep)
+    return hook
+
+
+def test_a_write_killed_half_way_leaves_the_previous_checkpoint_and_pointer(tmp_path):
+    work_dir = str(tmp_path)
+    hook = _hook(work_dir)
+    hook._save_checkpoint_with_step(_FakeRunner(work_dir), 1, {})
+    with pytest.raises(KeyboardInterrupt):
+        hook._save_checkpoint_with_step(_FakeRunner(work_dir, fail=True), 2, {})
+    assert not osp.exists(tmp_path / 'iter_2.pth')
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_1.pth')
+    assert is_readable_checkpoint(str(tmp_path / 'iter_1.pth'))[0]
+    assert find_resumable_checkpoint(work_dir) == str(tmp_path / 'iter_1.pth')
+
+
+def test_old_checkpoints_are_dropped_only_after_the_new_one_is_written(tmp_path):
+    work_dir = str(tmp_path)
+    hook = _hook(work_dir, max_keep=2)
+    for step in (1, 2, 3):
+        hook._save_checkpoint_with_step(_FakeRunner(work_dir), step, {})
+    assert sorted(os.listdir(tmp_path)) == ['iter_2.pth', 'iter_3.pth', 'last_checkpoint']
+    with pytest.raises(KeyboardInterrupt):
+        hook._save_checkpoint_with_step(_FakeRunner(work_dir, fail=True), 4, {})
+    assert {'iter_2.pth', 'iter_3.pth'} <= set(os.listdir(tmp_path))
+
+
+def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(synthetic_root, tmp_path):
+    work_dir = str(tmp_path / 'run')
+    _ok(_train(CONFIG, *_opts(synthetic_root, work_dir, 8, interval=4)))
+    assert (tmp_path / 'run' / 'last_checkpoint').read_text() == osp.join(work_dir, 'iter_8.pth')
+    assert not glob.glob(osp.join(work_dir, '*.tmp'))
+    _truncate(osp.join(work_dir, 'iter_8.pth'))
+
+    out = _ok(_train(CONFIG, '--resume', *_opts(synthetic_root, work_dir, 12, interval=4)))
+    assert 'iter_8.pth is unreadable' in out
+    assert f'resuming from {osp.join(work_dir, "iter_4.pth")}' in out and 'resumed' in out.lower()
+    ckpt = torch.load(osp.join(work_dir, 'iter_12.pth'), map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 12
