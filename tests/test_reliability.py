@@ -110,3 +110,45 @@ def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(synthetic_roo
     assert f'resuming from {osp.join(work_dir, "iter_4.pth")}' in out and 'resumed' in out.lower()
     ckpt = torch.load(osp.join(work_dir, 'iter_12.pth'), map_location='cpu', weights_only=False)
     assert ckpt['meta']['iter'] == 12
+
+
+# -- 2. non-finite guard ----------------------------------------------------------------------------------
+
+
+def _poisoned_config(tmp_path: Path, poison_at: list[int], poison: str) -> str:
+    path = tmp_path / f'poisoned_{poison}.py'
+    path.write_text(
+        f'_base_ = [{str(ROOT / CONFIG)!r}]\n'
+        "custom_imports = dict(imports=['tests.poison'], allow_failed_imports=False)\n"
+        "model_settings = dict(type='PoisonedVisionLanguageModel', "
+        f'poison_at={poison_at}, poison={poison!r})\n'
+    )
+    return str(path)
+
+
+def _all_finite(path: str) -> bool:
+    state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    return all(v.isfinite().all() for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize('poison, named', [('loss', 'loss=nan'), ('grad', 'gradient norm=nan')])
+def test_a_non_finite_step_stops_the_run_naming_it_and_saves_nothing_after(
+    poison, named, synthetic_root, tmp_path
+):
+    work_dir = str(tmp_path / 'run')
+    config = _poisoned_config(tmp_path, [3], poison)
+    result = _train(config, *_opts(synthetic_root, work_dir, 6, interval=1))
+    assert result.returncode != 0
+    assert f'iteration 3: {named} (loss terms: loss=' in result.stderr
+    assert {'iter_1.pth', 'iter_2.pth'} <= set(os.listdir(work_dir))
+    assert not glob.glob(osp.join(work_dir, 'iter_[3-9].pth'))
+    assert all(_all_finite(p) for p in glob.glob(osp.join(work_dir, 'iter_*.pth')))
+
+
+def test_skip_mode_drops_the_step_counts_it_and_goes_on(synthetic_root, tmp_path):
+    work_dir = str(tmp_path / 'run')
+    config = _poisoned_config(tmp_path, [2, 4], 'loss')
+    out = _ok(_train(config, *_opts(synthetic_root, work_dir, 6, 'default_hooks.non_finite.action=skip')))
+    assert 'skipped the update at iteration 2: loss=nan' in out
+    assert '2 step(s) skipped so far' in out and 'skipped_steps: 2' in out
+    assert _all_finite(osp.join(work_dir, 'iter_6.pth'))

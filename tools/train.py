@@ -84,10 +84,14 @@ def main(argv=None) -> None:
 
     from mmengine.runner import Runner
 
-    import vlkit.engine  # noqa: F401  (checkpoint loader fix, hooks)
+    from vlkit.engine import TrainingFault  # also registers the checkpoint loader fix and the hooks
 
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except TrainingFault as err:
+        runner.logger.error(str(err))
+        raise SystemExit(f'training stopped: {err}') from err
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    non_finite=dict(type='NonFiniteGuardHook', action='raise'),  # or 'skip': drop NaN steps, count them
     checkpoint=dict(
         type='AtomicCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True
     ),

@@ -1,6 +1,7 @@
-"""Training-engine pieces: the checkpoint-loading fix, crash-safe checkpoints and vlkit's hooks."""
+"""Training-engine pieces: checkpoint loading and crash-safe writes, the non-finite guard, hooks."""
 
 from .checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, register_trusted_checkpoint_loader
+from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook
 
 register_trusted_checkpoint_loader()
@@ -8,6 +9,10 @@ register_trusted_checkpoint_loader()
 __all__ = [
     'AccuracyTableHook',
     'AtomicCheckpointHook',
+    'GuardedOptimWrapper',
+    'NonFiniteError',
+    'NonFiniteGuardHook',
+    'TrainingFault',
     'find_resumable_checkpoint',
     'register_trusted_checkpoint_loader',
 ]

@@ -3,7 +3,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=1500)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='GuardedOptimWrapper',  # drops non-finite steps; default_hooks.non_finite decides what then
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01),
     clip_grad=dict(max_norm=1.0),
 )
