@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import glob
+import io
+import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
+import tarfile
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,3 +156,82 @@ def test_skip_mode_drops_the_step_counts_it_and_goes_on(synthetic_root, tmp_path
     assert 'skipped the update at iteration 2: loss=nan' in out
     assert '2 step(s) skipped so far' in out and 'skipped_steps: 2' in out
     assert _all_finite(osp.join(work_dir, 'iter_6.pth'))
+
+
+# -- 3. bad data --------------------------------------------------------------------------------------------
+
+
+def _members(synthetic_root: str, count: int) -> list[tuple[str, bytes]]:
+    """The first ``count`` members of the synthetic train split's first shard."""
+    with tarfile.open(osp.join(synthetic_root, 'train-00000.tar')) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()][:count]
+        return [(m.name, tar.extractfile(m).read()) for m in members]
+
+
+def _write(path: Path, members: list[tuple[str, bytes]]) -> str:
+    with tarfile.open(path, 'w') as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+@pytest.fixture
+def bad_data_config(synthetic_root, tmp_path) -> str:
+    """Two good shards, one with a corrupt image, one truncated mid-member, one missing; tiny model."""
+    members = _members(synthetic_root, 30)
+    shards = [_write(tmp_path / f'good-{i:05d}.tar', members[10 * i : 10 * i + 10]) for i in range(2)]
+    corrupt = [*members[20:28], (members[28][0], b'\x89PNG\r\n\x1a\n not an image'), members[29]]
+    shards.append(_write(tmp_path / 'corrupt-00000.tar', corrupt))
+    truncated = _write(tmp_path / 'truncated-00000.tar', members[:10])
+    with tarfile.open(truncated) as tar:
+        cut = tar.getmembers()[4].offset_data + 10
+    with open(truncated, 'r+b') as f:
+        f.truncate(cut)
+    shards += [truncated, str(tmp_path / 'missing-00000.tar')]
+    path = tmp_path / 'bad_data.py'
+    path.write_text(
+        f'_base_ = [{str(ROOT / CONFIG)!r}]\n'
+        'train_dataloader = dict(dataset=dict(_delete_=True, type="ConversationShards", '
+        f'shards={shards!r}, tokenizer=None, image_size=None, shuffle_buffer=8))\n'
+    )
+    return str(path)
+
+
+def test_bad_samples_are_skipped_counted_by_reason_and_written(bad_data_config, synthetic_root, tmp_path):
+    work_dir = str(tmp_path / 'run')
+    extra = ('default_hooks.data_skips.interval=2', 'default_hooks.data_skips.max_skip_rate=None')
+    out = _ok(_train(bad_data_config, *_opts(synthetic_root, work_dir, 6, *extra)))
+    report = json.loads((tmp_path / 'run' / 'data_skips.json').read_text())
+    assert report['iter'] == 6 and report['samples_read'] >= 6 * 8
+    assert set(report['skipped']) == {'corrupt_image', 'truncated_tar', 'missing_shard'}
+    assert {osp.basename(s) for s in report['shards']} == {
+        'corrupt-00000.tar',
+        'truncated-00000.tar',
+        'missing-00000.tar',
+    }
+    assert 'bad samples skipped' in out and "'missing_shard':" in out
+
+
+def test_strict_data_stops_the_run_naming_the_reason_and_shard(bad_data_config, synthetic_root, tmp_path):
+    work_dir = str(tmp_path / 'run')
+    result = _train(
+        bad_data_config, *_opts(synthetic_root, work_dir, 6, 'train_dataloader.dataset.strict=True')
+    )
+    assert result.returncode != 0
+    reasons = 'corrupt_image|truncated_tar|missing_shard'
+    assert re.search(rf'training stopped: ({reasons}) in shard \S+-00000\.tar: \w+Error', result.stderr)
+    assert not glob.glob(osp.join(work_dir, '*.pth'))
+
+
+def test_a_skip_rate_over_the_threshold_stops_the_run_naming_the_shards(
+    bad_data_config, synthetic_root, tmp_path
+):
+    work_dir = str(tmp_path / 'run')
+    extra = [f'default_hooks.data_skips.{k}' for k in ('interval=1', 'max_skip_rate=0.01', 'min_samples=10')]
+    result = _train(bad_data_config, *_opts(synthetic_root, work_dir, 6, *extra))
+    assert result.returncode != 0
+    message = result.stderr[result.stderr.index('training stopped: ') :]
+    assert 'max_skip_rate=0.01' in message and 'by iteration 1' in message
+    assert 'missing-00000.tar' in message

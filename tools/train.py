@@ -84,14 +84,16 @@ def main(argv=None) -> None:
 
     from mmengine.runner import Runner
 
+    from vlkit.data import BadSampleError
     from vlkit.engine import TrainingFault  # also registers the checkpoint loader fix and the hooks
 
     runner = Runner.from_cfg(cfg)
     try:
         runner.train()
-    except TrainingFault as err:
-        runner.logger.error(str(err))
-        raise SystemExit(f'training stopped: {err}') from err
+    except (TrainingFault, BadSampleError) as err:
+        message = str(err.args[0])  # webdataset appends the open file and url to errors passing through
+        runner.logger.error(message)
+        raise SystemExit(f'training stopped: {message}') from err
 
 
 if __name__ == '__main__':

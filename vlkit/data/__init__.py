@@ -1,3 +1,3 @@
-from .shards import ConversationShards, SkipCounter, SyntheticShards, vlm_collate
+from .shards import BadSampleError, ConversationShards, SkipCounter, SyntheticShards, vlm_collate
 
-__all__ = ['ConversationShards', 'SyntheticShards', 'SkipCounter', 'vlm_collate']
+__all__ = ['BadSampleError', 'ConversationShards', 'SyntheticShards', 'SkipCounter', 'vlm_collate']

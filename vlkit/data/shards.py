@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -45,23 +46,77 @@ def skip_reason(exn: BaseException) -> str:
     return 'other'
 
 
+class BadSampleError(RuntimeError):
+    """A bad sample or shard met in strict mode, with the reason and the shard it came from."""
+
+
+_FILE_REPR = re.compile(r"name='([^']+)'")
+
+
+def shard_of(exn: BaseException) -> str | None:
+    """The shard a webdataset error came from.
+
+    Sample errors carry it as ``exn.shard`` (set by :meth:`ConversationShards.read`); webdataset appends the
+    url to the arguments of errors from opening a shard, and the open file (or, reading its members, the
+    file's repr in the message) to errors from reading one.
+    """
+    shard = getattr(exn, 'shard', None)
+    if shard is not None:
+        return shard
+    for arg in reversed(exn.args):
+        name = getattr(arg, 'name', None)
+        if isinstance(arg, str) and ' ' not in arg:
+            return arg
+        if isinstance(name, str):
+            return name
+        found = _FILE_REPR.search(arg) if isinstance(arg, str) else None
+        if found:
+            return found.group(1)
+    return None
+
+
 class SkipCounter:
-    """A webdataset error handler that counts skipped samples by reason (or re-raises when strict)."""
+    """A webdataset error handler that counts skipped samples by reason and by shard (or raises when strict).
+
+    ``good`` counts the samples read successfully (see :meth:`ConversationShards.read`), so that
+    ``skip_rate`` is the share of bad ones among all met.
+    """
 
     def __init__(self, strict: bool = False) -> None:
         self.strict = strict
         self.counts: Counter[str] = Counter()
+        self.shards: Counter[str] = Counter()
+        self.good = 0
 
     def __call__(self, exn: BaseException) -> bool:
-        if self.strict:
+        if isinstance(exn, BadSampleError):  # raised by an inner stage, passing through an outer one
             raise exn
-        reason = skip_reason(exn)
+        reason, shard = skip_reason(exn), shard_of(exn) or '?'
+        if self.strict:
+            raise BadSampleError(f'{reason} in shard {shard}: {type(exn).__name__}: {exn}') from exn
         self.counts[reason] += 1
+        self.shards[shard] += 1
         if self.counts[reason] <= 3:
             print_log(
-                f'skipping a bad sample ({reason}): {type(exn).__name__}: {exn}', logger='current', level=30
+                f'skipping a bad sample ({reason}) from {shard}: {type(exn).__name__}: {exn}',
+                logger='current',
+                level=30,
             )
         return True
+
+    @property
+    def skip_rate(self) -> float:
+        bad = sum(self.counts.values())
+        return bad / (bad + self.good) if bad else 0.0
+
+    def summary(self) -> dict:
+        """Counts by reason and by shard, samples read and the skip rate, for logs and ``data_skips.json``."""
+        return {
+            'samples_read': self.good,
+            'skipped': dict(self.counts),
+            'skip_rate': self.skip_rate,
+            'shards': dict(self.shards.most_common()),
+        }
 
 
 def _decode_image(data: bytes) -> Image.Image:
@@ -123,10 +178,20 @@ class ConversationShards(IterableDataset):
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             shuffle = []
-        return [*source, wds.tarfile_to_samples(handler=h), *shuffle, wds.map(self.to_sample, handler=h)]
+        return [*source, wds.tarfile_to_samples(handler=h), *shuffle, wds.map(self.read, handler=h)]
 
     def __iter__(self) -> Iterator[dict]:
         return iter(wds.DataPipeline(*self._stages()))
+
+    def read(self, raw: dict) -> dict:
+        """:meth:`to_sample`, counting good samples and tagging errors with their shard for the handler."""
+        try:
+            sample = self.to_sample(raw)
+        except Exception as exn:
+            exn.shard = raw.get('__url__')
+            raise
+        self.skipped.good += 1
+        return sample
 
     def to_sample(self, raw: dict) -> dict:
         """A raw tar sample (``__key__`` plus bytes per extension) -> tensors and token ids."""

@@ -2,13 +2,15 @@
 
 from .checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, register_trusted_checkpoint_loader
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
-from .hooks import AccuracyTableHook
+from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
 
 register_trusted_checkpoint_loader()
 
 __all__ = [
     'AccuracyTableHook',
     'AtomicCheckpointHook',
+    'DataSkipError',
+    'DataSkipsHook',
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
