@@ -54,6 +54,7 @@ def configure(args: argparse.Namespace):
     import torch
 
     from vlkit.config import load_config
+    from vlkit.config_check import ConfigError, check_config
 
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
@@ -75,7 +76,10 @@ def configure(args: argparse.Namespace):
             )
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-    return cfg
+    try:
+        return check_config(cfg)
+    except ConfigError as err:
+        raise SystemExit(f'config error: {err}') from err
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,208 @@
+"""Checks an assembled experiment config before anything is built, so mistakes cost seconds, not a run.
+
+:func:`check_config` refuses, with the key and the config file named:
+
+* a ``type`` no registry knows (listing the registered names and the closest match);
+* a top-level key neither MMEngine's Runner nor vlkit reads (private ``_name`` keys are allowed);
+* a keyword argument the constructor of a model part, the model or a dataset does not take;
+* declared dimensions that disagree: a connector's ``in_dim``/``out_dim`` against the encoder's width and
+  the LLM's hidden size, the encoder's ``img_size`` against ``image_size``;
+* dataset shards of which none exists, and local weight or checkpoint paths that do not exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import inspect
+import os.path as osp
+from collections.abc import Iterator
+from typing import Any
+
+import braceexpand
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.registry import Registry
+
+from . import registry as R
+
+RUNNER_KEYS = {
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg', 'val_cfg',
+    'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler', 'val_evaluator', 'test_evaluator',
+    'default_hooks', 'custom_hooks', 'data_preprocessor', 'load_from', 'resume', 'launcher', 'env_cfg',
+    'log_processor', 'log_level', 'visualizer', 'default_scope', 'randomness', 'experiment_name',
+    'model_wrapper_cfg', 'runner_type', 'custom_imports', 'strategy', 'compile', 'cfg',
+}  # fmt: skip
+VLKIT_KEYS = {
+    'vision_encoder',
+    'connector',
+    'language_model',
+    'fusion',
+    'model_settings',
+    'data_root',
+    'image_size',
+}
+PART_REGISTRIES = {
+    'vision_encoder': R.VISION_ENCODERS,
+    'connector': R.CONNECTORS,
+    'language_model': R.LANGUAGE_MODELS,
+    'fusion': R.FUSIONS,
+}
+# filled in by VisionLanguageModel when it builds the connector (DESIGN §3)
+BUILDER_ARGS = {'connector': {'in_dim', 'out_dim', 'input_grid'}}
+
+
+class ConfigError(ValueError):
+    """A config that would fail (or silently do the wrong thing) once training starts."""
+
+
+def _closest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f' Did you mean {close[0]!r}?' if close else ''
+
+
+def _registered(registry: Registry) -> list[str]:
+    names = set(registry.module_dict)
+    if registry.parent is not None:
+        names |= set(registry.parent.module_dict)
+    return sorted(names)
+
+
+def _components(cfg: Config) -> Iterator[tuple[str, Any, Registry]]:
+    """``(key, config dict, registry)`` for every component the Runner or the model builder will build."""
+    for part, registry in PART_REGISTRIES.items():
+        yield f'model.{part}', cfg.model.get(part), registry
+    yield 'model', cfg.model, R.MODELS
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader') or {}
+        yield f'{split}_dataloader.dataset', loader.get('dataset'), R.DATASETS
+        yield f'{split}_dataloader.collate_fn', loader.get('collate_fn'), R.FUNCTIONS
+        yield f'{split}_cfg', cfg.get(f'{split}_cfg'), R.LOOPS
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        yield f'default_hooks.{name}', hook, R.HOOKS
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        yield f'custom_hooks[{i}]', hook, R.HOOKS
+    wrapper = cfg.get('optim_wrapper') or {}
+    yield 'optim_wrapper', wrapper, R.OPTIM_WRAPPERS
+    yield 'optim_wrapper.optimizer', wrapper.get('optimizer'), R.OPTIMIZERS
+    for i, scheduler in enumerate(cfg.get('param_scheduler') or []):
+        yield f'param_scheduler[{i}]', scheduler, R.PARAM_SCHEDULERS
+    for split in ('val', 'test'):
+        yield f'{split}_evaluator', cfg.get(f'{split}_evaluator'), R.METRICS
+
+
+def _resolve(key: str, node: Any, registry: Registry, where: str) -> type | None:
+    """The class ``node['type']`` names, or a :class:`ConfigError` naming the registered types."""
+    if not isinstance(node, dict) or 'type' not in node:
+        return None
+    obj_type = node['type']
+    if not isinstance(obj_type, str):
+        return obj_type if inspect.isclass(obj_type) else None
+    found = registry.get(obj_type)
+    if found is None:
+        names = _registered(registry)
+        raise ConfigError(
+            f'{where}: {key}.type={obj_type!r} is not a registered {registry.name}; '
+            f'registered: {names}.{_closest(obj_type, names)}'
+        )
+    return found if inspect.isclass(found) else None
+
+
+def _accepted_args(cls: type) -> set[str] | None:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up the bases; ``None``: anything."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names - {'self'}
+        if klass.__init__ is object.__init__:
+            break
+    return None
+
+
+def _check_arguments(key: str, node: dict, cls: type, where: str) -> None:
+    accepted = _accepted_args(cls)
+    if accepted is None:
+        return
+    extra = set(BUILDER_ARGS.get(key.removeprefix('model.'), ()))
+    for arg in node:
+        if arg != 'type' and arg not in accepted | extra:
+            raise ConfigError(
+                f'{where}: {key}.{arg} is not an argument of {cls.__name__}; it takes '
+                f'{sorted(accepted)}.{_closest(arg, sorted(accepted))}'
+            )
+
+
+def _check_dimensions(model: dict, image_size: int | None, where: str) -> None:
+    """Compares the widths and sizes a config declares in more than one place."""
+    encoder, llm, connector = model.vision_encoder, model.language_model, model.connector
+    encoder_kwargs = encoder.get('model_kwargs') or {}
+    width = encoder_kwargs.get('embed_dim')
+    if isinstance(encoder.get('model'), dict):
+        width = encoder.model.get('hidden_size', width)
+    hidden = llm.model.get('hidden_size') if isinstance(llm.get('model'), dict) else None
+    fusion = (model.get('fusion') or {}).get('type', 'AutoregressiveFusion')
+    checks = [
+        ('connector.in_dim', connector.get('in_dim'), 'the vision encoder width', width),
+        ('vision_encoder.model_kwargs.img_size', encoder_kwargs.get('img_size'), 'image_size', image_size),
+    ]
+    if fusion == 'AutoregressiveFusion':  # visual tokens are spliced into the LLM's input embeddings
+        checks.append(('connector.out_dim', connector.get('out_dim'), 'the LLM hidden size', hidden))
+    for key, declared, what, expected in checks:
+        if declared is not None and expected is not None and declared != expected:
+            raise ConfigError(f'{where}: {key}={declared} does not match {what} ({expected})')
+
+
+def _looks_local(path: Any) -> bool:
+    return isinstance(path, str) and path.startswith(('/', './', '../', '~'))
+
+
+def _check_paths(cfg: Config, where: str) -> None:
+    """Dataset shards (none found: refused; some missing: a warning) and local weights must exist."""
+    for split in ('train', 'val', 'test'):
+        shards = ((cfg.get(f'{split}_dataloader') or {}).get('dataset') or {}).get('shards')
+        if shards is None:
+            continue
+        urls = [
+            u for s in ([shards] if isinstance(shards, str) else shards) for u in braceexpand.braceexpand(s)
+        ]
+        files = [u for u in urls if '://' not in u and not u.startswith('pipe:')]
+        missing = [u for u in files if not glob.glob(osp.expanduser(u))]
+        if files and len(missing) == len(files):
+            raise ConfigError(f'{where}: {split}_dataloader.dataset.shards: none of {missing} exists')
+        if missing:
+            print_log(
+                f'{where}: {split}_dataloader.dataset.shards: missing {missing}', logger='current', level=30
+            )
+    weights = {
+        'vision_encoder.checkpoint': cfg.model.vision_encoder.get('checkpoint'),
+        'vision_encoder.model': cfg.model.vision_encoder.get('model'),
+        'language_model.model': cfg.model.language_model.get('model'),
+        'language_model.tokenizer': cfg.model.language_model.get('tokenizer'),
+        'load_from': cfg.get('load_from'),
+    }
+    for key, path in weights.items():
+        if (_looks_local(path) or key.endswith(('checkpoint', 'load_from'))) and isinstance(path, str):
+            if not osp.exists(osp.expanduser(path)):
+                raise ConfigError(f'{where}: {key}={path!r} does not exist')
+
+
+def check_config(cfg: Config) -> Config:
+    """Raises :class:`ConfigError` for the first problem found (see the module docstring); returns ``cfg``."""
+    where = cfg.filename or '<config>'
+    unknown = sorted(k for k in cfg.keys() if k not in RUNNER_KEYS | VLKIT_KEYS and not k.startswith('_'))
+    if unknown:
+        known = sorted(RUNNER_KEYS | VLKIT_KEYS)
+        raise ConfigError(
+            f'{where}: unknown top-level key(s) {unknown}; known keys: {known}.{_closest(unknown[0], known)}'
+        )
+    for key, node, registry in _components(cfg):
+        cls = _resolve(key, node, registry, where)
+        if cls is not None and (key.startswith('model') or key.endswith('.dataset')):
+            _check_arguments(key, node, cls, where)
+    _check_dimensions(cfg.model, cfg.get('image_size'), where)
+    _check_paths(cfg, where)
+    return cfg
