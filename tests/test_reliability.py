@@ -8,9 +8,11 @@ import json
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
@@ -235,3 +237,44 @@ def test_a_skip_rate_over_the_threshold_stops_the_run_naming_the_shards(
     message = result.stderr[result.stderr.index('training stopped: ') :]
     assert 'max_skip_rate=0.01' in message and 'by iteration 1' in message
     assert 'missing-00000.tar' in message
+
+
+# -- 5. exact resume ----------------------------------------------------------------------------------------
+
+
+def _state(path: str) -> dict:
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+
+
+def _kill_after(args: list[str], checkpoint: str, timeout: float = 120) -> None:
+    """Starts the train tool and SIGKILLs it as soon as ``checkpoint`` has been published."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tools' / 'train.py'), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while not osp.exists(checkpoint) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+
+
+def test_a_run_killed_and_resumed_equals_a_straight_run_bit_for_bit(synthetic_root, tmp_path):
+    dropout = 'language_model.model.attention_dropout=0.2'  # random draws in every step
+    straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+    _ok(_train(CONFIG, *_opts(synthetic_root, straight, 8, dropout)))
+    _kill_after(
+        [CONFIG, *_opts(synthetic_root, killed, 8, dropout, interval=1)], osp.join(killed, 'iter_3.pth')
+    )
+    assert not osp.exists(osp.join(killed, 'iter_8.pth'))
+
+    out = _ok(_train(CONFIG, '--resume', *_opts(synthetic_root, killed, 8, dropout, interval=1)))
+    assert 'resumed' in out.lower()
+    a, b = _state(osp.join(straight, 'iter_8.pth')), _state(osp.join(killed, 'iter_8.pth'))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

@@ -9,6 +9,7 @@ default_hooks = dict(
     non_finite=dict(type='NonFiniteGuardHook', action='raise'),  # or 'skip': drop NaN steps, count them
     # bad samples by reason -> log + data_skips.json; stop when over max_skip_rate (None: never)
     data_skips=dict(type='DataSkipsHook', interval=50, max_skip_rate=0.2, min_samples=200),
+    rng_state=dict(type='RNGStateHook'),  # random states saved in checkpoints, restored on resume
     checkpoint=dict(
         type='AtomicCheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=3, save_last=True
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import tarfile
 from collections import Counter
@@ -174,7 +175,9 @@ class ConversationShards(IterableDataset):
         h = self.skipped
         if self.mode == 'train':
             source = [wds.ResampledShards(self.shards, seed=self.seed, deterministic=True)]
-            shuffle = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=None)]
+            # seeded like the shard resampling (seed, rank, worker), so a resumed run replays the stream
+            rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed))
+            shuffle = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             shuffle = []

@@ -1,6 +1,11 @@
 """Training-engine pieces: checkpoint loading and crash-safe writes, the non-finite guard, hooks."""
 
-from .checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, register_trusted_checkpoint_loader
+from .checkpoint import (
+    AtomicCheckpointHook,
+    RNGStateHook,
+    find_resumable_checkpoint,
+    register_trusted_checkpoint_loader,
+)
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
 
@@ -14,6 +19,7 @@ __all__ = [
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
+    'RNGStateHook',
     'TrainingFault',
     'find_resumable_checkpoint',
     'register_trusted_checkpoint_loader',

@@ -12,12 +12,14 @@ from __future__ import annotations
 import glob
 import os
 import os.path as osp
+import random
 import re
 import zipfile
 
+import numpy as np
 import torch
 from mmengine.dist import is_main_process
-from mmengine.hooks import CheckpointHook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -156,3 +158,33 @@ class AtomicCheckpointHook(CheckpointHook):
                 os.remove(old)
         self.keep_ckpt_ids.append(step)
         runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Saves the Python, NumPy and torch (CPU and CUDA) random states in each checkpoint and restores them
+    on resume, so that dropout and other random draws after a resume are those of a straight run.
+
+    MMEngine only re-seeds on resume, which replays the draws of iteration 0 instead.
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_states'] = {
+            'python': random.getstate(),
+            'numpy': np.random.get_state(),
+            'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        states = checkpoint.get('rng_states')
+        if states is None:
+            runner.logger.warning('the checkpoint holds no random states; random draws will not match')
+            return
+        random.setstate(states['python'])
+        np.random.set_state(states['numpy'])
+        torch.set_rng_state(states['torch'])
+        if states['cuda'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states['cuda'])
