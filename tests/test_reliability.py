@@ -9,6 +9,7 @@ import os
 import os.path as osp
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -278,3 +279,58 @@ def test_a_run_killed_and_resumed_equals_a_straight_run_bit_for_bit(synthetic_ro
     a, b = _state(osp.join(straight, 'iter_8.pth')), _state(osp.join(killed, 'iter_8.pth'))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+# -- 6. distributed -----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_ddp_keeps_ranks_identical_and_the_loss_falls(synthetic_root, tmp_path):
+    work_dir = str(tmp_path / 'ddp')
+    config = tmp_path / 'probed.py'
+    config.write_text(
+        f'_base_ = [{str(ROOT / CONFIG)!r}]\n'
+        "custom_imports = dict(imports=['tests.dist_probe'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='RankProbeHook')]\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    env.update(PYTHON=sys.executable, PORT=str(_free_port()))
+    result = subprocess.run(
+        [
+            'bash',
+            str(ROOT / 'tools' / 'dist_train.sh'),
+            str(config),
+            '2',
+            *_opts(synthetic_root, work_dir, 12),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    _ok(result)
+    ranks = [torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=False) for r in (0, 1)]
+    assert [r['world_size'] for r in ranks] == [2, 2]
+    assert ranks[0]['batches'] == ranks[1]['batches'] == 12
+    assert not torch.equal(ranks[0]['first_ids'], ranks[1]['first_ids'])  # each rank reads its own data
+    a, b = ranks[0]['state_dict'], ranks[1]['state_dict']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (scalars,) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    losses = [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal on a machine without CUDA')
+@pytest.mark.parametrize('strategy', ['fsdp', 'deepspeed'])
+def test_gpu_only_strategies_are_refused_on_a_cpu_naming_them(strategy, synthetic_root, tmp_path):
+    config = tmp_path / f'{strategy}.py'
+    base = [str(ROOT / CONFIG), str(ROOT / 'configs' / '_base_' / 'strategies' / f'{strategy}.py')]
+    config.write_text(f'_base_ = {base!r}\n')
+    result = _train(str(config), *_opts(synthetic_root, str(tmp_path / 'run'), 2))
+    assert result.returncode != 0
+    assert f'{config}: strategy=' in result.stderr and 'needs CUDA GPUs' in result.stderr

@@ -76,22 +76,44 @@ def configure(args: argparse.Namespace):
             )
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    if 'strategy' in cfg and not torch.cuda.is_available():
+        raise SystemExit(
+            f'config error: {args.config}: strategy={cfg.strategy.type!r} (configs/_base_/strategies) needs '
+            'CUDA GPUs; on a CPU drop it and use tools/dist_train.sh for gloo DDP'
+        )
+    if cfg.get('strategy', {}).get('type') == 'DeepSpeedStrategy':
+        cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=cfg.optim_wrapper.optimizer)
     try:
         return check_config(cfg)
     except ConfigError as err:
         raise SystemExit(f'config error: {err}') from err
 
 
+def init_cpu_distributed(cfg) -> None:
+    """DDP on the CPU over gloo (DESIGN §6): MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and
+    its DDP wrapper passes ``device_ids``, so the process group is made here, before the Runner, and the
+    wrapper is told there are no devices."""
+    import torch
+    import torch.distributed as dist
+
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = configure(args)
+    init_cpu_distributed(cfg)
 
-    from mmengine.runner import Runner
+    from mmengine.runner import FlexibleRunner, Runner
 
     from vlkit.data import BadSampleError
     from vlkit.engine import TrainingFault  # also registers the checkpoint loader fix and the hooks
 
-    runner = Runner.from_cfg(cfg)
+    runner = (FlexibleRunner if 'strategy' in cfg else Runner).from_cfg(cfg)
     try:
         runner.train()
     except (TrainingFault, BadSampleError) as err:

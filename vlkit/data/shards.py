@@ -126,6 +126,16 @@ def _decode_image(data: bytes) -> Image.Image:
     return image
 
 
+def _split_by_rank(samples: Iterator[dict]) -> Iterator[dict]:
+    """Every ``world_size``-th sample from the ``rank``-th on: each sample is evaluated once under DDP,
+    however few shards there are, and MMEngine's result collection, which interleaves the ranks' results,
+    puts them back in order."""
+    rank, world_size, _, _ = wds.utils.pytorch_worker_info()
+    for i, sample in enumerate(samples):
+        if i % world_size == rank:
+            yield sample
+
+
 @DATASETS.register_module()
 class ConversationShards(IterableDataset):
     """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption).
@@ -135,8 +145,9 @@ class ConversationShards(IterableDataset):
         tokenizer: a tokenizer spec (:func:`vlkit.models.llms.tokenizer.build_tokenizer`), the LLM's.
         image_size: square input resolution.
         num_samples: the stream's nominal length (what ``len()`` reports).
-        mode: ``'train'`` (ids + labels, endless resampled shards, shuffled) or ``'generate'``
-            (prompt ids + answer, each sample once in order).
+        mode: ``'train'`` (ids + labels, endless resampled shards, shuffled; each rank draws its own
+            stream, so every rank has as many batches as the loop asks for) or ``'generate'`` (prompt ids +
+            answer, each sample once in order, split by rank under DDP).
         shuffle_buffer: samples held for shuffling in train mode.
         seed: seed of the shard resampling and shuffling.
         strict: raise on the first bad sample instead of skipping it.
@@ -177,11 +188,11 @@ class ConversationShards(IterableDataset):
             source = [wds.ResampledShards(self.shards, seed=self.seed, deterministic=True)]
             # seeded like the shard resampling (seed, rank, worker), so a resumed run replays the stream
             rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed))
-            shuffle = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
+            order = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
-            shuffle = []
-        return [*source, wds.tarfile_to_samples(handler=h), *shuffle, wds.map(self.read, handler=h)]
+            order = [_split_by_rank]
+        return [*source, wds.tarfile_to_samples(handler=h), *order, wds.map(self.read, handler=h)]
 
     def __iter__(self) -> Iterator[dict]:
         return iter(wds.DataPipeline(*self._stages()))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os.path as osp
 
+import torch
+from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 
 from ..evaluation.report import format_accuracy_table
@@ -34,7 +36,9 @@ class DataSkipsHook(Hook):
     """Logs the training data's skipped samples by reason and writes them to ``{work_dir}/data_skips.json``.
 
     Reads ``skipped`` (a :class:`vlkit.data.shards.SkipCounter`) of the training dataset; datasets without
-    one are left alone. With ``num_workers > 0`` the counts live in the worker processes and are not seen.
+    one are left alone. Under DDP each rank writes its own counts (``data_skips_rank{r}.json`` beside rank
+    0's) and the skip rate is taken over all ranks. With ``num_workers > 0`` the counts live in the worker
+    processes and are not seen.
 
     Args:
         interval: iterations between reports (only reports with something skipped are logged).
@@ -62,14 +66,16 @@ class DataSkipsHook(Hook):
         if counter is None or not self.every_n_train_iters(runner, self.interval):
             return
         summary = self._report(runner, counter, runner.iter + 1)
-        met = summary['samples_read'] + sum(summary['skipped'].values())
-        if (
-            self.max_skip_rate is not None
-            and met >= self.min_samples
-            and counter.skip_rate > self.max_skip_rate
-        ):
+        # summed over ranks, so that every rank takes the same decision and none waits on a stopped one
+        totals = torch.tensor(
+            [sum(summary['skipped'].values()), summary['samples_read']], dtype=torch.float64
+        )
+        all_reduce(totals)
+        bad, met = float(totals[0]), float(totals.sum())
+        rate = bad / met if met else 0.0
+        if self.max_skip_rate is not None and met >= self.min_samples and rate > self.max_skip_rate:
             raise DataSkipError(
-                f'{counter.skip_rate:.1%} of the {met} training samples met were bad by iteration '
+                f'{rate:.1%} of the {met:.0f} training samples met were bad by iteration '
                 f'{runner.iter + 1}, more than default_hooks.data_skips.max_skip_rate={self.max_skip_rate}; '
                 f'reasons {summary["skipped"]}; bad samples per shard {summary["shards"]}'
             )
@@ -86,6 +92,7 @@ class DataSkipsHook(Hook):
                 f'training data: {sum(summary["skipped"].values())} bad samples skipped '
                 f'({summary["skip_rate"]:.1%}) by reason {summary["skipped"]}, by shard {summary["shards"]}'
             )
-        with open(osp.join(runner.work_dir, 'data_skips.json'), 'w') as f:
+        name = 'data_skips.json' if runner.rank == 0 else f'data_skips_rank{runner.rank}.json'
+        with open(osp.join(runner.work_dir, name), 'w') as f:
             json.dump(summary, f, indent=2)
         return summary
