@@ -105,6 +105,12 @@ def test_old_checkpoints_are_dropped_only_after_the_new_one_is_written(tmp_path)
     assert {'iter_2.pth', 'iter_3.pth'} <= set(os.listdir(tmp_path))
 
 
+def test_resume_takes_only_training_checkpoints_and_none_when_all_are_unreadable(tmp_path):
+    torch.save({'w': torch.ones(1)}, tmp_path / 'encoder_weights.pth')
+    (tmp_path / 'iter_2.pth').write_bytes(b'PK\x03\x04 cut short')
+    assert find_resumable_checkpoint(str(tmp_path)) is None
+
+
 def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     _ok(_train(CONFIG, *_opts(synthetic_root, work_dir, 8, interval=4)))

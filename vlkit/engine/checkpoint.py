@@ -92,7 +92,8 @@ def find_resumable_checkpoint(work_dir: str) -> str | None:
 
     Each unreadable candidate is named in a warning and passed over; ``None`` when nothing readable is left.
     """
-    candidates = sorted(glob.glob(osp.join(work_dir, '*_*.pth')), key=_step_of, reverse=True)
+    found = [p for p in glob.glob(osp.join(work_dir, '*_*.pth')) if _step_of(p) >= 0]
+    candidates = sorted(found, key=_step_of, reverse=True)
     pointer = osp.join(work_dir, POINTER)
     if osp.isfile(pointer):
         with open(pointer) as f:

@@ -90,7 +90,6 @@ class NonFiniteGuardHook(Hook):
         if action not in ('raise', 'skip'):
             raise ValueError(f"NonFiniteGuardHook: action must be 'raise' or 'skip', got {action!r}")
         self.action = action
-        self.skipped = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: dict | None = None) -> None:
         fault = getattr(runner.optim_wrapper, 'fault', None)
@@ -104,6 +103,8 @@ class NonFiniteGuardHook(Hook):
                 f'non-finite value at {where}; stopped before saving a checkpoint for this iteration. '
                 "Set default_hooks.non_finite.action='skip' to drop such steps instead."
             )
-        self.skipped += 1
-        runner.message_hub.update_scalar('train/skipped_steps', self.skipped)
-        runner.logger.warning(f'skipped the update at {where}; {self.skipped} step(s) skipped so far')
+        # runtime info is saved in checkpoints, so the count carries over a resume
+        skipped = runner.message_hub.get_info('skipped_steps', 0) + 1
+        runner.message_hub.update_info('skipped_steps', skipped)
+        runner.message_hub.update_scalar('train/skipped_steps', skipped)
+        runner.logger.warning(f'skipped the update at {where}; {skipped} step(s) skipped so far')
