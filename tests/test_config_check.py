@@ -38,6 +38,7 @@ def test_unknown_type_lists_the_registered_ones_and_the_closest(synthetic_root):
     message = _refused(synthetic_root, **{'connector.type': 'PerceiverResampller'})
     assert "model.connector.type='PerceiverResampller' is not a registered connector" in message
     assert "'MLPProjector'" in message and "Did you mean 'PerceiverResampler'?" in message
+    assert 'VisionLanguageModel' not in message  # only connectors are listed
 
 
 def test_unknown_hook_type_is_named(synthetic_root):

@@ -62,8 +62,12 @@ def _closest(name: str, names: list[str]) -> str:
 
 
 def _registered(registry: Registry) -> list[str]:
+    """The names a registry resolves: its own and, for children of MMEngine's roots, MMEngine's built-ins
+    (the model-part registries' parent is vlkit's ``MODELS``, whose models are not connectors)."""
+    registry.import_from_location()
     names = set(registry.module_dict)
-    if registry.parent is not None:
+    if registry.parent is not None and registry.parent.scope == 'mmengine':
+        registry.parent.import_from_location()
         names |= set(registry.parent.module_dict)
     return sorted(names)
 
@@ -118,8 +122,6 @@ def _accepted_args(cls: type) -> set[str] | None:
         names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return names - {'self'}
-        if klass.__init__ is object.__init__:
-            break
     return None
 
 
