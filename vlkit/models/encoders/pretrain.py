@@ -52,6 +52,7 @@ def load_or_pretrain(
         bank_size=bank_size,
         seed=seed,
         targets=[*synthetic.LABEL_MAPS, *GLOBAL_HEADS],
+        loss_weights=(BACKGROUND_WEIGHT, TAG_POSITIVE_WEIGHT),
     )
     key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(data_root or default_data_root()) / 'encoders' / f'{key}.pth'
@@ -101,17 +102,32 @@ def _predictions(encoder: nn.Module, heads: nn.ModuleDict, batch: dict[str, Tens
     }
 
 
+BACKGROUND_WEIGHT = 0.1  # most patches are background: without this the encoder learns mostly "nothing here"
+TAG_POSITIVE_WEIGHT = 4.0  # a scene has few of its possible tags
+
+
 def _loss(name: str, logits: Tensor, labels: Tensor) -> Tensor:
     if name == 'tags':
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        pos_weight = logits.new_full((logits.shape[-1],), TAG_POSITIVE_WEIGHT)
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
+    weight = None
+    if name not in GLOBAL_HEADS:
+        weight = logits.new_ones(logits.shape[-1])
+        weight[0] = BACKGROUND_WEIGHT
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), weight=weight)
 
 
 def _accuracy(name: str, logits: Tensor, labels: Tensor) -> float:
-    """% correct: per patch, per image, or per tag."""
+    """% correct, where it is hard: on foreground patches (label > 0), per image, or per tag (the mean
+    of the accuracies on present and on absent tags)."""
     if name == 'tags':
-        return round(100.0 * ((logits > 0) == labels.bool()).float().mean().item(), 1)
-    return round(100.0 * (logits.argmax(-1) == labels).float().mean().item(), 1)
+        hit = (logits > 0) == labels.bool()
+        present = labels.bool()
+        return round(50.0 * (hit[present].float().mean() + hit[~present].float().mean()).item(), 1)
+    hit = logits.argmax(-1) == labels
+    if name not in GLOBAL_HEADS:
+        hit = hit[labels > 0]
+    return round(100.0 * hit.float().mean().item(), 1)
 
 
 def _pretrain(encoder, image_size, iters, batch_size, lr, bank_size, seed) -> dict[str, float]:
