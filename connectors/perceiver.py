@@ -28,7 +28,8 @@ class PerceiverLayer(nn.Module):
 class PerceiverResampler(Connector):
     """Flamingo's Perceiver Resampler (also BLIP-3's and Idefics2's): learned latents cross-attend to the
     visual tokens and to themselves. With ``out_dim`` set, a Linear projection follows the final norm, as
-    in BLIP-3; with ``out_dim=None`` the latents stay at ``in_dim``, as in Flamingo."""
+    in BLIP-3; with ``out_dim=None`` the latents stay at ``in_dim``, as in Flamingo. ``latent_init_std`` only
+    sets the latents' random initialisation (converted reference weights replace it)."""
 
     def __init__(
         self,
@@ -44,9 +45,8 @@ class PerceiverResampler(Connector):
     ) -> None:
         super().__init__(in_dim=in_dim, out_dim=out_dim)
         self.num_latents = num_latents
-        # Small latents: at initialisation each output is then mostly its attention's average of the image,
-        # not a random vector the image barely perturbs (std-1 latents learned nothing but counting in
-        # 500 iterations of the default run; std 0.02 learned the other tasks too).
+        # Small latents: at initialisation each output is then mostly its attention's average of the
+        # image, not a random vector that the image barely perturbs.
         self.latents = nn.Parameter(torch.randn(num_latents, in_dim) * latent_init_std)
         self.layers = nn.ModuleList(
             PerceiverLayer(in_dim, num_heads, head_dim, mlp_ratio) for _ in range(depth)

@@ -52,7 +52,7 @@ def load_or_pretrain(
         bank_size=bank_size,
         seed=seed,
         targets=[*synthetic.LABEL_MAPS, *GLOBAL_HEADS],
-        loss_weights=(BACKGROUND_WEIGHT, TAG_POSITIVE_WEIGHT),
+        loss_weights=(BACKGROUND_WEIGHT, TAG_POSITIVE_WEIGHT, TAG_LOSS_WEIGHT),
     )
     key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = Path(data_root or default_data_root()) / 'encoders' / f'{key}.pth'
@@ -104,12 +104,15 @@ def _predictions(encoder: nn.Module, heads: nn.ModuleDict, batch: dict[str, Tens
 
 BACKGROUND_WEIGHT = 0.1  # most patches are background: without this the encoder learns mostly "nothing here"
 TAG_POSITIVE_WEIGHT = 4.0  # a scene has few of its possible tags
+# The tag loss is one mean over 48 tags beside six summed cross-entropies; weighted up so that the mean
+# token holds the scene's objects (at weight 1 a linear probe found 72% of the objects present in it).
+TAG_LOSS_WEIGHT = 10.0
 
 
 def _loss(name: str, logits: Tensor, labels: Tensor) -> Tensor:
     if name == 'tags':
         pos_weight = logits.new_full((logits.shape[-1],), TAG_POSITIVE_WEIGHT)
-        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
+        return TAG_LOSS_WEIGHT * F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
     weight = None
     if name not in GLOBAL_HEADS:
         weight = logits.new_ones(logits.shape[-1])
