@@ -46,6 +46,19 @@ def synthetic_root(tmp_path_factory) -> str:
     return str(root)
 
 
+def write_shard(path, members: list[tuple[str, bytes]]) -> str:
+    """Writes a webdataset tar shard of ``(member name, bytes)`` pairs; returns its path."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, 'w') as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
 def tiny_encoder() -> dict:
     return dict(
         type='TimmVisionEncoder',

@@ -1,11 +1,11 @@
 import io
 import itertools
 import json
-import tarfile
 
 import pytest
 from PIL import Image
 
+from tests.conftest import write_shard
 from vlkit.data import ConversationShards, SyntheticShards, vlm_collate
 from vlkit.data.prepare import ensure_synthetic_data
 
@@ -24,15 +24,6 @@ def _conversation(answer='red') -> bytes:
     return json.dumps({'conversations': turns, 'task': 'colour'}).encode()
 
 
-def _write_shard(path, members):
-    with tarfile.open(path, 'w') as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def _dataset(shards, synthetic_root, **kwargs):
     tokenizer = dict(type='synthetic_tokenizer', data_root=synthetic_root)
     return ConversationShards(shards, tokenizer, image_size=32, mode='generate', **kwargs)
@@ -40,7 +31,7 @@ def _dataset(shards, synthetic_root, **kwargs):
 
 @pytest.fixture
 def bad_shard(tmp_path):
-    return _write_shard(
+    return write_shard(
         tmp_path / 'bad-00000.tar',
         [
             ('a.png', _png()),
@@ -73,7 +64,7 @@ def test_missing_shard_is_skipped_and_counted(bad_shard, tmp_path, synthetic_roo
 
 
 def test_caption_pairs_are_read(tmp_path, synthetic_root):
-    shard = _write_shard(tmp_path / 'cap-00000.tar', [('k.png', _png()), ('k.txt', b'red')])
+    shard = write_shard(tmp_path / 'cap-00000.tar', [('k.png', _png()), ('k.txt', b'red')])
     (sample,) = list(_dataset([shard], synthetic_root))
     assert sample['answer'] == 'red' and sample['task'] == 'caption'
 
@@ -131,3 +122,14 @@ def test_synthetic_benchmark_is_balanced_and_reports_its_prior(synthetic_root):
 def test_unknown_split_is_named(synthetic_root):
     with pytest.raises(KeyError, match="split 'dev' is not in"):
         SyntheticShards('dev', data_root=synthetic_root, tokenizer=dict(type='synthetic_tokenizer'))
+
+
+def test_generating_the_benchmark_keeps_the_encoder_cache_beside_it(tmp_path):
+    root = tmp_path / 'synthetic'
+    (root / 'encoders').mkdir(parents=True)
+    (root / 'encoders' / 'abc.pth').write_bytes(b'weights')  # cached before the shards were made
+    ensure_synthetic_data(root, {'train': 20, 'val': 10, 'test': 10}, 32, shard_size=10, verbose=False)
+    assert (root / 'encoders' / 'abc.pth').read_bytes() == b'weights'
+    assert len(list(root.glob('train-*.tar'))) == 2 and (root / 'manifest.json').exists()
+    ensure_synthetic_data(root, {'train': 10, 'val': 10, 'test': 10}, 32, shard_size=10, verbose=False)
+    assert len(list(root.glob('train-*.tar'))) == 1 and (root / 'encoders' / 'abc.pth').exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
 import os.path as osp
@@ -21,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, write_shard
 from vlkit.engine.checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, is_readable_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,23 +176,14 @@ def _members(synthetic_root: str, count: int) -> list[tuple[str, bytes]]:
         return [(m.name, tar.extractfile(m).read()) for m in members]
 
 
-def _write(path: Path, members: list[tuple[str, bytes]]) -> str:
-    with tarfile.open(path, 'w') as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 @pytest.fixture
 def bad_data_config(synthetic_root, tmp_path) -> str:
     """Two good shards, one with a corrupt image, one truncated mid-member, one missing; tiny model."""
     members = _members(synthetic_root, 30)
-    shards = [_write(tmp_path / f'good-{i:05d}.tar', members[10 * i : 10 * i + 10]) for i in range(2)]
+    shards = [write_shard(tmp_path / f'good-{i:05d}.tar', members[10 * i : 10 * i + 10]) for i in range(2)]
     corrupt = [*members[20:28], (members[28][0], b'\x89PNG\r\n\x1a\n not an image'), members[29]]
-    shards.append(_write(tmp_path / 'corrupt-00000.tar', corrupt))
-    truncated = _write(tmp_path / 'truncated-00000.tar', members[:10])
+    shards.append(write_shard(tmp_path / 'corrupt-00000.tar', corrupt))
+    truncated = write_shard(tmp_path / 'truncated-00000.tar', members[:10])
     with tarfile.open(truncated) as tar:
         cut = tar.getmembers()[4].offset_data + 10
     with open(truncated, 'r+b') as f:

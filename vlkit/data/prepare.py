@@ -71,9 +71,26 @@ def ensure_synthetic_data(
         tmp.mkdir(parents=True)
         manifest = _generate(tmp, splits, image_size, shard_size, verbose) | expected
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2))
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
+        _publish(tmp, root)
     return root
+
+
+def _publish(tmp: Path, root: Path) -> None:
+    """Moves a generated benchmark into ``root``, the manifest last (it marks the benchmark complete).
+
+    Whatever else ``root`` holds (the encoder cache in ``encoders/``) stays; an old benchmark's files are
+    replaced.
+    """
+    if not root.exists():
+        tmp.rename(root)
+        return
+    (root / 'manifest.json').unlink(missing_ok=True)
+    for old in root.glob('*.tar'):
+        old.unlink()
+    shutil.rmtree(root / 'tokenizer', ignore_errors=True)
+    for item in sorted(tmp.iterdir(), key=lambda p: p.name == 'manifest.json'):
+        item.rename(root / item.name)
+    tmp.rmdir()
 
 
 def _generate(root: Path, splits: dict[str, int], image_size: int, shard_size: int, verbose: bool) -> dict:
