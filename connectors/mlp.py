@@ -10,7 +10,13 @@ class MLPProjector(Connector):
     """LLaVA-1.5's ``mlp2x_gelu`` projector: ``depth`` Linear layers with GELU between, per visual token."""
 
     def __init__(
-        self, *, in_dim: int, out_dim: int | None = None, depth: int = 2, hidden_dim: int | None = None, act: str = 'gelu'
+        self,
+        *,
+        in_dim: int,
+        out_dim: int | None = None,
+        depth: int = 2,
+        hidden_dim: int | None = None,
+        act: str = 'gelu',
     ) -> None:
         super().__init__(in_dim=in_dim, out_dim=out_dim)
         self.net = mlp(self.in_dim, hidden_dim or self.out_dim, self.out_dim, depth, act)
