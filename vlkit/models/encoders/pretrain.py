@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ...data import synthetic
 from ...data.prepare import default_data_root
 from ...data.transforms import normalize_uint8
+from ...engine.checkpoint import publish_file
 
 
 def load_or_pretrain(
@@ -62,7 +63,7 @@ def load_or_pretrain(
             metrics = _pretrain(encoder, image_size, iters, batch_size, lr, bank_size, seed)
             tmp = path.with_suffix(f'.tmp-{os.getpid()}')
             torch.save(encoder.model.state_dict(), tmp)
-            os.replace(tmp, path)
+            publish_file(str(tmp), str(path))
             path.with_suffix('.json').write_text(
                 json.dumps(settings | {'held_out_accuracy': metrics}, indent=2)
             )
