@@ -69,13 +69,13 @@ def test_caption_pairs_are_read(tmp_path, synthetic_root):
     assert sample['answer'] == 'red' and sample['task'] == 'caption'
 
 
+def _synthetic(split, synthetic_root, **kwargs):
+    tokenizer = dict(type='synthetic_tokenizer', data_root=synthetic_root)
+    return SyntheticShards(split, data_root=synthetic_root, image_size=32, tokenizer=tokenizer, **kwargs)
+
+
 def test_train_stream_is_endless_and_collates(synthetic_root):
-    ds = SyntheticShards(
-        'train',
-        data_root=synthetic_root,
-        image_size=32,
-        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
-    )
+    ds = _synthetic('train', synthetic_root)
     samples = list(itertools.islice(iter(ds), len(ds) + 10))  # past one pass: resampled shards never end
     assert len(samples) == len(ds) + 10
     batch = vlm_collate([dict(s, __key__='x') for s in samples[:4]])
@@ -86,13 +86,7 @@ def test_train_stream_is_endless_and_collates(synthetic_root):
 
 
 def test_generation_batches_are_left_padded(synthetic_root):
-    ds = SyntheticShards(
-        'val',
-        data_root=synthetic_root,
-        image_size=32,
-        mode='generate',
-        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
-    )
+    ds = _synthetic('val', synthetic_root, mode='generate')
     samples = list(ds)
     assert len(samples) == len(ds) == 60
     batch = vlm_collate(samples[:10])
@@ -100,14 +94,7 @@ def test_generation_batches_are_left_padded(synthetic_root):
 
 
 def test_blank_images_are_constant(synthetic_root):
-    ds = SyntheticShards(
-        'val',
-        data_root=synthetic_root,
-        image_size=32,
-        mode='generate',
-        blank_images=True,
-        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
-    )
+    ds = _synthetic('val', synthetic_root, mode='generate', blank_images=True)
     image = next(iter(ds))['image']
     assert image.std() == 0
 
