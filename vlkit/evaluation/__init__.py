@@ -1,4 +1,15 @@
+from .cider import CIDErD, cider_d
 from .exact_match import ExactMatchAccuracy, normalize_answer
 from .report import format_accuracy_table
+from .vqa import VQAAccuracy, normalize_vqa_answer, vqa_score
 
-__all__ = ['ExactMatchAccuracy', 'normalize_answer', 'format_accuracy_table']
+__all__ = [
+    'ExactMatchAccuracy',
+    'normalize_answer',
+    'format_accuracy_table',
+    'VQAAccuracy',
+    'normalize_vqa_answer',
+    'vqa_score',
+    'CIDErD',
+    'cider_d',
+]

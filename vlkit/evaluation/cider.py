@@ -1,0 +1,80 @@
+"""CIDEr-D for captions, with the COCO caption evaluation's own scorer (``pycocoevalcap``, no Java).
+
+``pycocoevalcap.cider.Cider`` is the CIDEr-D of the COCO caption server (Vedantam et al. 2015): TF-IDF
+weighted n-grams (n = 1..4) with the IDF taken over the references of the evaluated set, candidate
+n-gram counts clipped at the reference's, a Gaussian length penalty (sigma 6), the cosine averaged over
+n and over the references, times 10. vlkit reports it times 100 more, as papers do (COCO "CIDEr 117.3"
+is the scorer's 1.173).
+
+The COCO server tokenises with the Stanford PTB tokenizer (Java); here captions are lower-cased and
+split into runs of letters, digits and apostrophes, which drops punctuation as the PTB step does.
+Because the IDF comes from the evaluated references, a score depends on the whole set: an n-gram found
+in every image's references weighs 0, and a set of one image scores 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from mmengine.evaluator import BaseMetric
+
+from ..registry import METRICS
+from .vqa import per_task_means, reference_answers
+
+WORD = re.compile(r"[a-z0-9']+")
+
+
+def tokenize_caption(text: str) -> str:
+    """Lower-cased words separated by single spaces, punctuation removed."""
+    return ' '.join(WORD.findall(text.lower()))
+
+
+def cider_d(
+    predictions: Sequence[str], references: Sequence[str | Sequence[str]]
+) -> tuple[float, list[float]]:
+    """CIDEr-D on pycocoevalcap's scale (identical captions of 4+ words unique to their image score 10).
+
+    Args:
+        predictions: one caption per image.
+        references: the reference captions of each image (a string for one reference).
+
+    Returns:
+        The corpus score (the mean over images) and the score of each image.
+    """
+    from pycocoevalcap.cider.cider import Cider
+
+    if len(predictions) != len(references):
+        raise ValueError(f'{len(predictions)} predictions but {len(references)} reference lists')
+    if not predictions:
+        raise ValueError('CIDEr-D needs at least one caption')
+    gts, res = {}, {}
+    for i, (pred, refs) in enumerate(zip(predictions, references, strict=True)):
+        refs = [refs] if isinstance(refs, str) else list(refs)
+        if not refs:
+            raise ValueError(f'image {i} (prediction {pred!r}) has no reference caption')
+        gts[i] = [tokenize_caption(r) for r in refs]
+        res[i] = [tokenize_caption(pred)]
+    score, scores = Cider().compute_score(gts, res)
+    return float(score), [float(s) for s in scores]
+
+
+@METRICS.register_module()
+class CIDErD(BaseMetric):
+    """CIDEr-D (x100, as papers report it) per task and ``overall`` (the COCO corpus score).
+
+    Consumes the model's predict outputs: dicts with ``prediction``, the reference captions (``answers``,
+    or ``answer``: one caption or a list) and optionally ``task``. The IDF is taken over the references
+    of all samples together; a task's figure is the mean of its samples' scores.
+    """
+
+    default_prefix = 'cider_d'
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            self.results.append((s.get('task') or 'all', s['prediction'], reference_answers(s)))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        tasks, predictions, references = zip(*results, strict=True)
+        _, scores = cider_d(predictions, references)
+        return per_task_means(list(zip(tasks, scores, strict=True)))
