@@ -3,6 +3,8 @@
 The directory is ``data/synthetic`` unless a config's ``data_root`` or the ``VLKIT_DATA_ROOT``
 environment variable moves it. Generation writes into a temporary sibling directory and renames it when
 complete, under a file lock, so concurrent processes (DDP ranks, parallel tests) never see half a split.
+Variants of the benchmark (:data:`vlkit.data.synthetic.VARIANTS`) are generated the same way, on first
+use, into ``{data_root}/variants/{name}``; the default benchmark and its manifest stay as they are.
 """
 
 from __future__ import annotations
@@ -60,6 +62,34 @@ def ensure_synthetic_data(
         return root
     splits = dict(splits or DEFAULT_SPLITS)
     expected = _expected_manifest(splits, image_size, shard_size)
+    return _build_once(root, expected, lambda tmp: _generate(tmp, splits, image_size, shard_size, verbose))
+
+
+def ensure_synthetic_variant(root: str | os.PathLike, variant: str, verbose: bool = True) -> Path:
+    """Returns the directory of a variant of the benchmark in ``root``, generating it if it is missing.
+
+    Its splits are the base benchmark's, scaled by the variant's ``fraction``, its images the base size
+    times ``image_scale``; it has a manifest of its own and uses the base benchmark's tokenizer.
+    """
+    if variant not in synthetic.VARIANTS:
+        raise KeyError(f'unknown synthetic variant {variant!r}; expected one of {sorted(synthetic.VARIANTS)}')
+    spec = synthetic.VARIANTS[variant]
+    base = json.loads((Path(root) / 'manifest.json').read_text())
+    splits = {
+        name: max(1, round(info['num_samples'] * spec.fraction)) for name, info in base['splits'].items()
+    }
+    image_size = base['image_size'] * spec.image_scale
+    expected = _expected_manifest(splits, image_size, base['shard_size']) | {'variant': variant}
+    return _build_once(
+        Path(root) / 'variants' / variant,
+        expected,
+        lambda tmp: _generate(tmp, splits, image_size, base['shard_size'], verbose, spec),
+    )
+
+
+def _build_once(root: Path, expected: dict, generate) -> Path:
+    """Runs ``generate(tmp_dir) -> manifest`` and publishes the result as ``root``, unless ``root``
+    already holds a benchmark whose manifest matches ``expected`` (checked again under the lock)."""
     if _manifest_matches(root, expected):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +99,7 @@ def ensure_synthetic_data(
         tmp = root.with_name(root.name + f'.tmp-{os.getpid()}')
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        manifest = _generate(tmp, splits, image_size, shard_size, verbose) | expected
+        manifest = generate(tmp) | expected
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2))
         _publish(tmp, root)
     return root
@@ -93,7 +123,15 @@ def _publish(tmp: Path, root: Path) -> None:
     tmp.rmdir()
 
 
-def _generate(root: Path, splits: dict[str, int], image_size: int, shard_size: int, verbose: bool) -> dict:
+def _generate(
+    root: Path,
+    splits: dict[str, int],
+    image_size: int,
+    shard_size: int,
+    verbose: bool,
+    variant: synthetic.Variant | None = None,
+) -> dict:
+    """Writes the splits' shards (and, for the base benchmark, ``variant=None``, the tokenizer)."""
     start = time.perf_counter()
     manifest: dict = {'splits': {}}
     counts = {}
@@ -101,7 +139,15 @@ def _generate(root: Path, splits: dict[str, int], image_size: int, shard_size: i
         total=sum(splits.values()), desc=f'synthetic benchmark -> {root.name}', disable=not verbose
     ) as bar:
         for split, n in splits.items():
-            counts[split] = synthetic.write_split(root, split, n, image_size, shard_size, progress=bar)
+            counts[split] = synthetic.write_split(
+                root,
+                split,
+                n,
+                image_size,
+                shard_size,
+                progress=bar,
+                variant=variant or synthetic.DEFAULT_VARIANT,
+            )
             num_shards = (n + shard_size - 1) // shard_size
             manifest['splits'][split] = {
                 'num_samples': n,
@@ -110,11 +156,12 @@ def _generate(root: Path, splits: dict[str, int], image_size: int, shard_size: i
     for split, n in splits.items():
         if split != 'train':
             manifest['splits'][split]['question_only_prior'] = synthetic.question_only_prior(
-                counts['train'], split, n
+                counts['train'], split, n, variant or synthetic.DEFAULT_VARIANT
             )
-    train_word_level_tokenizer(synthetic.corpus_lines(counts['train'])).save_pretrained(
-        str(root / 'tokenizer')
-    )
+    if variant is None:
+        train_word_level_tokenizer(synthetic.corpus_lines(counts['train'])).save_pretrained(
+            str(root / 'tokenizer')
+        )
     manifest['generation_seconds'] = round(time.perf_counter() - start, 1)
     return manifest
 

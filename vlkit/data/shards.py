@@ -1,4 +1,4 @@
-"""webdataset pipelines for caption, question/answer and instruction shards.
+"""webdataset pipelines for caption, question/answer, instruction and interleaved-document shards.
 
 Every stage has an error handler that skips the bad sample or shard and counts it by reason
 (``corrupt_image``, ``truncated_tar``, ``missing_shard``, ``missing_field``, ``other``); ``strict=True``
@@ -23,8 +23,10 @@ from torch.utils.data import IterableDataset
 
 from ..models.llms.tokenizer import build_tokenizer
 from ..registry import DATASETS, FUNCTIONS
+from .anyres import check_anyres
+from .interleaved import document_segments, tokenize_document
 from .templates import tokenize_conversation
-from .transforms import blank_like, image_to_tensor
+from .transforms import blank_like, image_to_tensor, images_to_crops
 
 IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp')
 
@@ -138,7 +140,9 @@ def _split_by_rank(samples: Iterator[dict]) -> Iterator[dict]:
 
 @DATASETS.register_module()
 class ConversationShards(IterableDataset):
-    """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption).
+    """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption),
+    and interleaved documents (``KEY.json`` with ``texts``/``images`` + ``KEY.0.<image>``, ...; see
+    :mod:`vlkit.data.interleaved`), so one stream may mix all the formats of DESIGN §5.
 
     Args:
         shards: shard paths or a brace pattern (``data/train-{00000..00019}.tar``).
@@ -152,6 +156,10 @@ class ConversationShards(IterableDataset):
         seed: seed of the shard resampling and shuffling.
         strict: raise on the first bad sample instead of skipping it.
         blank_images: replace every image by a constant grey one (what does a model take from images?).
+        anyres: patch-wise any-resolution settings, ``dict(grids=[(rows, cols), ...], global_view=True)``
+            (:mod:`vlkit.data.anyres`): each image becomes a global view plus a grid of ``image_size``
+            crops, and samples carry ``images`` [crops, 3, S, S] and ``crop_counts``. ``None``: each image
+            is resized to ``image_size``.
     """
 
     def __init__(
@@ -165,6 +173,7 @@ class ConversationShards(IterableDataset):
         seed: int = 0,
         strict: bool = False,
         blank_images: bool = False,
+        anyres: dict | None = None,
     ) -> None:
         super().__init__()
         if mode not in ('train', 'generate'):
@@ -178,6 +187,7 @@ class ConversationShards(IterableDataset):
         self.seed = seed
         self.skipped = SkipCounter(strict)
         self.blank_images = blank_images
+        self.anyres = check_anyres(anyres) if anyres is not None else None
 
     def __len__(self) -> int:
         return self.num_samples
@@ -210,11 +220,13 @@ class ConversationShards(IterableDataset):
     def to_sample(self, raw: dict) -> dict:
         """A raw tar sample (``__key__`` plus bytes per extension) -> tensors and token ids."""
         key = raw.get('__key__', '?')
+        record = json.loads(raw['json']) if 'json' in raw else None
+        if record is not None and ('texts' in record or 'images' in record):
+            return self.document_sample(raw, record)
         image_ext = next((e for e in IMAGE_EXTENSIONS if e in raw), None)
         if image_ext is None:
             raise MissingField(f'sample {key!r} has no image ({"/".join(IMAGE_EXTENSIONS)})')
-        if 'json' in raw:
-            record = json.loads(raw['json'])
+        if record is not None:
             if 'conversations' not in record:
                 raise MissingField(f'sample {key!r}: {key}.json has no "conversations"')
             conversations, task = record['conversations'], record.get('task')
@@ -227,23 +239,79 @@ class ConversationShards(IterableDataset):
         else:
             raise MissingField(f'sample {key!r} has neither .json (conversations) nor .txt (caption)')
         sample = tokenize_conversation(self.tokenizer, conversations, for_generation=self.mode == 'generate')
-        image = image_to_tensor(_decode_image(raw[image_ext]), self.image_size)
-        sample['image'] = blank_like(image) if self.blank_images else image
+        if self.anyres is not None:
+            sample.update(self.image_fields([_decode_image(raw[image_ext])]))
+        else:
+            image = image_to_tensor(_decode_image(raw[image_ext]), self.image_size)
+            sample['image'] = blank_like(image) if self.blank_images else image
         sample['task'] = task
         return sample
+
+    def document_sample(self, raw: dict, record: dict) -> dict:
+        """An interleaved document (:mod:`vlkit.data.interleaved`) -> token ids, its images' crops and
+        ``crop_counts``; in generate mode only the images before the answer."""
+        key = raw.get('__key__', '?')
+        if not {'texts', 'images'} <= set(record):
+            raise MissingField(f'document {key!r}: {key}.json needs both "texts" and "images"')
+        segments, targets = document_segments(record, key)
+        sample = tokenize_document(self.tokenizer, segments, targets, for_generation=self.mode == 'generate')
+        images = [_decode_image(raw[_document_image(raw, key, i)]) for i in range(sample.pop('num_images'))]
+        sample.update(self.image_fields(images))
+        sample['task'] = record.get('task')
+        return sample
+
+    def image_fields(self, images: list[Image.Image]) -> dict:
+        """A sample's ``images`` [crops, 3, S, S] and ``crop_counts`` (crops per image, in order)."""
+        crops, counts = images_to_crops(images, self.image_size, self.anyres)
+        return {'images': blank_like(crops) if self.blank_images else crops, 'crop_counts': counts}
+
+
+def _document_image(raw: dict, key: str, index: int) -> str:
+    """The member (extension) holding a document's ``index``-th image: ``KEY.{index}.png`` or another type."""
+    for ext in IMAGE_EXTENSIONS:
+        if f'{index}.{ext}' in raw:
+            return f'{index}.{ext}'
+    raise MissingField(f'document {key!r} has no image {key}.{index}.<{"|".join(IMAGE_EXTENSIONS)}>')
+
+
+@DATASETS.register_module()
+class InterleavedShards(ConversationShards):
+    """Interleaved image-text documents only (OBELICS / MINT-1T style, :mod:`vlkit.data.interleaved`).
+
+    Takes :class:`ConversationShards`' arguments; any other kind of sample is skipped and counted as
+    ``missing_field``. Samples hold any number of images (none included), text before, between and after
+    them, and ``crop_counts``.
+    """
+
+    def to_sample(self, raw: dict) -> dict:
+        key = raw.get('__key__', '?')
+        if 'json' not in raw:
+            raise MissingField(f'sample {key!r} has no {key}.json; an interleaved document needs one')
+        return self.document_sample(raw, json.loads(raw['json']))
 
 
 @DATASETS.register_module()
 class SyntheticShards(ConversationShards):
-    """A split of the synthetic benchmark, generated on first use (see :mod:`vlkit.data.prepare`)."""
+    """A split of the synthetic benchmark, generated on first use (see :mod:`vlkit.data.prepare`).
+
+    ``variant`` names a variant of it (``'interleaved'`` few-shot documents, ``'hires'`` images at twice
+    the size with small print; :data:`vlkit.data.synthetic.VARIANTS`), generated on first use beside it.
+    """
 
     def __init__(
-        self, split: str, data_root: str | None = None, data_kwargs: dict | None = None, **kwargs
+        self,
+        split: str,
+        data_root: str | None = None,
+        data_kwargs: dict | None = None,
+        variant: str | None = None,
+        **kwargs,
     ) -> None:
-        from .prepare import ensure_synthetic_data
+        from .prepare import ensure_synthetic_data, ensure_synthetic_variant
         from .synthetic import shard_urls
 
         root = ensure_synthetic_data(data_root, **(data_kwargs or {}))
+        if variant is not None:
+            root = ensure_synthetic_variant(root, variant, verbose=(data_kwargs or {}).get('verbose', True))
         manifest = json.loads((root / 'manifest.json').read_text())
         if split not in manifest['splits']:
             raise KeyError(
@@ -260,20 +328,37 @@ def _pad(seqs: list[list[int]], value: int, left: bool) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def sample_crops(sample: dict) -> tuple[torch.Tensor, list[int]]:
+    """A sample's image crops [C, 3, H, W] and crops per image: one ``image``, or ``images`` with
+    ``crop_counts`` (several images, any-resolution crops; one crop per image when absent)."""
+    if 'image' in sample:
+        return sample['image'][None], [1]
+    if 'images' in sample:
+        images = sample['images']
+        return images, list(sample.get('crop_counts', [1] * len(images)))
+    raise KeyError(f"a sample needs 'image' or 'images'; it has {sorted(sample)}")
+
+
 @FUNCTIONS.register_module()
 def vlm_collate(samples: list[dict]) -> dict:
     """Pads a list of samples into a batch (DESIGN §3): right padding for training, left for generation.
 
-    Keys beginning with ``__`` are dropped.
+    ``images`` holds every sample's images (their crops, with any-resolution encoding) in order, and
+    ``image_counts`` the number of images per sample; ``crop_counts`` (crops per image) is added when an
+    image has more than one crop. Keys beginning with ``__`` are dropped.
     """
     generating = 'labels' not in samples[0]
     ids = [s['input_ids'] for s in samples]
+    crops, crop_counts = zip(*map(sample_crops, samples), strict=True)
     batch = {
-        'images': torch.stack([s['image'] for s in samples]),
-        'image_counts': torch.ones(len(samples), dtype=torch.long),
+        'images': torch.cat(crops),
+        'image_counts': torch.tensor([len(c) for c in crop_counts], dtype=torch.long),
         'input_ids': _pad(ids, 0, left=generating),
         'attention_mask': _pad([[1] * len(i) for i in ids], 0, left=generating),
     }
+    flat_counts = [n for counts in crop_counts for n in counts]
+    if any(n != 1 for n in flat_counts):
+        batch['crop_counts'] = torch.tensor(flat_counts, dtype=torch.long)
     if generating:
         batch['answers'] = [s['answer'] for s in samples]
     else:

@@ -10,11 +10,18 @@ The generator also returns pixel-level label maps, from which :func:`patch_targe
 per-patch targets that pretrain the default tiny encoder: colour, shape, word, shape centres, and two joint
 labels, ``object`` (colour and shape together) and ``place`` (shape and grid column together), which teach
 each patch token what is there and where, bound together rather than as separate attributes.
+
+Variants (:data:`VARIANTS`), generated lazily into ``{data_root}/variants/{name}`` only when a config asks
+for them, reuse the same scenes and questions: ``interleaved`` writes few-shot interleaved documents (0-2
+solved image-question pairs of one task, then a query; :mod:`vlkit.data.interleaved`), ``hires`` renders
+the images at twice the size with the printed word small enough to be unreadable once the image is
+downscaled to the base resolution (see :data:`HIRES_WORD_SCALE`), for patch-wise any-resolution encoding.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import random
@@ -130,8 +137,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return _FONT_CACHE[size]
 
 
-def render(scene: Scene, size: int = BASE_SIZE) -> tuple[Image.Image, dict[str, np.ndarray]]:
-    """Renders a scene; returns the RGB image and pixel label maps (0 = background) at ``size``."""
+def render(
+    scene: Scene, size: int = BASE_SIZE, word_scale: float = 1.0
+) -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """Renders a scene; returns the RGB image and pixel label maps (0 = background) at ``size``.
+
+    ``word_scale`` shrinks the printed word relative to the rest of the layout (the ``hires`` variant).
+    """
     s = size / BASE_SIZE
     image = Image.new('RGB', (size, size), (245, 245, 240))
     maps = {name: Image.new('L', (size, size), 0) for name in LABEL_MAPS}
@@ -157,7 +169,7 @@ def render(scene: Scene, size: int = BASE_SIZE) -> tuple[Image.Image, dict[str, 
             else:
                 target.polygon(poly, fill=fill)
         label_draws['centre'].rectangle([cx - s, cy - s, cx + s, cy + s], fill=1)
-    font = _font(max(6, round(14 * s)))
+    font = _font(max(6, round(14 * s * word_scale)))
     xy = (scene.word_x * s, (WORD_BAND_TOP + 1) * s)
     draw.text(xy, scene.word, fill=(20, 20, 20), font=font)
     left, top, right, bottom = draw.textbbox(xy, scene.word, font=font)
@@ -221,37 +233,122 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How a variant of the benchmark differs from the default one.
+
+    Attributes:
+        image_scale: image size relative to the base benchmark's.
+        word_scale: printed-word size relative to the default rendering.
+        max_shots: ``None`` for question/answer samples; otherwise interleaved documents of 0 to
+            ``max_shots`` solved examples of one task, then a query of the same task.
+        seed_offset: added to the split seeds, so that a variant draws scenes of its own.
+        fraction: split sizes relative to the base benchmark's.
+    """
+
+    image_scale: int = 1
+    word_scale: float = 1.0
+    max_shots: int | None = None
+    seed_offset: int = 0
+    fraction: float = 0.25
+
+
+# At 128 px the word is drawn 10 px high: readable in a 64 px crop (42 ink pixels for "key"), but 2 ink
+# pixels once the image is downscaled to 64 px (the default rendering has about 75 at 64 px).
+HIRES_WORD_SCALE = 0.36
+VARIANTS = {
+    'interleaved': Variant(max_shots=2, seed_offset=101),
+    'hires': Variant(image_scale=2, word_scale=HIRES_WORD_SCALE, seed_offset=202),
+}
+DEFAULT_VARIANT = Variant()
+
+
+def example_stream(split: str, variant: Variant = DEFAULT_VARIANT):
+    """Yields (index, task, [(scene, question, answer), ...]) forever: one example per sample, or for a
+    few-shot variant the solved examples followed by the query (the last)."""
+    if variant.max_shots is None:
+        for i, task, scene, question, answer in sample_stream(split, variant.seed_offset):
+            yield i, task, [(scene, question, answer)]
+        return
+    rng = random.Random(SPLIT_SEEDS[split] + variant.seed_offset)
+    for i in itertools.count():
+        task = TASKS[i % len(TASKS)]
+        yield i, task, [make_question(rng, task) for _ in range(rng.randint(0, variant.max_shots) + 1)]
+
+
+def _conversation_members(key: str, task: str, examples: list, image_size: int, variant: Variant) -> list:
+    ((scene, question, answer),) = examples
+    image, _ = render(scene, image_size, variant.word_scale)
+    record = {
+        'conversations': [
+            {'from': 'human', 'value': f'<image>\n{question}'},
+            {'from': 'gpt', 'value': answer},
+        ],
+        'task': task,
+    }
+    return [(f'{key}.png', _png_bytes(image)), (f'{key}.json', json.dumps(record).encode())]
+
+
+def _document_members(key: str, task: str, examples: list, image_size: int, variant: Variant) -> list:
+    """A few-shot interleaved document: per example its image and question (the question before the image
+    or after it, drawn per example), then the answer, which is a target (carries loss)."""
+    from .templates import ANSWER_PROMPT, format_answer, format_prompt
+
+    layout = random.Random(key)
+    texts, targets, members = [], [], []
+    for j, (scene, question, answer) in enumerate(examples):
+        image, _ = render(scene, image_size, variant.word_scale)
+        members.append((f'{key}.{j}.png', _png_bytes(image)))
+        segments = (
+            [question, None, ANSWER_PROMPT] if layout.random() < 0.5 else [None, format_prompt(question)]
+        )
+        texts += segments + [format_answer(answer)]
+        targets += [False] * len(segments) + [True]
+    images = [f'{key}.{j}.png' for j in range(len(examples))]
+    image_entries = iter(images)
+    record = {
+        'texts': texts,
+        'images': [next(image_entries) if t is None else None for t in texts],
+        'targets': targets,
+        'task': task,
+    }
+    return [(f'{key}.json', json.dumps(record).encode()), *members]
+
+
 def write_split(
-    root: Path, split: str, num_samples: int, image_size: int, shard_size: int, progress=None
+    root: Path,
+    split: str,
+    num_samples: int,
+    image_size: int,
+    shard_size: int,
+    progress=None,
+    variant: Variant = DEFAULT_VARIANT,
 ) -> dict:
-    """Writes ``{split}-{k:05d}.tar`` shards of PNG + conversation JSON; returns each question's answers."""
+    """Writes ``{split}-{k:05d}.tar`` shards of PNG + conversation JSON (or interleaved documents for a
+    few-shot variant); returns each (query) question's answers."""
     answers_by_question: dict[str, Counter] = defaultdict(Counter)
-    stream = sample_stream(split)
+    stream = example_stream(split, variant)
+    members_of = _conversation_members if variant.max_shots is None else _document_members
     for shard in range((num_samples + shard_size - 1) // shard_size):
         with tarfile.open(root / f'{split}-{shard:05d}.tar', 'w') as tar:
             for _ in range(min(shard_size, num_samples - shard * shard_size)):
-                i, task, scene, question, answer = next(stream)
-                image, _ = render(scene, image_size)
-                key = f'{split}{i:07d}'
-                record = {
-                    'conversations': [
-                        {'from': 'human', 'value': f'<image>\n{question}'},
-                        {'from': 'gpt', 'value': answer},
-                    ],
-                    'task': task,
-                }
-                _add_member(tar, f'{key}.png', _png_bytes(image))
-                _add_member(tar, f'{key}.json', json.dumps(record).encode())
+                i, task, examples = next(stream)
+                for name, data in members_of(f'{split}{i:07d}', task, examples, image_size, variant):
+                    _add_member(tar, name, data)
+                _, question, answer = examples[-1]
                 answers_by_question[question][answer] += 1
                 if progress is not None:
                     progress.update(1)
     return answers_by_question
 
 
-def question_only_prior(train_counts: dict[str, Counter], split: str, num_samples: int) -> dict[str, float]:
+def question_only_prior(
+    train_counts: dict[str, Counter], split: str, num_samples: int, variant: Variant = DEFAULT_VARIANT
+) -> dict[str, float]:
     """Accuracy per task of answering each question with its most frequent training answer (no image)."""
     hits, totals = Counter(), Counter()
-    for _, task, _, question, answer in _take(sample_stream(split), num_samples):
+    for _, task, examples in _take(example_stream(split, variant), num_samples):
+        _, question, answer = examples[-1]
         guess = train_counts[question].most_common(1)[0][0] if question in train_counts else ''
         hits[task] += guess == answer
         totals[task] += 1
