@@ -109,6 +109,18 @@ def _xgen_mm_perceiver() -> list[Rule]:
     return _open_flamingo_perceiver() + [Rule(rf'projection\.{_WB}', r'projection.\1', required=True)]
 
 
+def _open_flamingo_gated_xattn() -> list[Rule]:
+    # GatedCrossAttentionBlock: attn = MaskedCrossAttention (its own pre-norm), ff = Flamingo's FeedForward;
+    # vlkit's GatedCrossAttentionBlock keeps the pre-norm beside its attention (``norm``)
+    return [
+        Rule(rf'attn\.norm\.{_WB}', r'norm.\1', required=True),
+        Rule(r'attn\.(to_q|to_kv|to_out)\.weight', r'attn.\1.weight', required=True),
+        Rule(rf'ff\.(\d+)\.{_WB}', r'ff.\1.\2', required=True),
+        Rule(r'attn_gate', 'attn_gate', required=True),
+        Rule(r'ff_gate', 'ff_gate', required=True),
+    ]
+
+
 def _regstage_block(rest: str) -> Callable[[re.Match], str]:
     """``net.{0|2}.b{k}.<rest>`` (timm RegStage blocks, 1-based) -> ``stage{1|2}.{k - 1}.<rest>``."""
     return lambda m: f'stage{1 if m[1] == "0" else 2}.{int(m[2]) - 1}.' + m.expand(rest)
@@ -137,6 +149,7 @@ SOURCES: dict[str, list[Rule]] = {
     'open_flamingo.perceiver': _open_flamingo_perceiver(),
     'xgen_mm.perceiver': _xgen_mm_perceiver(),
     'honeybee.c_abstractor': _honeybee_c_abstractor(),
+    'open_flamingo.gated_xattn': _open_flamingo_gated_xattn(),
 }
 
 

@@ -45,6 +45,7 @@ class VisionLanguageModel(BaseModel):
         self.vision_encoder = VISION_ENCODERS.build(vision_encoder)
         self.language_model = LANGUAGE_MODELS.build(language_model)
         self.fusion = FUSIONS.build(fusion or dict(type='AutoregressiveFusion'))
+        self.fusion.attach(self.language_model)
         self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
         self.freeze_vision_encoder = freeze_vision_encoder
         self.max_new_tokens = max_new_tokens
@@ -104,13 +105,15 @@ class VisionLanguageModel(BaseModel):
             return self.predict(images, input_ids, attention_mask, **meta)
         if mode == 'tensor':
             inputs = self.fuse(images, input_ids, attention_mask)
-            return self.language_model.model(**inputs).logits
+            with self.fusion.conditioning(inputs) as lm_inputs:
+                return self.language_model.model(**lm_inputs).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, images, input_ids, attention_mask, labels) -> Tensor:
         inputs = self.fuse(images, input_ids, attention_mask, labels)
         labels = inputs.pop('labels')
-        logits = self.language_model.model(**inputs).logits
+        with self.fusion.conditioning(inputs) as lm_inputs:
+            logits = self.language_model.model(**lm_inputs).logits
         return F.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
         )
@@ -121,15 +124,16 @@ class VisionLanguageModel(BaseModel):
         inputs = self.fuse(images, input_ids, attention_mask, align_right=True)
         positions = (inputs['attention_mask'].cumsum(1) - 1).clamp(min=0)
         tok = self.tokenizer
-        out = self.language_model.model.generate(
-            **inputs,
-            position_ids=positions,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            suppress_tokens=[self.language_model.image_token_id],  # no image to splice in mid-answer
-        )
+        with self.fusion.conditioning(inputs) as lm_inputs:
+            out = self.language_model.model.generate(
+                **lm_inputs,
+                position_ids=positions,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                suppress_tokens=[self.language_model.image_token_id],  # no image to splice in mid-answer
+            )
         return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
 
     def predict(self, images, input_ids, attention_mask, answers=None, tasks=None, **meta) -> list[dict]:

@@ -1,4 +1,14 @@
 from .autoregressive import IGNORE_INDEX, AutoregressiveFusion
-from .base import Fusion
+from .base import Fusion, image_markers
+from .cross_attention import CrossAttentionFusion, GatedCrossAttentionBlock, MediaContext, decoder_layers
 
-__all__ = ['Fusion', 'AutoregressiveFusion', 'IGNORE_INDEX']
+__all__ = [
+    'Fusion',
+    'AutoregressiveFusion',
+    'CrossAttentionFusion',
+    'GatedCrossAttentionBlock',
+    'MediaContext',
+    'IGNORE_INDEX',
+    'decoder_layers',
+    'image_markers',
+]

@@ -3,16 +3,46 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from torch import Tensor, nn
 
 
+def image_markers(input_ids: Tensor, image_token_id: int, num_images: int) -> Tensor:
+    """[B, T] bool, True at the ``<image>`` markers, after checking that there is one per image."""
+    is_image = input_ids == image_token_id
+    num_markers = int(is_image.sum())
+    if num_markers != num_images:
+        raise ValueError(f'the batch has {num_markers} {image_token_id=} markers but {num_images} images')
+    return is_image
+
+
 class Fusion(nn.Module, ABC):
-    """Turns text ids and per-image visual tokens into the language model's inputs."""
+    """Turns text ids and per-image visual tokens into the language model's inputs.
+
+    The model builder calls :meth:`attach` once with the built language model; each call of the language model
+    (a forward pass or a whole ``generate``) runs inside :meth:`conditioning` with what :meth:`forward`
+    returned.
+    """
 
     def connector_out_dim(self, llm_hidden_size: int) -> int | None:
         """The width the connector must produce (``None``: keep the encoder's width)."""
         return llm_hidden_size
+
+    def attach(self, language_model: nn.Module) -> None:
+        """Called once after the language model is built (``vlkit.models.llms.HFCausalLM``). Fusions that act
+        inside the language model build their layers and register their hooks here; the default does
+        nothing."""
+
+    @contextmanager
+    def conditioning(self, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The scope of one language-model call on ``inputs`` (what :meth:`forward` returned, ``labels``
+        removed): yields the keyword arguments for the language model. Fusions that condition the language
+        model's layers take their own keys out of ``inputs`` and hold that context only inside this scope;
+        the default passes ``inputs`` through."""
+        yield inputs
 
     @abstractmethod
     def forward(
@@ -24,7 +54,7 @@ class Fusion(nn.Module, ABC):
         image_token_id: int,
         labels: Tensor | None = None,
         align_right: bool = False,
-    ) -> dict[str, Tensor]:
+    ) -> dict[str, Any]:
         """Returns keyword arguments for the language model (``inputs_embeds``, ``attention_mask``, ...)
         and ``labels`` aligned with them.
 

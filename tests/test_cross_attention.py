@@ -1,0 +1,259 @@
+"""Flamingo's gated cross-attention fusion: media masking, gates, freezing, generation with a KV cache, every
+connector with both fusions, and equivalence with open_flamingo's GatedCrossAttentionBlock."""
+
+import pytest
+import torch
+
+from tests.conftest import TINY_IMAGE_SIZE, tiny_language_model, tiny_model_cfg
+from tests.test_connectors import TINY, _names
+from vlkit.convert import convert_state_dict
+from vlkit.models.fusion import CrossAttentionFusion, GatedCrossAttentionBlock, MediaContext
+from vlkit.registry import LANGUAGE_MODELS, MODELS
+
+TOL = dict(atol=1e-5, rtol=1e-4)
+XATTN = dict(type='CrossAttentionFusion', every=1, num_heads=2, head_dim=8, ff_mult=2)
+FUSIONS = {'autoregressive': dict(type='AutoregressiveFusion'), 'cross_attention': XATTN}
+# text before, between and after images; 0, 1 and 3 images per sample
+TEXTS = [
+    'what colour is the shape ? red',
+    '<image> what shape is it ? circle',
+    'first <image> a red square <image> then <image> which is blue ? red',
+]
+
+
+def _build(root: str, connector: dict | None = None, fusion: dict = XATTN, seed: int = 0):
+    torch.manual_seed(seed)
+    return MODELS.build(tiny_model_cfg(root, connector=connector, fusion=fusion))
+
+
+def _batch(model, texts: list[str], generating: bool = False, seed: int = 0) -> dict:
+    """``texts`` tokenised, with random images; right-padded with labels, or left-padded prompts."""
+    tok = model.tokenizer
+    ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), tok.pad_token_id)
+    attention_mask = torch.zeros(len(ids), width, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        cols = slice(width - len(seq), width) if generating else slice(0, len(seq))
+        input_ids[row, cols], attention_mask[row, cols] = torch.tensor(seq), 1
+    counts = (input_ids == model.language_model.image_token_id).sum(1)
+    images = torch.randn(
+        int(counts.sum()), 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, generator=torch.Generator().manual_seed(seed)
+    )
+    batch = dict(images=images, image_counts=counts, input_ids=input_ids, attention_mask=attention_mask)
+    if not generating:
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        batch['labels'] = labels.masked_fill(input_ids == model.language_model.image_token_id, -100)
+    return batch
+
+
+def _open_gates(model, value: float = 1.0) -> None:
+    with torch.no_grad():
+        for block in model.fusion.blocks:
+            block.attn_gate.fill_(value)
+            block.ff_gate.fill_(value)
+
+
+def _marker_positions(batch, model, row: int) -> list[int]:
+    return (batch['input_ids'][row] == model.language_model.image_token_id).nonzero()[:, 0].tolist()
+
+
+# -- any connector, either fusion ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('fusion', sorted(FUSIONS))
+@pytest.mark.parametrize('name', _names())
+def test_every_connector_trains_with_either_fusion(synthetic_root, name, fusion):
+    model = _build(synthetic_root, dict(type=name, **TINY[name]), FUSIONS[fusion]).train()
+    batch = _batch(model, TEXTS)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    optim = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    for _ in range(3):
+        optim.zero_grad()
+        loss = model(**batch, mode='loss')['loss']
+        assert loss.isfinite(), f'{name} + {fusion}: loss {loss.item()}'
+        loss.backward()
+        optim.step()
+    # after the first step the gates are open, so every trainable weight gets a gradient
+    bad = [
+        n for n, p in trainable.items() if p.grad is None or not p.grad.isfinite().all() or not p.grad.any()
+    ]
+    assert not bad, f'{name} + {fusion}: trainable parameters without a finite, non-zero gradient: {bad}'
+
+
+# -- gates, freezing, where the blocks sit ---------------------------------------------------------------
+
+
+def test_logits_equal_the_bare_llm_at_init_and_not_after_one_step(synthetic_root):
+    model = _build(synthetic_root).train()
+    batch = _batch(model, TEXTS)
+    text = dict(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'])
+    bare = model.language_model.model(**text).logits
+    fused = model(**batch, mode='tensor')
+    torch.testing.assert_close(fused, bare, atol=0, rtol=0)
+
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(**batch, mode='loss')['loss'].backward()
+    optim.step()
+    with torch.no_grad():
+        after = model(**batch, mode='tensor')
+        bare_after = model.language_model.model(**text).logits
+    assert (after - bare).abs().max() > 1e-4, 'one optimiser step did not change the cross-attention model'
+    # the frozen language model, called outside the fusion's conditioning, is still the bare one
+    torch.testing.assert_close(bare_after, bare, atol=0, rtol=0)
+
+
+def test_language_model_frozen_by_default_and_blocks_trainable(synthetic_root):
+    model = _build(synthetic_root)
+    assert not any(p.requires_grad for p in model.language_model.parameters())
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith(('connector.', 'fusion.blocks.')) for n in names)
+    assert 'fusion.blocks.1.attn.to_kv.weight' in names  # every=1 on two layers: two blocks
+    assert not any('blocks' in n for n, _ in model.language_model.named_parameters())  # owned once
+
+    unfrozen = _build(synthetic_root, fusion=dict(XATTN, freeze_language_model=False))
+    assert all(p.requires_grad for p in unfrozen.language_model.parameters())
+
+
+def test_blocks_sit_before_every_kth_layer(synthetic_root):
+    llm = LANGUAGE_MODELS.build(tiny_language_model(synthetic_root))  # two decoder layers
+    fusion = CrossAttentionFusion(every=2, num_heads=2, head_dim=8)
+    fusion.attach(llm)
+    assert fusion.layer_indices == [1] and len(fusion.blocks) == 1
+    with pytest.raises(RuntimeError, match='already attached'):
+        fusion.attach(llm)
+    with pytest.raises(ValueError, match=r'fusion.every=3 exceeds the language model.s 2 layers'):
+        CrossAttentionFusion(every=3).attach(llm)
+    with pytest.raises(ValueError, match='fusion.every must be >= 1'):
+        CrossAttentionFusion(every=0)
+
+
+def test_conditioning_needs_the_media_context(synthetic_root):
+    model = _build(synthetic_root)
+    with pytest.raises(KeyError, match="needs the 'media_context'"):
+        with model.fusion.conditioning({'inputs_embeds': torch.zeros(1, 2, 48)}):
+            pass
+
+
+# -- media masking ---------------------------------------------------------------------------------------
+
+
+def _block_and_inputs():
+    torch.manual_seed(0)
+    block = GatedCrossAttentionBlock(16, kv_dim=12, num_heads=2, head_dim=8, ff_mult=2)
+    with torch.no_grad():
+        block.attn_gate.fill_(1.0)
+        block.ff_gate.fill_(1.0)
+    # one sample: 2 text tokens, image 1 at 2, text, image 2 at 5, text
+    markers = torch.tensor([[0, 0, 1, 0, 0, 1, 0, 0]], dtype=torch.bool)
+    return block, torch.randn(1, 8, 16), torch.randn(1, 2, 3, 12), markers.long().cumsum(1)
+
+
+def test_block_attends_to_the_most_recent_image_only():
+    block, x, media, index = _block_and_inputs()
+    out = block(x, media, index)
+    new_first, new_second = media.clone(), media.clone()
+    new_first[:, 0] = torch.randn(3, 12)
+    new_second[:, 1] = torch.randn(3, 12)
+    out_first, out_second = block(x, new_first, index), block(x, new_second, index)
+    # changing image 1 changes tokens 2..4 only; changing image 2 changes tokens 5.. only
+    assert torch.equal(out_first[:, :2], out[:, :2]) and torch.equal(out_first[:, 5:], out[:, 5:])
+    assert (out_first[:, 2:5] - out[:, 2:5]).abs().amin() > 0
+    assert torch.equal(out_second[:, :5], out[:, :5]) and (out_second[:, 5:] - out[:, 5:]).abs().amin() > 0
+    # before the first image the cross-attention adds nothing: the output is the gated feed-forward alone
+    torch.testing.assert_close(out[:, :2], x[:, :2] + block.ff(x[:, :2]) * block.ff_gate.tanh())
+
+
+def test_model_logits_before_an_image_ignore_it(synthetic_root):
+    """Changing image 2 of a sample changes no logit before its marker (nor another sample's); changing image
+    1 changes the logits from its marker on. (Logits after marker 2 do depend on image 1, through the
+    language model's self-attention to the tokens between the markers: the masking is per block, above.)"""
+    model = _build(synthetic_root).eval()
+    _open_gates(model)
+    batch = _batch(model, [TEXTS[2], TEXTS[1]])  # sample 0: images 0, 1, 2; sample 1: image 3
+    first, second = _marker_positions(batch, model, 0)[:2]
+    with torch.no_grad():
+        logits = model(**batch, mode='tensor')
+        for image, unchanged_until in ((1, second), (0, first)):
+            changed = dict(batch, images=batch['images'].clone())
+            changed['images'][image] = torch.randn_like(changed['images'][image])
+            new = model(**changed, mode='tensor')
+            torch.testing.assert_close(new[0, :unchanged_until], logits[0, :unchanged_until], atol=0, rtol=0)
+            assert (new[0, unchanged_until] - logits[0, unchanged_until]).abs().max() > 1e-5
+            torch.testing.assert_close(new[1], logits[1], **TOL)
+
+
+# -- generation with a KV cache --------------------------------------------------------------------------
+
+
+def test_cached_generation_equals_an_uncached_recompute(synthetic_root):
+    model = _build(synthetic_root).eval()
+    _open_gates(model, 2.0)
+    prompts = _batch(model, [TEXTS[2].rsplit(' ', 1)[0], TEXTS[1].rsplit(' ', 1)[0]], generating=True)
+    answers = model(**prompts, mode='predict')
+    assert len(answers) == 2 and all(isinstance(a['prediction'], str) for a in answers)
+
+    lm, steps = model.language_model, 3
+    inputs = model.fuse(prompts['images'], prompts['input_ids'], prompts['attention_mask'], align_right=True)
+    with torch.no_grad(), model.fusion.conditioning(inputs) as lm_inputs:
+        out = lm.model.generate(
+            **lm_inputs,
+            position_ids=(prompts['attention_mask'].cumsum(1) - 1).clamp(min=0),
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            do_sample=False,
+            pad_token_id=lm.tokenizer.pad_token_id,
+            suppress_tokens=[lm.image_token_id],
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    cached = torch.stack(out.logits, 1)  # [B, steps, vocab]
+    ids = torch.cat([prompts['input_ids'], out.sequences[:, :-1]], 1)
+    mask = torch.cat([prompts['attention_mask'], torch.ones_like(out.sequences[:, :-1])], 1)
+    with torch.no_grad():
+        uncached = model(prompts['images'], ids, mask, mode='tensor')[:, -steps:]
+    torch.testing.assert_close(cached, uncached, atol=1e-4, rtol=1e-4)
+
+    # the new tokens see the sample's last image
+    last = dict(prompts, images=prompts['images'].clone())
+    last['images'][2] = torch.randn_like(last['images'][2])  # sample 0's third image
+    with torch.no_grad():
+        changed = model(last['images'], ids, mask, mode='tensor')[:, -steps:]
+    assert (changed[0] - uncached[0]).abs().max() > 1e-4
+    torch.testing.assert_close(changed[1], uncached[1], **TOL)
+
+
+def test_media_context_for_decoding_uses_each_samples_last_image():
+    index = torch.tensor([[0, 1, 1, 2], [1, 1, 1, 1]])
+    context = MediaContext(torch.zeros(2, 2, 3, 4), index)
+    assert torch.equal(context.index_for(torch.zeros(2, 4, 8)), index)
+    assert context.index_for(torch.zeros(2, 1, 8)).tolist() == [[2], [1]]
+    with pytest.raises(ValueError, match='batch size 3'):
+        context.index_for(torch.zeros(3, 1, 8))
+
+
+# -- equivalence with open_flamingo ----------------------------------------------------------------------
+
+
+def test_gated_block_matches_open_flamingo():
+    helpers = pytest.importorskip('open_flamingo.src.helpers')
+    torch.manual_seed(0)
+    ref = helpers.GatedCrossAttentionBlock(dim=24, dim_visual=20, dim_head=8, heads=3, ff_mult=2)
+    with torch.no_grad():  # move every weight off its initial value, gates included, so that each one matters
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    ref.eval()
+    ours = GatedCrossAttentionBlock(24, kv_dim=20, num_heads=3, head_dim=8, ff_mult=2)
+    ours.load_state_dict(convert_state_dict('open_flamingo.gated_xattn', ref.state_dict()), strict=True)
+    ours.eval()
+    # sample 0: text, image 1, text, image 2, text (its third slot is padding); sample 1: three images
+    locations = torch.zeros(2, 9, dtype=torch.bool)
+    locations[0, [2, 5]] = True
+    locations[1, [0, 3, 4]] = True
+    x, media = torch.randn(2, 9, 24), torch.randn(2, 3, 5, 20)
+    context = MediaContext(media, locations.long().cumsum(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, media, context.media_index), ref(x, media, locations), **TOL)
+        new = torch.randn(2, 1, 24)  # a decoding step: after the last image
+        expected = ref(new, media, locations, use_cached_media=True)
+        torch.testing.assert_close(ours(new, media, context.index_for(new)), expected, **TOL)
