@@ -164,6 +164,17 @@ def test_block_attends_to_the_most_recent_image_only():
     torch.testing.assert_close(out[:, :2], x[:, :2] + block.ff(x[:, :2]) * block.ff_gate.tanh())
 
 
+def test_block_ignores_the_padding_of_shorter_images():
+    block, x, media, index = _block_and_inputs()
+    lengths = torch.tensor([[2, 3]])  # image 1 has two real tokens (any-resolution crops differ in length)
+    out = block(x, media, index, lengths)
+    padded, real = media.clone(), media.clone()
+    padded[0, 0, 2] = torch.randn(12) * 10
+    real[0, 0, 1] = torch.randn(12)
+    torch.testing.assert_close(block(x, padded, index, lengths), out, atol=0, rtol=0)
+    assert (block(x, real, index, lengths)[:, 2:5] - out[:, 2:5]).abs().amin() > 0
+
+
 def test_model_logits_before_an_image_ignore_it(synthetic_root):
     """Changing image 2 of a sample changes no logit before its marker (nor another sample's); changing image
     1 changes the logits from its marker on. (Logits after marker 2 do depend on image 1, through the

@@ -27,10 +27,13 @@ class MediaContext:
             slots of samples with fewer images are zeros that no token attends to.
         media_index: [B, T] the 1-based number of the most recent ``<image>`` marker at or before each token
             (the marker itself included), 0 before the first one: Flamingo's ``media_locations.cumsum``.
+        media_lengths: [B, N] how many of each image's M tokens are real when images differ in length
+            (any-resolution crops); ``None``: all of them.
     """
 
     media: Tensor
     media_index: Tensor
+    media_lengths: Tensor | None = None
 
     def index_for(self, hidden_states: Tensor) -> Tensor:
         """[B, L] image number per position of ``hidden_states`` [B, L, D]: per token for the whole sequence;
@@ -86,12 +89,18 @@ class GatedCrossAttentionBlock(nn.Module):
     def _gated(x: Tensor, gate: Tensor | None) -> Tensor:
         return x if gate is None else x * gate.tanh()
 
-    def forward(self, x: Tensor, media: Tensor, media_index: Tensor) -> Tensor:
-        # x [B, T, dim], media [B, N, M, kv_dim], media_index [B, T] (1-based image, 0 = none) -> [B, T, dim]
+    def forward(
+        self, x: Tensor, media: Tensor, media_index: Tensor, media_lengths: Tensor | None = None
+    ) -> Tensor:
+        # x [B, T, dim], media [B, N, M, kv_dim], media_index [B, T] (1-based image, 0 = none),
+        # media_lengths [B, N] (real tokens per image) or None -> [B, T, dim]
         num_images, m = media.shape[1:3]
         if num_images:  # without any image, every token's cross-attention output is zero
             key_image = torch.arange(1, num_images + 1, device=x.device).repeat_interleave(m)  # [N * M]
             mask = media_index[:, :, None] == key_image  # [B, T, N * M]: the most recent image only
+            if media_lengths is not None:  # and only its real tokens
+                real = torch.arange(m, device=x.device) < media_lengths[..., None]  # [B, N, M]
+                mask = mask & real.flatten(1)[:, None, :]
             attended = self.attn(self.norm(x), media.flatten(1, 2).to(x.dtype), mask)
             x = x + self._gated(attended, self.attn_gate)
         return x + self._gated(self.ff(x), self.ff_gate)
@@ -192,10 +201,12 @@ class CrossAttentionFusion(Fusion):
 
     def _before_layer(self, block_index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
         """Forward pre-hook of a decoder layer: its input hidden states go through the block first."""
-        if self._context is None:
+        context = self._context
+        if context is None:
             return None
         hidden = args[0] if args else kwargs['hidden_states']
-        out = self.blocks[block_index](hidden, self._context.media, self._context.index_for(hidden))
+        index = context.index_for(hidden)
+        out = self.blocks[block_index](hidden, context.media, index, context.media_lengths)
         if args:
             return (out, *args[1:]), kwargs
         return args, {**kwargs, 'hidden_states': out}
@@ -209,6 +220,7 @@ class CrossAttentionFusion(Fusion):
         image_token_id: int,
         labels: Tensor | None = None,
         align_right: bool = False,
+        visual_lengths: Tensor | None = None,
     ) -> dict[str, Any]:
         # text_embeds [B, T, D], visual_tokens [I, M, Dv] -> inputs_embeds [B, T, D] (unchanged), media;
         # the sequence keeps its length and padding, so ``align_right`` needs nothing here
@@ -217,11 +229,16 @@ class CrossAttentionFusion(Fusion):
         b, (_, m, d) = input_ids.shape[0], visual_tokens.shape
         media = visual_tokens.new_zeros(b, int(media_index[:, -1].max()) if b else 0, m, d)
         rows, cols = is_image.nonzero(as_tuple=True)  # row-major: the order of visual_tokens
-        media[rows, media_index[rows, cols] - 1] = visual_tokens
+        slots = (rows, media_index[rows, cols] - 1)
+        media[slots] = visual_tokens
+        lengths = None
+        if visual_lengths is not None:
+            lengths = media_index.new_zeros(media.shape[:2])
+            lengths[slots] = visual_lengths.to(lengths)
         out = {
             'inputs_embeds': text_embeds,
             'attention_mask': attention_mask,
-            MEDIA_KEY: MediaContext(media, media_index),
+            MEDIA_KEY: MediaContext(media, media_index, lengths),
         }
         if labels is not None:
             out['labels'] = labels
