@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS
 from .connector import Connector
@@ -27,6 +27,9 @@ class VisionLanguageModel(BaseModel):
         image_size: input resolution, used to tell the connector the encoder's token grid.
         freeze_vision_encoder: keep the encoder's weights fixed and in eval mode (BLIP-3's default).
         max_new_tokens: answer length limit for ``mode='predict'``.
+        crop_separator: with any-resolution crops (``crop_counts`` in the batch), put a learned vector
+            between the tokens of consecutive crops of an image, so the language model sees where each
+            crop ends (BLIP-3 and Idefics2 mark crop boundaries too; theirs are text tokens).
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class VisionLanguageModel(BaseModel):
         image_size: int = 64,
         freeze_vision_encoder: bool = True,
         max_new_tokens: int = 8,
+        crop_separator: bool = False,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -49,6 +53,8 @@ class VisionLanguageModel(BaseModel):
         self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
         self.freeze_vision_encoder = freeze_vision_encoder
         self.max_new_tokens = max_new_tokens
+        out_dim = self.connector.out_dim
+        self.crop_separator = nn.Parameter(0.02 * torch.randn(out_dim)) if crop_separator else None
         if freeze_vision_encoder:
             self.vision_encoder.requires_grad_(False)
             self.vision_encoder.eval()
@@ -77,17 +83,55 @@ class VisionLanguageModel(BaseModel):
     def tokenizer(self):
         return self.language_model.tokenizer
 
-    def encode_images(self, images: Tensor) -> Tensor:
-        """images [I, 3, H, W] -> visual tokens [I, M, connector out_dim]."""
+    def encode_images(
+        self, images: Tensor, crop_counts: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """images [I, 3, H, W] -> (visual tokens [I, M, connector out_dim], None).
+
+        With ``crop_counts`` [I] the rows of ``images`` are the any-resolution crops of I images, in order:
+        every crop goes through encoder and connector on its own (one batch), and each image's crops'
+        tokens are concatenated (with :attr:`crop_separator` between crops when configured). Returns
+        (tokens [I, L_max, D], zero-padded, lengths [I]), ``L = crops * M (+ crops - 1 separators)``.
+        """
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision_encoder):
             feats = self.vision_encoder(images)
-        return self.connector(feats.tokens, None, feats.grid)
+        tokens = self.connector(feats.tokens, None, feats.grid)  # [C, M, D]
+        if crop_counts is None:
+            return tokens, None
+        if int(crop_counts.sum()) != len(tokens):
+            raise ValueError(
+                f'crop_counts {crop_counts.tolist()} add up to {int(crop_counts.sum())}, not to '
+                f"the batch's {len(tokens)} image crops"
+            )
+        per_image = [self._join_crops(crops) for crops in tokens.split(crop_counts.tolist())]
+        lengths = torch.tensor([len(t) for t in per_image], device=tokens.device)
+        return nn.utils.rnn.pad_sequence(per_image, batch_first=True), lengths
 
-    def fuse(self, images, input_ids, attention_mask, labels=None, align_right=False) -> dict[str, Tensor]:
-        visual = self.encode_images(images) if images.numel() else images.new_zeros(0, 1, 1)
+    def _join_crops(self, crops: Tensor) -> Tensor:
+        """One image's crop tokens [n, M, D] -> [n * M (+ n - 1 separators), D]."""
+        if self.crop_separator is None or len(crops) == 1:
+            return crops.flatten(0, 1)
+        separators = self.crop_separator.to(crops.dtype).expand(len(crops), 1, -1)
+        return torch.cat([crops, separators], 1).flatten(0, 1)[:-1]
+
+    def fuse(
+        self, images, input_ids, attention_mask, labels=None, align_right=False, crop_counts=None
+    ) -> dict[str, Tensor]:
+        visual, lengths = (
+            self.encode_images(images, crop_counts) if images.numel() else (images.new_zeros(0, 1, 1), None)
+        )
+        # ragged per-image tokens (any-resolution crops) only: fusions without crops keep their signature
+        ragged = {} if lengths is None else {'visual_lengths': lengths}
         lm = self.language_model
         return self.fusion(
-            lm.embed(input_ids), input_ids, attention_mask, visual, lm.image_token_id, labels, align_right
+            lm.embed(input_ids),
+            input_ids,
+            attention_mask,
+            visual,
+            lm.image_token_id,
+            labels,
+            align_right,
+            **ragged,
         )
 
     def forward(
@@ -97,20 +141,21 @@ class VisionLanguageModel(BaseModel):
         attention_mask: Tensor,
         labels: Tensor | None = None,
         mode: str = 'tensor',
+        crop_counts: Tensor | None = None,
         **meta,
     ):
         if mode == 'loss':
-            return {'loss': self.loss(images, input_ids, attention_mask, labels)}
+            return {'loss': self.loss(images, input_ids, attention_mask, labels, crop_counts)}
         if mode == 'predict':
-            return self.predict(images, input_ids, attention_mask, **meta)
+            return self.predict(images, input_ids, attention_mask, crop_counts=crop_counts, **meta)
         if mode == 'tensor':
-            inputs = self.fuse(images, input_ids, attention_mask)
+            inputs = self.fuse(images, input_ids, attention_mask, crop_counts=crop_counts)
             with self.fusion.conditioning(inputs) as lm_inputs:
                 return self.language_model.model(**lm_inputs).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
-    def loss(self, images, input_ids, attention_mask, labels) -> Tensor:
-        inputs = self.fuse(images, input_ids, attention_mask, labels)
+    def loss(self, images, input_ids, attention_mask, labels, crop_counts=None) -> Tensor:
+        inputs = self.fuse(images, input_ids, attention_mask, labels, crop_counts=crop_counts)
         labels = inputs.pop('labels')
         with self.fusion.conditioning(inputs) as lm_inputs:
             logits = self.language_model.model(**lm_inputs).logits
@@ -119,9 +164,11 @@ class VisionLanguageModel(BaseModel):
         )
 
     @torch.no_grad()
-    def generate(self, images: Tensor, input_ids: Tensor, attention_mask: Tensor) -> list[str]:
+    def generate(
+        self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, crop_counts: Tensor | None = None
+    ) -> list[str]:
         """Greedy answers to left-padded prompts."""
-        inputs = self.fuse(images, input_ids, attention_mask, align_right=True)
+        inputs = self.fuse(images, input_ids, attention_mask, align_right=True, crop_counts=crop_counts)
         positions = (inputs['attention_mask'].cumsum(1) - 1).clamp(min=0)
         tok = self.tokenizer
         with self.fusion.conditioning(inputs) as lm_inputs:
@@ -136,8 +183,10 @@ class VisionLanguageModel(BaseModel):
             )
         return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
 
-    def predict(self, images, input_ids, attention_mask, answers=None, tasks=None, **meta) -> list[dict]:
-        predictions = self.generate(images, input_ids, attention_mask)
+    def predict(
+        self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, **meta
+    ) -> list[dict]:
+        predictions = self.generate(images, input_ids, attention_mask, crop_counts)
         answers = answers or [None] * len(predictions)
         tasks = tasks or [None] * len(predictions)
         return [

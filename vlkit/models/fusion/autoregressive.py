@@ -12,7 +12,8 @@ IGNORE_INDEX = -100
 @FUSIONS.register_module()
 class AutoregressiveFusion(Fusion):
     """Fully autoregressive fusion (LLaVA, MM1, Idefics2, BLIP-3): each ``<image>`` marker is replaced by
-    that image's M visual tokens in the input embeddings; their labels are ignored."""
+    that image's visual tokens in the input embeddings (M each, or ``visual_lengths[i]`` of them when
+    images differ, as with any-resolution crops); their labels are ignored."""
 
     def forward(
         self,
@@ -23,13 +24,17 @@ class AutoregressiveFusion(Fusion):
         image_token_id: int,
         labels: Tensor | None = None,
         align_right: bool = False,
+        visual_lengths: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        # text_embeds [B, T, D], visual_tokens [I, M, D] -> inputs_embeds [B, T + n_b * (M - 1), D]
+        # text_embeds [B, T, D], visual_tokens [I, M, D] -> inputs_embeds [B, T + sum_b (lengths - 1), D]
         is_image = input_ids == image_token_id
         num_markers, (num_images, m, _) = int(is_image.sum()), visual_tokens.shape
         if num_markers != num_images:
             raise ValueError(f'the batch has {num_markers} {image_token_id=} markers but {num_images} images')
-        span = torch.where(is_image, m, 1)  # how many output positions each input token takes
+        if visual_lengths is None:
+            visual_lengths = torch.full((num_images,), m, device=input_ids.device)
+        span = torch.ones_like(input_ids)  # how many output positions each input token takes
+        span[is_image] = visual_lengths.to(span)
         end = span.cumsum(1)
         start = end - span
         if align_right:
@@ -38,14 +43,17 @@ class AutoregressiveFusion(Fusion):
         b, t = text_embeds.shape[:2]
         rows, cols = (~is_image).nonzero(as_tuple=True)
         img_rows, img_cols = is_image.nonzero(as_tuple=True)
-        img_pos = start[img_rows, img_cols][:, None] + torch.arange(m, device=start.device)  # [I, M]
+        offsets = torch.arange(m, device=start.device)
+        real = offsets < visual_lengths.to(start)[:, None]  # [I, M]: the image's tokens, not padding
+        img_pos = (start[img_rows, img_cols][:, None] + offsets)[real]
+        img_rows = img_rows[:, None].expand(-1, m)[real]
 
         embeds = text_embeds.new_zeros(b, length, text_embeds.shape[-1])
         embeds[rows, start[rows, cols]] = text_embeds[rows, cols]
-        embeds[img_rows[:, None], img_pos] = visual_tokens.to(embeds.dtype)
+        embeds[img_rows, img_pos] = visual_tokens[real].to(embeds.dtype)
         mask = attention_mask.new_zeros(b, length)
         mask[rows, start[rows, cols]] = attention_mask[rows, cols]
-        mask[img_rows[:, None], img_pos] = 1
+        mask[img_rows, img_pos] = 1
         out = {'inputs_embeds': embeds, 'attention_mask': mask}
         if labels is not None:
             new_labels = labels.new_full((b, length), IGNORE_INDEX)

@@ -54,6 +54,7 @@ class Fusion(nn.Module, ABC):
         image_token_id: int,
         labels: Tensor | None = None,
         align_right: bool = False,
+        visual_lengths: Tensor | None = None,
     ) -> dict[str, Any]:
         """Returns keyword arguments for the language model (``inputs_embeds``, ``attention_mask``, ...)
         and ``labels`` aligned with them.
@@ -65,4 +66,8 @@ class Fusion(nn.Module, ABC):
             visual_tokens: [num_images, M, D], images in the order their markers appear (row-major).
             labels: [B, T] or None.
             align_right: end every row at the last column (left padding, for generation).
+            visual_lengths: [num_images] how many of each image's M rows of ``visual_tokens`` are real
+                when images have different token counts (any-resolution crops: ``M`` is the longest image,
+                the rest is zero padding to ignore); ``None``: all M. The model passes it only for such
+                batches.
         """
