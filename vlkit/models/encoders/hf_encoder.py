@@ -15,13 +15,18 @@ class HFVisionEncoder(VisionEncoder):
             (e.g. ``'siglip_vision_model'``) for a randomly initialised tower.
         layer: index into ``hidden_states`` (LLaVA takes ``-2`` of CLIP); ``None`` takes the final,
             post-normalised ``last_hidden_state`` (BLIP-3's SigLIP).
+        pretrained: a name or local directory whose weights to load (``from_pretrained``) in place of the
+            random tower that a ``model`` dict describes; the dict then documents the architecture and is
+            what profiling builds without weights (``vlkit.analysis``).
     """
 
-    def __init__(self, *, model: str | dict, layer: int | None = None) -> None:
+    def __init__(self, *, model: str | dict, layer: int | None = None, pretrained: str | None = None) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
-        if isinstance(model, dict):
+        if pretrained is not None:
+            self.model = AutoModel.from_pretrained(pretrained)
+        elif isinstance(model, dict):
             kwargs = dict(model)
             self.model = AutoModel.from_config(AutoConfig.for_model(kwargs.pop('model_type'), **kwargs))
         else:

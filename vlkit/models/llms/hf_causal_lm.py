@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ...registry import LANGUAGE_MODELS
+from ...registry import FUNCTIONS, LANGUAGE_MODELS
 from .tokenizer import IMAGE_TOKEN, build_tokenizer
 
 TRAIN_MODES = ('full', 'frozen', 'lora')
@@ -20,6 +20,9 @@ class HFCausalLM(nn.Module):
         train: ``'full'`` (all weights train), ``'frozen'``, or ``'lora'`` (PEFT adapters, ``lora`` settings).
         lora: keyword arguments of ``peft.LoraConfig`` for ``train='lora'``.
         gradient_checkpointing: trade compute for activation memory.
+        pretrained: a name or local directory whose weights to load (``from_pretrained``) in place of the
+            random model that a ``model`` dict describes; the dict then documents the architecture and is
+            what profiling builds without weights (``vlkit.analysis``).
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class HFCausalLM(nn.Module):
         train: str = 'full',
         lora: dict | None = None,
         gradient_checkpointing: bool = False,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -37,7 +41,9 @@ class HFCausalLM(nn.Module):
         if train not in TRAIN_MODES:
             raise ValueError(f'language_model.train must be one of {TRAIN_MODES}, got {train!r}')
         self.tokenizer = build_tokenizer(tokenizer)
-        if isinstance(model, dict):
+        if pretrained is not None:
+            self.model = AutoModelForCausalLM.from_pretrained(pretrained)
+        elif isinstance(model, dict):
             kwargs = dict(model)
             ids = {k: getattr(self.tokenizer, k) for k in ('pad_token_id', 'bos_token_id', 'eos_token_id')}
             config = AutoConfig.for_model(
@@ -68,3 +74,26 @@ class HFCausalLM(nn.Module):
     def embed(self, input_ids: Tensor) -> Tensor:
         # input_ids [B, T] -> [B, T, hidden]
         return self.model.get_input_embeddings()(input_ids)
+
+
+@FUNCTIONS.register_module()
+def vocab_size_tokenizer(vocab_size: int):
+    """A stand-in tokenizer with ``vocab_size`` entries (``<unk>``, ``<s>``, ``</s>``, ``<image>``, then
+    placeholders), for building a published language model's architecture without downloading its
+    tokenizer (profiling). It encodes no real text; set the model's own tokenizer to train or generate."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    special = ['<unk>', '<s>', '</s>', IMAGE_TOKEN]
+    if vocab_size < len(special):
+        raise ValueError(f'vocab_size_tokenizer needs vocab_size >= {len(special)}, got {vocab_size}')
+    words = special + [f'<placeholder_{i}>' for i in range(len(special), vocab_size)]
+    backend = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token='<unk>'))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token='<unk>',
+        bos_token='<s>',
+        eos_token='</s>',
+        additional_special_tokens=[IMAGE_TOKEN],
+    )
