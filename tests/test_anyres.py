@@ -140,6 +140,19 @@ def test_tokens_per_image_are_the_sum_over_crops_for_every_connector(synthetic_r
     assert loss.isfinite() and model.crop_separator.grad.abs().sum() > 0
 
 
+def test_cross_attention_fusion_trains_on_crops(synthetic_root, anyres_batch):
+    _, train = anyres_batch
+    torch.manual_seed(0)
+    cfg = tiny_model_cfg(synthetic_root, fusion=dict(type='CrossAttentionFusion', num_heads=2, head_dim=8))
+    model = MODELS.build(dict(cfg, crop_separator=True))
+    with torch.no_grad():  # open the tanh gates (0 at initialisation), so the visual tokens count
+        for block in model.fusion.blocks:
+            block.attn_gate.fill_(1.0)
+    loss = model(**train, mode='loss')['loss']
+    loss.backward()
+    assert loss.isfinite() and model.crop_separator.grad.abs().sum() > 0
+
+
 def test_without_separator_tokens_are_crops_times_m(synthetic_root, anyres_batch):
     batch, _ = anyres_batch
     model = _model(synthetic_root, dict(type='MLPProjector'), separator=False)

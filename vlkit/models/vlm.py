@@ -120,8 +120,6 @@ class VisionLanguageModel(BaseModel):
         visual, lengths = (
             self.encode_images(images, crop_counts) if images.numel() else (images.new_zeros(0, 1, 1), None)
         )
-        # ragged per-image tokens (any-resolution crops) only: fusions without crops keep their signature
-        ragged = {} if lengths is None else {'visual_lengths': lengths}
         lm = self.language_model
         return self.fusion(
             lm.embed(input_ids),
@@ -131,7 +129,7 @@ class VisionLanguageModel(BaseModel):
             lm.image_token_id,
             labels,
             align_right,
-            **ragged,
+            visual_lengths=lengths,
         )
 
     def forward(

@@ -68,6 +68,5 @@ class Fusion(nn.Module, ABC):
             align_right: end every row at the last column (left padding, for generation).
             visual_lengths: [num_images] how many of each image's M rows of ``visual_tokens`` are real
                 when images have different token counts (any-resolution crops: ``M`` is the longest image,
-                the rest is zero padding to ignore); ``None``: all M. The model passes it only for such
-                batches.
+                the rest is zero padding to ignore); ``None``: all M.
         """
