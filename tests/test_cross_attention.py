@@ -128,6 +128,20 @@ def test_blocks_sit_before_every_kth_layer(synthetic_root):
         CrossAttentionFusion(every=0)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(synthetic_root):
+    grads = []
+    for checkpointing in (False, True):
+        model = _build(synthetic_root).train()
+        if checkpointing:
+            model.language_model.model.gradient_checkpointing_enable()
+        _open_gates(model)
+        model(**_batch(model, TEXTS), mode='loss')['loss'].backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, **TOL, msg=name)
+
+
 def test_conditioning_needs_the_media_context(synthetic_root):
     model = _build(synthetic_root)
     with pytest.raises(KeyError, match="needs the 'media_context'"):
