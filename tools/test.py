@@ -1,9 +1,14 @@
-"""Evaluate a checkpoint: exact-match accuracy per task on a split, as a table and JSON in the work dir.
+"""Evaluate a checkpoint: accuracy per task on a split, zero- or k-shot, as a table and JSON in the work dir.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--split val] [--blank-images | --compare-blank]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--split val] [--shots K [--shots-seed S]]
+        [--blank-images | --compare-blank]
 
+``--shots K`` puts K demonstrations (image, question, answer), drawn with a fixed seed from the train split,
+before every query's image and question (BLIP-3's k-shot protocol; vlkit.evaluation.FewShotDataset).
 ``--blank-images`` replaces every image by a constant grey one; ``--compare-blank`` evaluates both and
 prints the gain per task beside the question-only prior, which shows how much the model takes from images.
+Each evaluation writes ``accuracy_SPLIT_Kshot[_blank]_CHECKPOINT.json``; a zero-shot one also refreshes
+``accuracy_SPLIT[_blank].json``, the latest result.
 """
 
 from __future__ import annotations
@@ -12,8 +17,14 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
+import sys
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+from mmengine.hooks import Hook  # noqa: E402
+
+from vlkit.evaluation import result_filename  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help="a checkpoint file, or 'last' for the work dir's newest one")
     parser.add_argument('--work-dir', help='where results go (default work_dirs/CONFIG_NAME)')
     parser.add_argument('--split', default='val', help='split of the synthetic benchmark (default val)')
+    parser.add_argument('--shots', type=int, default=0, help='demonstrations before each query (default 0)')
+    parser.add_argument('--shots-seed', type=int, default=0, help='seed of the demonstrations (default 0)')
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--blank-images', action='store_true', help='evaluate with every image blanked')
     group.add_argument('--compare-blank', action='store_true', help='evaluate with real and blank images')
@@ -45,6 +58,60 @@ def resolve_checkpoint(checkpoint: str, work_dir: str) -> str:
     return checkpoint
 
 
+def use_demonstrations(cfg, shots: int, seed: int) -> None:
+    """Wraps the test dataset so that ``shots`` demonstrations from the train dataset precede every query."""
+    if 'train_dataloader' not in cfg:
+        raise SystemExit(f'--shots {shots}: the config has no train_dataloader to draw demonstrations from')
+    loader = cfg.test_dataloader
+    demonstrations = cfg.train_dataloader.dataset
+    loader.dataset = dict(
+        type='FewShotDataset', dataset=loader.dataset, demonstrations=demonstrations, shots=shots, seed=seed
+    )
+
+
+def set_blank_images(dataset: dict, blank: bool) -> None:
+    """Sets ``blank_images`` on a dataset config, and on the queries and demonstrations of a few-shot one."""
+    if dataset.get('type') == 'FewShotDataset':
+        set_blank_images(dataset['dataset'], blank)
+        set_blank_images(dataset['demonstrations'], blank)
+    else:
+        dataset['blank_images'] = blank
+
+
+class ProgressBarHook(Hook):
+    """A progress bar over the evaluation batches on stderr (MMEngine logs only every few batches)."""
+
+    def before_test_epoch(self, runner) -> None:
+        from mmengine.dist import is_main_process
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=len(runner.test_dataloader), desc='evaluating', unit='batch', file=sys.stderr,
+            mininterval=2.0, disable=not is_main_process(),
+        )  # fmt: skip
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.bar.update(1)
+
+    def after_test_epoch(self, runner, metrics: dict | None = None) -> None:
+        self.bar.close()
+
+
+def write_results(work_dir: str, args: argparse.Namespace, columns: dict) -> str:
+    """One JSON file per evaluation (split, shots and checkpoint in its name); zero-shot results also
+    refresh ``accuracy_SPLIT[_blank].json``."""
+    out = osp.join(work_dir, result_filename(args.split, args.shots, args.checkpoint, args.blank_images))
+    record = {'checkpoint': args.checkpoint, 'split': args.split, 'shots': args.shots, **columns}
+    if args.shots:
+        record['shots_seed'] = args.shots_seed
+    with open(out, 'w') as f:
+        json.dump(record, f, indent=2)
+    if not args.shots:
+        latest = f'accuracy_{args.split}{"_blank" if args.blank_images else ""}.json'
+        shutil.copyfile(out, osp.join(work_dir, latest))
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from mmengine.runner import Runner, TestLoop
@@ -62,17 +129,20 @@ def main(argv=None) -> dict:
     args.checkpoint = resolve_checkpoint(args.checkpoint, cfg.work_dir)
     cfg.load_from = args.checkpoint
     cfg.test_dataloader.dataset.split = args.split
-    cfg.test_dataloader.dataset.blank_images = args.blank_images
+    if args.shots:
+        use_demonstrations(cfg, args.shots, args.shots_seed)
+    set_blank_images(cfg.test_dataloader.dataset, args.blank_images)
     # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them)
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
         cfg.pop(key, None)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg.pop(key, None)
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(ProgressBarHook(), priority='VERY_LOW')
     results = {'images' if not args.blank_images else 'blank images': runner.test()}
     if args.compare_blank:
         blank = json.loads(json.dumps(cfg.test_dataloader))
-        blank['dataset']['blank_images'] = True
+        set_blank_images(blank['dataset'], True)
         results['blank images'] = TestLoop(runner, blank, cfg.test_evaluator).run()
     columns = dict(results)
     if 'images' in results and 'blank images' in results:
@@ -81,12 +151,10 @@ def main(argv=None) -> dict:
     if prior:
         columns['question only'] = prior
     table = format_accuracy_table(columns)
-    runner.logger.info(f'{args.split} accuracy (%), checkpoint {args.checkpoint}:\n{table}')
+    shots = f', {args.shots}-shot (seed {args.shots_seed})' if args.shots else ''
+    runner.logger.info(f'{args.split} accuracy (%){shots}, checkpoint {args.checkpoint}:\n{table}')
     print(table)
-    suffix = '_blank' if args.blank_images else ''
-    out = osp.join(cfg.work_dir, f'accuracy_{args.split}{suffix}.json')
-    with open(out, 'w') as f:
-        json.dump({'checkpoint': args.checkpoint, 'split': args.split, **columns}, f, indent=2)
+    out = write_results(cfg.work_dir, args, columns)
     runner.logger.info(f'results written to {out}')
     return columns
 

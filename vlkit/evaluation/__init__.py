@@ -1,5 +1,6 @@
 from .cider import CIDErD, cider_d
 from .exact_match import ExactMatchAccuracy, normalize_answer
+from .few_shot import FewShotDataset, result_filename
 from .report import format_accuracy_table
 from .vqa import VQAAccuracy, normalize_vqa_answer, vqa_score
 
@@ -12,4 +13,6 @@ __all__ = [
     'vqa_score',
     'CIDErD',
     'cider_d',
+    'FewShotDataset',
+    'result_filename',
 ]
