@@ -115,6 +115,23 @@ def test_language_model_frozen_by_default_and_blocks_trainable(synthetic_root):
     assert all(p.requires_grad for p in unfrozen.language_model.parameters())
 
 
+def test_visual_dim_sets_the_connector_width_and_the_blocks_keys(synthetic_root):
+    model = _build(synthetic_root, fusion=dict(XATTN, visual_dim=20))
+    assert model.connector.out_dim == 20 and model.fusion.blocks[0].attn.to_kv.in_features == 20
+    assert model(**_batch(model, TEXTS), mode='loss')['loss'].isfinite()
+
+
+def test_freezing_refuses_to_freeze_lora_adapters(synthetic_root):
+    pytest.importorskip('peft')
+    lora = dict(tiny_language_model(synthetic_root), train='lora', lora=dict(r=2, target_modules=['q_proj']))
+    with pytest.raises(ValueError, match='set fusion.freeze_language_model=False'):
+        CrossAttentionFusion().attach(LANGUAGE_MODELS.build(lora))
+    llm = LANGUAGE_MODELS.build(lora)
+    CrossAttentionFusion(freeze_language_model=False, num_heads=2, head_dim=8).attach(llm)
+    trainable = [n for n, p in llm.named_parameters() if p.requires_grad]
+    assert trainable and all('lora_' in n for n in trainable)
+
+
 def test_blocks_sit_before_every_kth_layer(synthetic_root):
     llm = LANGUAGE_MODELS.build(tiny_language_model(synthetic_root))  # two decoder layers
     fusion = CrossAttentionFusion(every=2, num_heads=2, head_dim=8)
