@@ -1,6 +1,8 @@
 """Flamingo's gated cross-attention fusion: media masking, gates, freezing, generation with a KV cache, every
 connector with both fusions, and equivalence with open_flamingo's GatedCrossAttentionBlock."""
 
+import copy
+
 import pytest
 import torch
 
@@ -157,6 +159,17 @@ def test_gradient_checkpointing_gives_the_same_gradients(synthetic_root):
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, **TOL, msg=name)
+
+
+def test_a_deep_copy_runs_its_own_blocks(synthetic_root):
+    model = _build(synthetic_root).eval()
+    batch = _batch(model, TEXTS)
+    with torch.no_grad():
+        before = model(**batch, mode='tensor')
+        twin = copy.deepcopy(model)
+        _open_gates(twin)
+        assert (twin(**batch, mode='tensor') - before).abs().max() > 1e-4
+        torch.testing.assert_close(model(**batch, mode='tensor'), before, atol=0, rtol=0)
 
 
 def test_conditioning_needs_the_media_context(synthetic_root):
