@@ -83,6 +83,17 @@ def test_every_connector_trains_with_either_fusion(synthetic_root, name, fusion)
     assert not bad, f'{name} + {fusion}: trainable parameters without a finite, non-zero gradient: {bad}'
 
 
+def test_a_batch_without_any_image_trains_the_feed_forwards(synthetic_root):
+    model = _build(synthetic_root).train()
+    _open_gates(model)
+    batch = _batch(model, [TEXTS[0]])
+    assert batch['images'].shape[0] == 0
+    loss = model(**batch, mode='loss')['loss']
+    loss.backward()
+    assert loss.isfinite() and all(block.ff[1].weight.grad.any() for block in model.fusion.blocks)
+    assert all(block.attn.to_q.weight.grad is None for block in model.fusion.blocks)  # no image to attend
+
+
 # -- gates, freezing, where the blocks sit ---------------------------------------------------------------
 
 
