@@ -16,6 +16,7 @@ from vlkit.data.shards import InterleavedShards
 from vlkit.models.fusion import IGNORE_INDEX
 from vlkit.registry import MODELS
 
+ROOT = Path(__file__).resolve().parents[1]
 RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)
 
 
@@ -191,3 +192,23 @@ def test_synthetic_interleaved_variant_is_generated_lazily_beside_the_default(sy
     assert any(starts_with_text) and not all(starts_with_text)  # text before the first image, or not
     batch = vlm_collate(samples[:8])
     assert batch['images'].shape[0] == sum(counts[:8])
+
+
+@pytest.mark.parametrize('variant', ['interleaved', 'hires'])
+def test_variant_data_configs_build_their_datasets(synthetic_root, variant):
+    from mmengine.config import Config
+
+    from vlkit.registry import DATASETS
+
+    cfg = Config.fromfile(str(ROOT / 'configs' / '_base_' / 'data' / f'synthetic_{variant}.py'))
+    shared = dict(
+        data_root=synthetic_root,
+        image_size=TINY_IMAGE_SIZE,
+        tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root),
+    )
+    ds = DATASETS.build(dict(cfg.val_dataloader.dataset.to_dict(), **shared))
+    assert ds.__class__.__name__ == 'SyntheticShards' and len(ds) == len(list(ds))
+    batch = vlm_collate(list(ds)[:4])
+    assert batch['input_ids'].shape[0] == 4 and int(batch['image_counts'].sum()) >= 4
+    if variant == 'hires':  # 2x2 grid plus the global view for every image
+        assert batch['crop_counts'].tolist() == [5, 5, 5, 5]
