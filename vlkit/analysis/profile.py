@@ -2,12 +2,13 @@
 
 ``profile_only=True`` builds the model on the meta device (shapes, no weights, no compute), so a
 paper-scale config is profiled on a laptop CPU in seconds: parameters and FLOPs are exact, the measured
-figures (memory, speed) are None. The token ids and attention mask stay real CPU tensors, as the fusion
-reads their values (where the ``<image>`` markers are); everything computed from weights is meta.
+figures (memory, speed) are None. Token ids and masks stay real CPU tensors, as the fusion and the
+attention masks read their values (:class:`vlkit.analysis.meta.MetaExecution`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from ..models.fusion import IGNORE_INDEX
 from ..registry import MODELS
 from .flops import count_flops
 from .memory import PeakMemory, state_tensors
+from .meta import MetaExecution
 from .params import count_parameters
 
 DEFAULT_TEXT_TOKENS = 64
@@ -48,15 +50,12 @@ def _model_config(cfg: Config, profile_only: bool) -> dict:
 
 def build_model(cfg: Config, *, profile_only: bool = False) -> nn.Module:
     """Builds ``cfg.model`` for profiling: on the meta device with ``profile_only``, else on the CPU with
-    random weights. The meta language model computes attention eagerly, since the SDPA path asks whether
-    the (meta) attention mask is all ones; eager attention counts the same products."""
+    random weights."""
     model_cfg = _model_config(cfg, profile_only)
     if not profile_only:
         return MODELS.build(model_cfg)
     with torch.device('meta'):
-        model = MODELS.build(model_cfg)
-    model.language_model.model.set_attn_implementation('eager')
-    return model
+        return MODELS.build(model_cfg)
 
 
 def visual_tokens_per_image(model: nn.Module, image_size: int | tuple[int, int]) -> int:
@@ -68,8 +67,8 @@ def make_batch(
     model: nn.Module, *, image_size: int | tuple[int, int], text_tokens: int, batch_size: int
 ) -> dict:
     """One image per sample, then ``text_tokens`` random text tokens: ``images``, ``input_ids``,
-    ``attention_mask`` (no padding) and ``labels`` (the text tokens). Images and labels live where the
-    weights do (meta in profile-only mode); ids and mask are CPU tensors there."""
+    ``attention_mask`` (no padding) and ``labels`` (the text tokens). Images live where the weights do;
+    the integer tensors on the CPU when the weights are meta (see :class:`MetaExecution`)."""
     weights = next(model.parameters())
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     ids_device = 'cpu' if weights.is_meta else weights.device
@@ -84,7 +83,7 @@ def make_batch(
         images=torch.randn(batch_size, 3, h, w, device=weights.device, dtype=weights.dtype),
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
-        labels=labels.to(weights.device),
+        labels=labels,
     )
 
 
@@ -166,7 +165,9 @@ def profile_model(
 ) -> dict[str, Any]:
     """The figures of :func:`profile_config` for a built model (``measure=False``: no memory or speed)."""
     batch = make_batch(model, image_size=image_size, text_tokens=text_tokens, batch_size=batch_size)
-    forward_flops, train_flops = count_model_flops(model, batch)
+    is_meta = next(model.parameters()).is_meta
+    with MetaExecution() if is_meta else contextlib.nullcontext():
+        forward_flops, train_flops = count_model_flops(model, batch)
     result: dict[str, Any] = count_parameters(model)
     result['visual_tokens_per_image'] = visual_tokens_per_image(model, image_size)
     result['flops/forward_per_sample'] = forward_flops / batch_size
