@@ -153,16 +153,16 @@ def append_results(text: str, path: Path = RESULTS) -> None:
         f.write('\n' + text + '\n')
 
 
-def run_setting(s: Setting, repeats: int, warmup: int) -> tuple[list[dict], float]:
+def run_setting(s: Setting, repeats: int, warmup: int, pairs: list = PAIRS) -> tuple[list[dict], float]:
     """Measures every pair at setting ``s``, with a progress line each. Returns the rows, and the matmul
     peak: the best rate of products timed between the pairs, so that a moment of load elsewhere on the
     machine does not lower it."""
     rows, peak = [], matmul_peak()
-    for i, build in enumerate(PAIRS, 1):
+    for i, build in enumerate(pairs, 1):
         rows.append(measure(build(s), s, repeats, warmup))
         peak = max(peak, matmul_peak())
         (ours, ref), name = rows[-1]['ms'], rows[-1]['name']
-        line = f'[{s.name} {i}/{len(PAIRS)}] {name}: vlkit {ours:.1f} ms, reference {ref:.1f} ms'
+        line = f'[{s.name} {i}/{len(pairs)}] {name}: vlkit {ours:.1f} ms, reference {ref:.1f} ms'
         print(line, file=sys.stderr, flush=True)
     return rows, peak
 
@@ -174,13 +174,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--repeats', type=int, default=7, help='timed runs per implementation (default 7)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs first (default 2)')
     parser.add_argument('--no-save', action='store_true', help=f'print only; do not append to {RESULTS.name}')
+    names = [build.__name__ for build in PAIRS]
+    parser.add_argument('--only', nargs='+', choices=names, default=names, metavar='PAIR',
+                        help=f'measure only these pairs (default all: {" ".join(names)})')  # fmt: skip
     args = parser.parse_args(argv)
+    pairs = [build for build in PAIRS if build.__name__ in args.only]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     settings = [
         SETTINGS[name] for name in (['small', 'medium'] if args.setting == 'both' else [args.setting])
     ]
-    results = [run_setting(s, args.repeats, args.warmup) for s in settings]
+    results = [run_setting(s, args.repeats, args.warmup, pairs) for s in settings]
     peak = max(p for _, p in results)
     blocks = [machine(args.threads, args.repeats, peak)]
     blocks += [table(s, rows, peak) for s, (rows, _) in zip(settings, results, strict=True)]

@@ -2,7 +2,7 @@ import torch
 from torch import Tensor, nn
 
 from vlkit.models.connector import Connector
-from vlkit.models.layers import FeedForward, MultiheadAttention
+from vlkit.models.layers import FeedForward, MultiheadAttention, layer_norm_linear
 from vlkit.registry import CONNECTORS
 
 
@@ -19,8 +19,9 @@ class PerceiverLayer(nn.Module):
     def forward(self, x: Tensor, latents: Tensor, mask: Tensor | None) -> Tensor:
         # x [B, N, D], latents [B, M, D], mask [B, N + M] -> [B, M, D]
         normed = self.norm_latents(latents)
-        context = torch.cat([self.norm_media(x), normed], dim=1)
-        latents = latents + self.attn(normed, context, mask)
+        media_kv = layer_norm_linear(x, self.norm_media, self.attn.to_kv)
+        kv = torch.cat([media_kv, self.attn.to_kv(normed)], dim=1)
+        latents = latents + self.attn(normed, mask=mask, kv=kv)
         return latents + self.ff(latents)
 
 

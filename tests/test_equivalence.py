@@ -111,10 +111,13 @@ def _blip2():
     return _perturb(Blip2Model._from_config(cfg, attn_implementation='eager'))
 
 
-def test_qformer_matches_transformers_blip2_with_padding():
+@pytest.mark.parametrize('num_tokens', [12, 64])  # few tokens: keys projected; many: queries' side
+def test_qformer_matches_transformers_blip2_with_padding(num_tokens):
     ref = _blip2()
     ours = _converted('hf.blip2', ref.state_dict(), 'QFormer', **_QFORMER)
-    x, mask = _padded()
+    x, mask = _padded(n=num_tokens)
+    in_context = ours.layers[0].cross_attn._cheaper_in_context_space(_QFORMER['num_queries'], num_tokens)
+    assert in_context == (num_tokens == 64)
     with torch.no_grad():
         queries = ref.query_tokens.expand(x.shape[0], -1, -1)
         hidden = ref.qformer(

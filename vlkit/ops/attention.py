@@ -6,7 +6,7 @@ first that fits, and an explicit backend that cannot run raises an error that li
 
 Equivalent PyTorch code for every backend::
 
-    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    scores = q @ k.transpose(-2, -1) * scale                  # scale defaults to q.shape[-1] ** -0.5
     scores = scores.masked_fill(~mask, float('-inf'))        # mask broadcast to [B, H, Lq, Lk]
     out = scores.softmax(-1) @ v                              # rows with no visible key give 0
 """
@@ -56,23 +56,23 @@ def _zero_empty_rows(out: Tensor, mask: Tensor | None) -> Tensor:
     return out.masked_fill(~has_key, 0.0)
 
 
-def _math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+def _math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
     if mask is not None:
         scores = scores.masked_fill(~mask, float('-inf'))
         scores = scores.masked_fill(~mask.any(-1, keepdim=True), 0.0)  # avoid NaN on empty rows
     return _zero_empty_rows(torch.matmul(scores.softmax(-1), v), mask)
 
 
-def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v)
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
     safe = mask | ~mask.any(-1, keepdim=True)  # empty rows attend everywhere, then are zeroed
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bool(safe.all()) else safe)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bool(safe.all()) else safe, scale=scale)
     return _zero_empty_rows(out, mask)
 
 
-def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
     xops = importlib.import_module('xformers.ops')
     bias = None
     if mask is not None:
@@ -83,7 +83,7 @@ def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         bias = q.new_zeros(shape[:-1] + (padded,))[..., : shape[-1]]
         bias.masked_fill_(~safe.expand(shape), float('-inf'))
     out = xops.memory_efficient_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale
     ).transpose(1, 2)
     return _zero_empty_rows(out, mask)
 
@@ -112,7 +112,7 @@ class Backend:
     """An attention implementation and the check that says why it cannot run some inputs."""
 
     name: str
-    run: Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor]
+    run: Callable[[Tensor, Tensor, Tensor, Tensor | None, float], Tensor]
     reasons_not_supported: Callable[[Tensor, Tensor, Tensor], list[str]]
 
 
@@ -153,6 +153,7 @@ def attention(
     mask: Tensor | None = None,
     *,
     causal: bool = False,
+    scale: float | None = None,
     backend: str = 'auto',
 ) -> Tensor:
     """Scaled dot-product attention.
@@ -164,6 +165,7 @@ def attention(
         mask: boolean, True where a query may attend: key padding [B, Lk], [B, Lq, Lk], or broadcastable
             to [B, H, Lq, Lk]. A query row with no visible key outputs zeros.
         causal: query i sees keys up to i + (Lk - Lq).
+        scale: the factor on Q K^T (default ``Dh ** -0.5``).
         backend: 'auto', 'math', 'sdpa' or 'xformers'.
 
     Returns:
@@ -184,4 +186,4 @@ def attention(
                 f'attention backend {backend!r} cannot run these inputs: ' + '; '.join(reasons)
             )
         name = backend
-    return BACKENDS[name].run(q, k, v, full)
+    return BACKENDS[name].run(q, k, v, full, q.shape[-1] ** -0.5 if scale is None else scale)
