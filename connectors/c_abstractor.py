@@ -1,3 +1,5 @@
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +16,20 @@ NORM_EPS = 1e-5
 # NCHW view in channels_last memory format. Parameter names and shapes are those of timm's RegStage.
 
 
+class PositionedTokens(NamedTuple):
+    """The input map ``(tokens + pos) * keep`` [B, h, w, C], not yet formed: the first block's 1x1
+    convolutions take it as it is, so that the position embedding's gradient is summed over the batch before
+    its product with their weights (:class:`_PositionedLinear`)."""
+
+    tokens: Tensor  # [B, h, w, C]
+    pos: Tensor  # [h, w, C]
+    keep: Tensor | None  # [B, h, w, 1] bool, False at masked tokens
+
+    def materialize(self) -> Tensor:
+        x = self.tokens + self.pos
+        return x if self.keep is None else x.masked_fill(~self.keep, 0.0)
+
+
 def _nchw(x: Tensor) -> Tensor:
     """[B, h, w, C] -> an NCHW view [B, C, h, w] in channels_last memory format (no copy)."""
     return x.permute(0, 3, 1, 2)
@@ -24,6 +40,28 @@ def _nhwc(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1)
 
 
+class _PositionedLinear(torch.autograd.Function):
+    """``linear(x + pos, W)``, zero at masked rows, for an ``x`` that needs no gradient (a frozen encoder's
+    tokens).
+
+    Autograd would form the gradient of every sample's input, ``dY_b W``, only to sum it over the batch for
+    ``pos``; summing first costs one product instead of B: ``dpos = (sum_b keep_b * dY_b) W``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, pos, keep, weight):
+        h = PositionedTokens(x, pos, keep).materialize()
+        ctx.save_for_backward(h, keep, weight)
+        return F.linear(h, weight)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        h, keep, weight = ctx.saved_tensors
+        grad_weight = grad_y.flatten(0, -2).T @ h.flatten(0, -2)
+        summed = (grad_y if keep is None else grad_y.masked_fill(~keep, 0.0)).sum(0)
+        return None, summed @ weight, None, grad_weight
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 convolution of channels-last maps [B, h, w, C_in] -> [B, h, w, C_out], run as a Linear layer;
     its weight keeps Conv2d's shape [C_out, C_in, 1, 1] (and its initialisation)."""
@@ -31,7 +69,11 @@ class PointwiseConv(nn.Conv2d):
     def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
         super().__init__(in_dim, out_dim, 1, bias=bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor | PositionedTokens) -> Tensor:
+        if isinstance(x, PositionedTokens):
+            if self.bias is None and not x.tokens.requires_grad and torch.is_grad_enabled():
+                return _PositionedLinear.apply(x.tokens, x.pos, x.keep, self.weight.flatten(1))
+            x = x.materialize()
         return F.linear(x, self.weight.flatten(1), self.bias)
 
 
@@ -72,11 +114,13 @@ class RegBlock(nn.Module):
             )
         self.act = nn.SiLU()
 
-    def forward(self, x: Tensor) -> Tensor:
-        # x [B, h, w, in_dim] -> [B, h, w, dim]
+    def forward(self, x: Tensor | PositionedTokens) -> Tensor:
+        # x [B, h, w, in_dim] (the first block: PositionedTokens) -> [B, h, w, dim]
         y = self.act(self.norm1(self.conv1(x)))
         y = self.act(self.norm2(_nhwc(self.conv2(_nchw(y)))))
         y = self.norm3(self.conv3(self.se(y)))
+        if isinstance(x, PositionedTokens) and isinstance(self.shortcut, nn.Identity):
+            x = x.materialize()
         return self.act(y + self.shortcut(x))
 
 
@@ -131,9 +175,9 @@ class CAbstractor(Connector):
                 f'CAbstractor was built for input_grid {self.input_grid} (its position embedding), '
                 f'got {x.shape[1]} tokens on grid {grid}'
             )
-        x = x + self.pos_emb
-        if mask is not None:
-            x = x.masked_fill(~mask[..., None], 0.0)
-        y = self.stage1(x.view(x.shape[0], *grid, x.shape[-1]))
+        b = x.shape[0]
+        keep = None if mask is None else mask.view(b, *grid, 1)
+        y = PositionedTokens(x.view(b, *grid, -1), self.pos_emb.view(*grid, -1), keep)
+        y = self.stage1(y) if len(self.stage1) else y.materialize()
         y = self.stage2(_nhwc(self.pool(_nchw(y))))
         return self.readout(y.flatten(1, 2))

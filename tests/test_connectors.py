@@ -78,6 +78,33 @@ def test_connector_ignores_masked_tokens(name):
     torch.testing.assert_close(y_noisy, y)
 
 
+def _grads_for(c, x, mask, input_needs_grad: bool):
+    c.zero_grad(set_to_none=True)
+    y = c(x.clone().requires_grad_(input_needs_grad), mask, GRID)
+    y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+    return y.detach(), {n: p.grad for n, p in c.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    'name, extra', [(n, {}) for n in _names()] + [('CAbstractor', dict(hidden_dim=IN_DIM))]
+)  # the last: the first block's shortcut is the identity
+def test_parameter_gradients_do_not_depend_on_a_frozen_input(name, extra):
+    # frozen-encoder features (no gradient) take cheaper backward paths in some connectors; the values
+    # and every parameter's gradient must be those of the plain path
+    torch.manual_seed(0)
+    c = (
+        _build(name)
+        if not extra
+        else CONNECTORS.build(
+            dict(type=name, in_dim=IN_DIM, out_dim=OUT_DIM, input_grid=GRID, **{**TINY[name], **extra})
+        )
+    )
+    x, mask = _inputs()
+    for m in (None, mask):
+        frozen, plain = _grads_for(c, x, m, False), _grads_for(c, x, m, True)
+        torch.testing.assert_close(frozen, plain, atol=1e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize('name', _names())
 def test_connector_is_stateless(name):
     c = _build(name).eval()
