@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
+import sys
+from pathlib import Path
 
-from vlkit.analysis.report import RunResult, load_loss_curve, pareto_front, write_report
+import pytest
+
+from tests.conftest import tiny_options
+from vlkit.analysis.report import PLOTS, RunResult, load_loss_curve, pareto_front, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(name: str, tokens: int, flops: float, overall: float, **kwargs) -> RunResult:
@@ -68,3 +76,67 @@ def test_loss_curve_merges_the_runs_of_a_work_dir(tmp_path):
                 f.write(json.dumps({'loss': loss, 'step': step, 'lr': 0.1}) + '\n')
             f.write(json.dumps({'exact_match/overall': 3.0, 'step': 3}) + '\n')
     assert load_loss_curve(str(tmp_path)) == [(1, 3.0), (2, 1.5), (3, 1.0)]
+
+
+def _compare_tool():
+    """tools/compare.py as a module (it runs train.py and test.py as subprocesses itself)."""
+    if 'compare_tool' not in sys.modules:
+        spec = importlib.util.spec_from_file_location('compare_tool', ROOT / 'tools' / 'compare.py')
+        sys.modules['compare_tool'] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules['compare_tool'])
+    return sys.modules['compare_tool']
+
+
+def _tiny_options(root: str) -> list[str]:
+    # the logger interval is left to --max-iters, which logs every iteration of a short run
+    return [f'{k}={v}' for k, v in tiny_options(root, 2).items() if k != 'default_hooks.logger.interval']
+
+
+def _rows(table: str, name: str) -> int:
+    return len(re.findall(rf'^\| {re.escape(name)} \|', table, flags=re.M))
+
+
+def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tmp_path, capsys):
+    compare = _compare_tool()
+    out = str(tmp_path / 'cmp')
+    # 5 tokens: the C-Abstractor, which pools to a square grid, fails; the comparison goes on
+    args = ['configs/blip3_perceiver.py', '--tokens', '5', '--max-iters', '2', '--out', out]
+    runs = compare.main(
+        [*args, '--connectors', 'linear', 'c_abstractor', '--cfg-options', *_tiny_options(synthetic_root)]
+    )
+    assert [r.status for r in runs] == ['trained', 'failed']
+    for name in ('report.md', 'report.html', 'results.json', *PLOTS.values()):
+        assert os.path.isfile(os.path.join(out, name)), name
+    md = open(os.path.join(out, 'report.md')).read()
+    assert _rows(md, 'linear') == 3 and _rows(md, 'c_abstractor') == 3
+    assert 'val 0-shot: exact_match/overall' in md and 'flops/train_step_per_sample (GFLOP)' in md
+    assert '16 (no token knob, not 5)' in md  # the linear projector keeps its 4 x 4 grid of tokens
+    assert os.path.join(out, 'c_abstractor', 'train.log') in md and 'failed: training: exit code 1' in md
+    assert runs[0].loss_curve and runs[0].metrics['val 0-shot']['exact_match/overall'] >= 0
+    assert (
+        "connector = dict(type='LinearProjector')" in open(os.path.join(out, 'configs', 'linear.py')).read()
+    )
+
+    capsys.readouterr()
+    again = compare.main([*args, '--connectors', 'linear', '--cfg-options', *_tiny_options(synthetic_root)])
+    assert again[0].status == 'reused' and 'reusing the finished run' in capsys.readouterr().out
+    assert again[0].metrics == runs[0].metrics and again[0].config_hash == runs[0].config_hash
+
+
+def test_profile_only_reports_the_cost_half(synthetic_root, tmp_path):
+    out = str(tmp_path / 'cost')
+    configs = ['configs/llava_mlp.py', 'configs/blip2_qformer.py']
+    runs = _compare_tool().main(
+        [*configs, '--profile-only', '--out', out, '--cfg-options', *_tiny_options(synthetic_root)]
+    )
+    assert [(r.name, r.status) for r in runs] == [('llava_mlp', 'profiled'), ('blip2_qformer', 'profiled')]
+    assert all(r.profile['params/total'] > 0 and r.profile['speed/train_samples_per_s'] is None for r in runs)
+    md = open(os.path.join(out, 'report.md')).read()
+    assert _rows(md, 'llava_mlp') == 2 and '## Quality' not in md
+    assert os.path.isfile(os.path.join(out, 'costs.png'))
+    assert not os.path.exists(os.path.join(out, 'llava_mlp'))  # no work dir without training
+
+
+def test_unknown_preset_names_the_available_ones(tmp_path):
+    with pytest.raises(SystemExit, match=r"no preset 'mlpp'.*'mlp'"):
+        _compare_tool().main(['configs/blip3_perceiver.py', '--connectors', 'mlpp', '--out', str(tmp_path)])

@@ -1,0 +1,301 @@
+"""Compare connectors and fusions on cost and quality: train, evaluate and profile each, then report.
+
+    python tools/compare.py CONFIG [CONFIG ...] [--connectors linear mlp qformer perceiver c_abstractor]
+        [--fusions autoregressive cross_attention] [--tokens M] [--out DIR] [--max-iters N] [--shots 0 4]
+        [--split val] [--profile-only] [--force] [--cfg-options key=value ...]
+
+Each config is crossed with the connector and fusion presets named (``configs/_base_/connectors/NAME.py``,
+``configs/_base_/fusions/NAME.py``; a preset replaces the config's connector or fusion whole). ``--tokens M``
+gives every connector with a token-count knob (``num_latents``, ``num_queries``, ``num_tokens``) M visual
+tokens; the others keep theirs and are marked so. Each architecture's config is written to
+``OUT/configs/NAME.py``; it is trained in the work dir ``OUT/NAME`` by ``tools/train.py`` (or reused when
+its last checkpoint is the final one and its config hash matches), evaluated by ``tools/test.py`` once per
+``--shots`` value and profiled (``vlkit.analysis.profile_config``). ``OUT`` then holds ``report.md``, a
+self-contained ``report.html``, the PNG plots and ``results.json``. ``--profile-only`` skips training and
+evaluation: the cost half, in seconds. ``--max-iters N`` trains ``train_cfg.max_iters=N`` for a quick look.
+A failed run is reported as failed, with its log, and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from vlkit.analysis.report import RunResult, load_loss_curve, write_report  # noqa: E402
+from vlkit.config import load_config  # noqa: E402
+from vlkit.evaluation import result_filename  # noqa: E402
+
+PRESETS = osp.join(ROOT, 'configs', '_base_')
+TOKEN_KNOBS = ('num_latents', 'num_queries', 'num_tokens')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('configs', nargs='+', help='experiment configs (each crossed with the presets)')
+    parser.add_argument(
+        '--connectors', nargs='+', help='connector presets (configs/_base_/connectors/NAME.py)'
+    )
+    parser.add_argument('--fusions', nargs='+', help='fusion presets (configs/_base_/fusions/NAME.py)')
+    parser.add_argument('--tokens', type=int, help='visual tokens for every connector with a token knob')
+    parser.add_argument('--out', default='work_dirs/compare', help='output dir (default work_dirs/compare)')
+    parser.add_argument('--max-iters', type=int, help='shorter training: train_cfg.max_iters=N')
+    parser.add_argument('--shots', type=int, nargs='+', default=[0], help='evaluate k-shot for each k (0)')
+    parser.add_argument('--split', default='val', help='evaluation split (default val)')
+    parser.add_argument('--profile-only', action='store_true', help='cost only: no training, no evaluation')
+    parser.add_argument('--force', action='store_true', help='retrain even where a finished run matches')
+    parser.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides for every run')
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Variant:
+    """One architecture to compare: its name, its config (unassembled) and a note on its token count."""
+
+    name: str
+    cfg: Config
+    tokens_note: str = ''
+
+
+def preset(kind: str, name: str) -> dict:
+    """The ``connector`` or ``fusion`` dict of ``configs/_base_/{kind}s/{name}.py``."""
+    path = osp.join(PRESETS, f'{kind}s', f'{name}.py')
+    if not osp.isfile(path):
+        names = sorted(osp.splitext(f)[0] for f in os.listdir(osp.dirname(path)) if f.endswith('.py'))
+        raise SystemExit(f'--{kind}s: no preset {name!r} ({path}); available: {names}')
+    return Config.fromfile(path)[kind].to_dict()
+
+
+def set_visual_tokens(connector: dict, tokens: int) -> str:
+    """Sets the connector's token-count knob to ``tokens``; returns a note when it has none."""
+    from vlkit.registry import CONNECTORS
+
+    cls = CONNECTORS.get(connector['type'])
+    if cls is None:
+        raise SystemExit(f'--tokens: connector type {connector["type"]!r} is not registered')
+    params = inspect.signature(cls.__init__).parameters
+    knob = next((k for k in TOKEN_KNOBS if k in connector or k in params), None)
+    if knob is None:
+        return f'no token knob, not {tokens}'
+    connector[knob] = tokens
+    return ''
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    """Every config crossed with the connector and fusion presets asked for."""
+    out = []
+    for config in args.configs:
+        for connector in args.connectors or [None]:
+            for fusion in args.fusions or [None]:
+                cfg = Config.fromfile(config)
+                if connector:
+                    cfg.connector = preset('connector', connector)  # replaced whole (DESIGN §4)
+                if fusion:
+                    cfg.fusion = preset('fusion', fusion)
+                note = set_visual_tokens(cfg.connector, args.tokens) if args.tokens else ''
+                stem = osp.splitext(osp.basename(config))[0]
+                parts = [stem] if len(args.configs) > 1 or not (connector or fusion) else []
+                parts += [p for p in (connector, fusion) if p]
+                out.append(Variant('+'.join(parts), cfg, note))
+    names = [v.name for v in out]
+    if len(set(names)) < len(names):
+        raise SystemExit(f'two architectures would share a name (and work dir): {names}')
+    return out
+
+
+def run_options(args: argparse.Namespace) -> list[str]:
+    """``--cfg-options`` for every run: a shorter schedule (logging often enough to draw its loss curve),
+    then the user's own, which win."""
+    options = []
+    if args.max_iters:
+        options += [f'train_cfg.max_iters={args.max_iters}']
+        options += [f'default_hooks.logger.interval={max(1, min(50, args.max_iters // 20))}']
+    return options + list(args.cfg_options)
+
+
+def parse_options(options: list[str]) -> dict:
+    """``key=value`` strings parsed as ``tools/train.py`` parses them."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(['--cfg-options', *options] if options else []).cfg_options
+
+
+def config_hash(config_text: str, options: list[str]) -> str:
+    return hashlib.sha256('\n'.join([config_text, *options]).encode()).hexdigest()[:12]
+
+
+def last_checkpoint(work_dir: str) -> str | None:
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = f.read().strip()
+    return path if osp.isfile(path) else None
+
+
+def is_finished(work_dir: str, digest: str, max_iters: int) -> bool:
+    """A run of the same config (hash) whose last checkpoint is its final iteration."""
+    stamp = osp.join(work_dir, 'config_hash')
+    checkpoint = last_checkpoint(work_dir)
+    if not (checkpoint and osp.isfile(stamp)):
+        return False
+    with open(stamp) as f:
+        same = f.read().strip() == digest
+    return same and re.fullmatch(rf'iter_{max_iters}\.pth', osp.basename(checkpoint)) is not None
+
+
+def tool(name: str, *args: str, log: str) -> tuple[bool, str]:
+    """Runs ``tools/NAME`` with its output in ``log``; returns success and the log's last line."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    with open(log, 'w') as f:
+        code = subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools', name), *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+        ).returncode
+    with open(log, errors='replace') as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith('evaluating')]
+    return code == 0, f'exit code {code}: {lines[-1][:200] if lines else "no output"}'
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def train(config: str, work_dir: str, options: list[str], run: RunResult, force: bool) -> None:
+    """Trains into ``work_dir`` unless a finished run with the same config hash is there."""
+    max_iters = load_config(config, parse_options(options)).train_cfg.max_iters
+    if not force and is_finished(work_dir, run.config_hash, max_iters):
+        run.status = 'reused'
+        say(f'  reusing the finished run in {work_dir}')
+        return
+    shutil.rmtree(work_dir, ignore_errors=True)  # a stale or unfinished run: its logs would mix with the new
+    os.makedirs(work_dir)
+    run.log = osp.join(work_dir, 'train.log')
+    say(f'  training {max_iters} iterations (log: {run.log})')
+    start = time.monotonic()
+    cli = ['--cfg-options', *options] if options else []
+    ok, last = tool('train.py', config, '--work-dir', work_dir, *cli, log=run.log)
+    if not ok:
+        run.status, run.error = 'failed', f'training: {last}'
+        say(f'  training FAILED ({last}); see {run.log}')
+        return
+    with open(osp.join(work_dir, 'config_hash'), 'w') as f:
+        f.write(run.config_hash)
+    say(f'  trained in {time.monotonic() - start:.0f} s')
+
+
+def evaluate(config: str, work_dir: str, options: list[str], run: RunResult, args) -> None:
+    """``tools/test.py`` once per ``--shots`` value (reusing results already there for a reused run)."""
+    checkpoint = last_checkpoint(work_dir)
+    for shots in args.shots:
+        result = osp.join(work_dir, result_filename(args.split, shots, checkpoint))
+        if run.status != 'reused' or not osp.isfile(result):
+            log = osp.join(work_dir, f'test_{args.split}_{shots}shot.log')
+            say(f'  evaluating {args.split}, {shots}-shot (log: {log})')
+            cli = ['--split', args.split, '--shots', str(shots), '--work-dir', work_dir]
+            ok, last = tool(
+                'test.py', config, checkpoint, *cli, *(['--cfg-options', *options] * bool(options)), log=log
+            )
+            if not ok:
+                run.status, run.error, run.log = 'failed', f'{shots}-shot evaluation: {last}', log
+                say(f'  evaluation FAILED ({last}); see {log}')
+                return
+        with open(result) as f:
+            run.metrics[f'{args.split} {shots}-shot'] = json.load(f)['images']
+
+
+def profile(config: str, options: list[str], run: RunResult, profile_only: bool) -> None:
+    """Cost figures from ``vlkit.analysis.profile_config``; a failure is noted, not fatal."""
+    try:
+        from vlkit.analysis import profile_config
+
+        run.profile = profile_config(load_config(config, parse_options(options)), profile_only=profile_only)
+    except Exception as err:  # noqa: BLE001 - one architecture's failure must not lose the others
+        note = f'profiling: {type(err).__name__}: {err}'
+        run.error = f'{run.error}; {note}' if run.error else note
+        say(f'  profiling FAILED ({note})')
+
+
+def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) -> RunResult:
+    """Writes the variant's config into its work dir, then trains, evaluates and profiles it."""
+    work_dir = osp.join(args.out, variant.name)
+    # beside the work dir, not in it: the Runner writes its assembled config there under the same name
+    config = osp.join(args.out, 'configs', f'{variant.name}.py')
+    os.makedirs(osp.dirname(config), exist_ok=True)
+    variant.cfg.dump(config)
+    with open(config) as f:
+        digest = config_hash(f.read(), options)
+    cfg = load_config(config, parse_options(options))
+    run = RunResult(
+        name=variant.name,
+        connector=cfg.model.connector.type,
+        fusion=cfg.model.fusion.type,
+        status='profiled' if args.profile_only else 'trained',
+        tokens_note=variant.tokens_note,
+        work_dir=work_dir,
+        config_hash=digest,
+        seed=cfg.get('randomness', {}).get('seed'),
+        train_samples=cfg.train_cfg.max_iters * cfg.train_dataloader.batch_size,
+    )
+    if not args.profile_only:
+        os.makedirs(work_dir, exist_ok=True)
+        train(config, work_dir, options, run, args.force)
+        if not run.failed:
+            evaluate(config, work_dir, options, run, args)
+        run.loss_curve = load_loss_curve(work_dir)
+    say('  profiling')
+    profile(config, options, run, args.profile_only)
+    return run
+
+
+def main(argv=None) -> list[RunResult]:
+    args = parse_args(argv)
+    todo = variants(args)
+    options = run_options(args)
+    say(f'comparing {len(todo)} architectures into {args.out}: {", ".join(v.name for v in todo)}')
+    runs = []
+    for i, variant in enumerate(todo, 1):
+        say(f'[{i}/{len(todo)}] {variant.name}')
+        start = time.monotonic()
+        runs.append(compare_one(variant, args, options))
+        say(f'[{i}/{len(todo)}] {variant.name}: {runs[-1].status} ({time.monotonic() - start:.0f} s)')
+    meta = {
+        'command': ' '.join(['tools/compare.py', *(argv if argv is not None else sys.argv[1:])]),
+        'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+        'visual tokens asked for': args.tokens or 'as configured',
+        'training': 'none (--profile-only)'
+        if args.profile_only
+        else f'max_iters={args.max_iters or "as configured"}',
+        'evaluation': 'none' if args.profile_only else f'{args.split} split, shots {args.shots}',
+    }
+    written = write_report(runs, args.out, meta)
+    failed = [r.name for r in runs if r.failed]
+    say(
+        f'report: {written["report.md"]}, {written["report.html"]}'
+        + (f'; FAILED: {failed}' if failed else '')
+    )
+    return runs
+
+
+if __name__ == '__main__':
+    sys.exit(1 if any(r.failed for r in main()) else 0)
