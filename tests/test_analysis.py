@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_model_cfg
 from mmengine.config import Config
 from torch import nn
 
+from tests.conftest import tiny_model_cfg
 from vlkit.analysis import count_flops, count_parameters, make_batch, profile_config
 from vlkit.analysis.memory import PeakMemory
 from vlkit.config import load_config
@@ -228,7 +228,7 @@ def _perceiver_with_projection(hp):
 
 
 def _honeybee(hp):
-    from test_equivalence import HoneybeeCAbstractor
+    from tests.test_equivalence import HoneybeeCAbstractor
 
     side = round(hp['num_tokens'] ** 0.5)
     return HoneybeeCAbstractor(
