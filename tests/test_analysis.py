@@ -389,3 +389,31 @@ def test_peak_memory_follows_allocations_and_frees():
         c = torch.ones(500)  # 2000 bytes: 10000 live
     assert memory.peak_bytes == 12000 and memory.current_bytes == 10000
     del b, c
+
+
+# -- pretrained= on the Hugging Face parts ----------------------------------------------------------------
+
+
+def test_pretrained_weights_replace_the_described_architecture(tmp_path):
+    from vlkit.registry import LANGUAGE_MODELS, VISION_ENCODERS
+
+    tower = dict(model_type='siglip_vision_model', hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                 num_attention_heads=2, image_size=16, patch_size=8)  # fmt: skip
+    llm = dict(model_type='llama', hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+               num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    tokenizer = dict(type='vocab_size_tokenizer', vocab_size=64)
+    saved_encoder = VISION_ENCODERS.build(dict(type='HFVisionEncoder', model=tower))
+    saved_llm = LANGUAGE_MODELS.build(dict(type='HFCausalLM', model=llm, tokenizer=tokenizer))
+    saved_encoder.model.save_pretrained(tmp_path / 'tower')
+    saved_llm.model.save_pretrained(tmp_path / 'llm')
+
+    encoder = VISION_ENCODERS.build(
+        dict(type='HFVisionEncoder', model=tower, pretrained=str(tmp_path / 'tower'))
+    )
+    lm = LANGUAGE_MODELS.build(
+        dict(type='HFCausalLM', model=llm, tokenizer=tokenizer, pretrained=str(tmp_path / 'llm'))
+    )
+    for loaded, saved in ((encoder, saved_encoder), (lm, saved_llm)):
+        for key, value in saved.model.state_dict().items():
+            torch.testing.assert_close(loaded.model.state_dict()[key], value, msg=key)
+    assert lm.image_token_id == 3 and len(lm.tokenizer) == 64
