@@ -133,14 +133,15 @@ def table(s: Setting, rows: list[dict], peak: float) -> str:
     return '\n'.join(lines + [_row(r, peak) for r in rows])
 
 
-def machine(threads: int, repeats: int, peak: float) -> str:
-    """The run's date, CPU model, cores, torch version, threads, repeats and matmul peak."""
+def machine(threads: int, repeats: int, peak: float, runs: str | None = None) -> str:
+    """The run's date, CPU model, cores, torch version, threads, repeats and matmul peak; ``runs`` says how
+    each time was taken where another benchmark's rule is not this file's."""
     info = Path('/proc/cpuinfo').read_text().splitlines() if os.path.isfile('/proc/cpuinfo') else []
     cpu = next(
         (ln.split(':', 1)[1].strip() for ln in info if ln.startswith('model name')), platform.processor()
     )
     date = datetime.datetime.now().isoformat(timespec='minutes')
-    runs = f'median of >= {repeats} runs and >= {MIN_SECONDS:.0f} s'
+    runs = runs or f'median of >= {repeats} runs and >= {MIN_SECONDS:.0f} s'
     return (f'{date}: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, {runs}; '
             f'fp32 matmul peak {peak:.0f} GFLOP/s')  # fmt: skip
 

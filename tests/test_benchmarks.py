@@ -1,0 +1,83 @@
+"""benchmarks/fusion_scaling.py on its quick setting: the table it prints, and what each fusion runs."""
+
+import contextlib
+import io
+
+import pytest
+
+from benchmarks import fusion_scaling as fs
+
+QUICK = fs.SETTINGS['quick']
+
+
+def _table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of the one Markdown table in ``text``."""
+    lines = [ln for ln in text.splitlines() if ln.startswith('|')]
+    cells = [[c.strip() for c in ln.strip('|').split('|')] for ln in lines]
+    header, rows = cells[0], cells[2:]  # cells[1] is the |---| rule
+    return header, [dict(zip(header, r, strict=True)) for r in rows]
+
+
+@pytest.fixture(scope='module')
+def quick_run():
+    """What ``--quick --no-save`` prints, and the modification times of the files it must not write."""
+    files = [fs.PLOT, fs.ROOT / 'benchmarks' / 'RESULTS.md']
+    saved = {path: path.stat().st_mtime if path.exists() else None for path in files}
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        fs.main(['--quick', '--no-save', '--threads', '1', '--repeats', '1'])
+    return stdout.getvalue(), saved
+
+
+def test_quick_run_prints_one_row_per_point_with_every_column(quick_run):
+    text, _ = quick_run
+    header, rows = _table(text)
+    assert header == fs.COLUMNS
+    points = [(int(r['images']), int(r['text tokens'])) for r in rows]
+    assert points == [(n, t) for n in QUICK.images for t in QUICK.text_tokens]
+    for r in rows:
+        assert float(r['FA ms']) > 0 and float(r['CA ms']) > 0
+        assert float(r['CA / FA']) > 0
+        assert float(r['FA peak MiB']) > 0 and float(r['CA peak MiB']) > float(
+            r['FA peak MiB']
+        )  # + the block
+    assert text.splitlines()[0].endswith('GFLOP/s')  # the machine line first
+
+
+def test_autoregressive_sequence_grows_with_images_while_cross_attention_keeps_the_text(quick_run):
+    _, rows = _table(quick_run[0])
+    m = QUICK.visual_tokens
+    for r in rows:
+        n, t = int(r['images']), int(r['text tokens'])
+        assert int(r['FA tokens']) == t + n * (m - 1)  # each <image> marker becomes M tokens
+        assert int(r['CA tokens']) == t  # the markers stay; the images are keys of the block
+        assert int(r['CA visual keys']) == n * m
+    for t in QUICK.text_tokens:
+        fa_flops = [float(r['FA GFLOP']) for r in rows if int(r['text tokens']) == t]
+        assert fa_flops == sorted(fa_flops) and fa_flops[0] < fa_flops[-1]
+
+
+def test_no_save_writes_nothing(quick_run):
+    _, saved = quick_run
+    for path, mtime in saved.items():
+        assert (path.stat().st_mtime if path.exists() else None) == mtime
+
+
+def test_only_the_cross_attention_step_runs_the_fusion_block():
+    bench = fs.build_bench(QUICK)
+    x = fs.make_inputs(bench, 16, 2, QUICK.visual_tokens)
+    block = list(bench.cross.parameters())
+    fs.autoregressive_step(bench, x)
+    assert all(p.grad is None for p in block)
+    assert x.visual.grad.abs().sum() > 0  # the visual tokens are in the sequence
+    fs._fresh(bench, x)
+    sizes = fs.cross_attention_step(bench, x)
+    assert all(p.grad is not None for p in block)
+    assert x.visual.grad.abs().sum() > 0  # through the block's cross-attention (its gates are open)
+    assert sizes == {'tokens': 16, 'visual keys': 2 * QUICK.visual_tokens}
+
+
+def test_more_images_than_text_tokens_is_refused():
+    bench = fs.build_bench(QUICK)
+    with pytest.raises(ValueError, match='3 images need at least as many text tokens'):
+        fs.make_inputs(bench, 2, 3, QUICK.visual_tokens)
