@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils import flop_counter
 
 ROOT = Path(__file__).resolve().parents[1]
 # ahead of benchmarks/, whose connectors.py (this file) would hide the connectors package; and for tests/
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.references import PAIRS, SETTINGS, Pair, Setting  # noqa: E402
+from vlkit.analysis import count_flops  # noqa: E402
 
 RESULTS = ROOT / 'benchmarks' / 'RESULTS.md'
 TOL = dict(atol=1e-5, rtol=1e-4)  # DESIGN §7
@@ -40,33 +40,10 @@ Appended by `benchmarks/connectors.py`, one table per run. Absolute times depend
 else it runs, so every figure that compares is a ratio measured within one run: vlkit's connector against
 its reference implementation (converted weights, the same outputs, alternating runs, forward + backward in
 fp32), and the FLOP rate against the fp32 matmul peak measured in the same run at the same thread count.
-GFLOP are 2·MAC per forward + backward, attention counted with torch's SDPA formulas, and a depthwise
-convolution's weight gradient at its real cost (torch's formula ignores groups and counts it once per
-channel, 1024 times over in the medium C-Abstractor).
+GFLOP are 2·MAC per forward + backward of the matrix products, convolutions and attention, counted by
+`vlkit.analysis.count_flops` (docs/profiling.md: attention's backward as twice its forward, a depthwise
+convolution's weight gradient at its real cost).
 """
-
-
-def _sdpa_cpu(q, k, v, *args, **kwargs) -> int:
-    return flop_counter.sdpa_flop_count(q, k, v)
-
-
-def _sdpa_cpu_backward(grad_out, q, k, v, *args, **kwargs) -> int:
-    return flop_counter.sdpa_backward_flop_count(grad_out, q, k, v)
-
-
-def _conv_backward(grad_out, x, w, *args, **kwargs) -> int:
-    # each of the input and weight gradients costs what the forward does, whatever the groups (torch's own
-    # formula counts a depthwise convolution's weight gradient once per channel)
-    transposed, output_mask = args[4], args[7]
-    return flop_counter.conv_flop_count(x, w, grad_out, transposed) * sum(map(int, output_mask[:2]))
-
-
-aten = torch.ops.aten
-FLOP_FORMULAS = {  # torch counts 0 for SDPA on a CPU, and ignores groups in the convolution backward
-    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
-    aten.convolution_backward: _conv_backward,
-}
 
 
 def _seconds(run: Callable[[], object]) -> float:
@@ -82,9 +59,7 @@ def _run(fn: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, grad: Ten
 
 
 def _gflop(fn: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> float:
-    with flop_counter.FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
-        fn(x).backward(grad)
-    return counter.get_total_flops() / 1e9
+    return count_flops(lambda: fn(x).backward(grad)) / 1e9
 
 
 def matmul_peak(n: int = 2048, runs: int = 3) -> float:
