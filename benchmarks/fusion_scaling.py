@@ -267,7 +267,7 @@ def plot(s: Setting, rows: list[dict], path: Path) -> None:
         ax.set(xscale='log', yscale='log', xlabel='text tokens T', ylabel=label)
         ax.set_xticks(s.text_tokens, [str(t) for t in s.text_tokens])
         ax.xaxis.set_minor_locator(ticker.NullLocator())
-        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))  # labels within a decade too
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 3, 5, 7)))  # labels within a decade too
         ax.yaxis.set_major_formatter(ticker.StrMethodFormatter('{x:g}'))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(alpha=0.3)
@@ -289,8 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('--threads', type=int, default=2, help='torch threads for every run (default 2)')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per fusion and point (default 5)')
-    slow_help = f'points whose FA + CA pair takes longer (s) get {SLOW_RUNS} runs (default 8)'
-    parser.add_argument('--slow', type=float, default=8.0, help=slow_help)
+    slow_help = f'points whose FA + CA pair takes longer (s) get {SLOW_RUNS} runs (default 5)'
+    parser.add_argument('--slow', type=float, default=5.0, help=slow_help)
     parser.add_argument('--quick', action='store_true', help='a tiny layer on a 2 x 2 grid (seconds; tests)')
     parser.add_argument('--no-save', action='store_true', help='print only; write neither RESULTS.md nor PNG')
     return parser
