@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 from vlkit.ops import AttentionBackendError, attention, available_backends  # noqa: E402  (torch only)
+from vlkit.ops.attention import BACKENDS  # noqa: E402
 
 SECTIONS = ['env', 'attention', 'connectors', 'vlm', 'speed']
 PACKAGES = ['transformers', 'tokenizers', 'timm', 'einops', 'peft', 'mmengine', 'webdataset', 'braceexpand',
@@ -101,6 +102,13 @@ class Report:
             self.failed.append(name)
         self.line(f'- {status} {name}' + (f': {detail}' if detail else ''))
 
+    def fail(self, name: str, err: Exception) -> None:
+        """A FAIL line with the error; and, unless a check's assertion, where it was raised."""
+        self.status('FAIL', name, _one_line(err))
+        if not isinstance(err, AssertionError):
+            tb = ''.join(traceback.format_exception(err)[-6:]).rstrip()
+            self.line('\n'.join('      ' + ln for ln in tb.splitlines()))
+
     def check(self, name: str, fn: Callable, *args, **kwargs):
         """Runs ``fn``: PASS with the text it returns, SKIP on :class:`Skip`, FAIL with the error (and its
         traceback) on any other exception. Returns what ``fn`` returned, None when it raised."""
@@ -109,10 +117,7 @@ class Report:
         except Skip as why:
             self.status('SKIP', name, str(why))
         except Exception as err:  # noqa: BLE001  (one failing check must not stop the others)
-            self.status('FAIL', name, _one_line(err))
-            if not isinstance(err, AssertionError):
-                tb = traceback.format_exception(err)[-6:]
-                self.line('\n'.join('      ' + ln for ln in ''.join(tb).rstrip().splitlines()))
+            self.fail(name, err)
         else:
             self.status('PASS', name, detail if isinstance(detail, str) else '')
             return detail
@@ -134,6 +139,11 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix('torch.')
 
 
+def _probe(device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A small [B, H, L, Dh] tensor, to ask which attention backends can run on ``device`` in ``dtype``."""
+    return torch.zeros(1, 1, 8, 64, device=device, dtype=dtype)
+
+
 def _max_diff(a: Tensor, b: Tensor) -> float:
     return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
 
@@ -147,7 +157,6 @@ def attention_spy() -> Iterator[Counter]:
     :class:`~vlkit.models.layers.MultiheadAttention` made in the context's space (few queries over many
     wide tokens, see ``_attend_in_context_space``) under the key ``'context space'``."""
     from vlkit.models.layers import MultiheadAttention
-    from vlkit.ops.attention import BACKENDS
 
     calls: Counter[str] = Counter()
 
@@ -219,14 +228,14 @@ def check_environment(report: Report, device: torch.device) -> None:
     else:
         report.status('SKIP', 'xformers imports', 'no CUDA device (xformers has no CPU kernel)')
     for dtype in (torch.float32, torch.bfloat16):
-        q = torch.zeros(1, 1, 8, 64, device=device, dtype=dtype)
-        report.line(f'- available_backends({device.type} {_name(dtype)}): {available_backends(q)}')
+        names = available_backends(_probe(device, dtype))
+        report.line(f'- available_backends({device.type} {_name(dtype)}): {names}')
     report.check('auto picks xformers', _auto_picks_xformers, device)
 
 
 def _auto_backend(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """The backend that ``auto`` takes for tensors of ``dtype`` on ``device``."""
-    return available_backends(torch.zeros(1, 1, 8, 64, device=device, dtype=dtype))[0]
+    return available_backends(_probe(device, dtype))[0]
 
 
 def _auto_picks_xformers(device: torch.device) -> str:
@@ -303,8 +312,11 @@ def check_attention(report: Report, device: torch.device) -> None:
     for dtype in (torch.float32, torch.bfloat16):
         backends = ['xformers', 'sdpa'] + (['math'] if dtype != torch.float32 else [])
         for backend in backends:
-            if backend == 'xformers' and device.type != 'cuda':
-                report.status('SKIP', f'attention {backend} {_name(dtype)}', 'no CUDA device')
+            probe = _probe(device, dtype)
+            reasons = BACKENDS[backend].reasons_not_supported(probe, probe, probe)
+            if reasons:  # one line, not one per case; expected on a CPU, a failure on CUDA
+                status = 'SKIP' if device.type != 'cuda' else 'FAIL'
+                report.status(status, f'attention {backend} {_name(dtype)}', '; '.join(reasons))
                 continue
             for case in ATTENTION_CASES:
                 name = f'attention {backend} {_name(dtype)} {case}'
@@ -370,6 +382,19 @@ def _tiny_data_root(parent: str) -> str:
     return str(root)
 
 
+def _losses(model: nn.Module, batch: dict, steps: int) -> list[float]:
+    """The loss at each of ``steps`` AdamW steps on ``batch``."""
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        optim.zero_grad()
+        loss = model(**batch, mode='loss')['loss']
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    return losses
+
+
 def _train_and_predict(root: str, fusion: dict, device: torch.device, steps: int = 5) -> str:
     """``steps`` AdamW steps on a fixed batch (0, 1 and 3 images per sample), then ``mode='predict'``."""
     from mmengine.registry import DefaultScope
@@ -383,27 +408,17 @@ def _train_and_predict(root: str, fusion: dict, device: torch.device, steps: int
     connector = dict(type='PerceiverResampler', **TINY['PerceiverResampler'])
     with DefaultScope.overwrite_default_scope('vlkit'):
         model = MODELS.build(tiny_model_cfg(root, connector=connector, fusion=fusion)).to(device).train()
-    batch = {k: v.to(device) for k, v in _batch(model, TEXTS).items()}
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
     with attention_spy() as calls:
-        for _ in range(steps):
-            optim.zero_grad()
-            loss = model(**batch, mode='loss')['loss']
-            loss.backward()
-            optim.step()
-            losses.append(loss.item())
+        losses = _losses(model, {k: v.to(device) for k, v in _batch(model, TEXTS).items()}, steps)
     shown = ' '.join(f'{x:.3f}' for x in losses)
     assert all(map(math.isfinite, losses)), f'non-finite loss: {shown}'
     assert losses[-1] < losses[0], f'loss did not fall: {shown}'
+    _assert_auto_backends(calls, _auto_backend(device))
     prompts = [t.rsplit(' ', 1)[0] for t in TEXTS]  # without the answer word
-    prompt_batch = {k: v.to(device) for k, v in _batch(model, prompts, generating=True).items()}
-    model.eval()
-    out = model(**prompt_batch, mode='predict')
-    assert len(out) == len(prompts) and all(isinstance(o['prediction'], str) for o in out), (
-        f'predict gave {out}'
-    )
+    out = model.eval()(**{k: v.to(device) for k, v in _batch(model, prompts, generating=True).items()},
+                       mode='predict')  # fmt: skip
     answers = [o['prediction'] for o in out]
+    assert len(answers) == len(prompts) and all(isinstance(a, str) for a in answers), f'predict gave {out}'
     return f'loss {shown}; attention: {describe_calls(calls)}; predictions {answers}'
 
 
@@ -467,7 +482,7 @@ def _speed_cell(report: Report, label: str, step: Callable, device: torch.device
         report.status('SKIP', label, _one_line(why, 200))
         return 'n/a'
     except Exception as err:  # noqa: BLE001  (the other cells still run)
-        report.status('FAIL', label, _one_line(err))
+        report.fail(label, err)
         return 'error'
     return f'{ms:.2f}'
 
