@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -207,8 +208,20 @@ def _xformers_import() -> str:
     return f'xformers {xformers.__version__} imports' + (f' (warned: {said})' if said else '')
 
 
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return 'unknown (no git)'
+    return out.stdout.strip() or 'unknown (not a git checkout)'
+
+
 def check_environment(report: Report, device: torch.device) -> None:
-    report.line(f'- python {platform.python_version()} on {platform.platform()}')
+    report.line(
+        f'- vlkit at commit {_git_commit()}; python {platform.python_version()} on {platform.platform()}'
+    )
     cuda = (
         f'CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}'
         if torch.version.cuda
@@ -516,14 +529,16 @@ def _speed_rows(report: Report, label: str, module: nn.Module, x: Tensor, device
 
 def _connector_rows(report: Report, label: str, cfg: dict, x: Tensor, device: torch.device, args) -> list:
     """The rows of one connector, built from ``cfg``. Its input is a frozen encoder's tokens (no gradient);
-    if a run fails so, the rows are measured again with an input that needs a gradient, which takes the
-    other path through the perceiver's media norm (``vlkit.models.layers.layer_norm_linear``)."""
+    if even the ``math`` backend fails so, the rows are measured again with an input that needs a
+    gradient, which takes the other path through the perceiver's media norm
+    (``vlkit.models.layers.layer_norm_linear``)."""
     from vlkit.registry import CONNECTORS
 
     torch.manual_seed(0)
     module = CONNECTORS.build(cfg).to(device)
     rows = _speed_rows(report, label, module, x, device, args)
-    if any('error' in row for row in rows):
+    math_cell = 3 + SPEED_BACKENDS.index('math')
+    if any(row[math_cell] == 'error' for row in rows):
         trainable = x.detach().clone().requires_grad_()
         rows += _speed_rows(report, f'{label} (input needs grad)', module, trainable, device, args)
     return rows
