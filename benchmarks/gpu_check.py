@@ -45,6 +45,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from unittest import mock
@@ -83,11 +84,11 @@ class Skip(Exception):
 class Report:
     """Prints each line and appends it to a Markdown file as it comes; counts PASS / FAIL / SKIP."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, append: bool = False) -> None:
         self.path = path
         self.counts: Counter[str] = Counter()
         self.failed: list[str] = []
-        if path is not None:
+        if path is not None and not append:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text('')
 
@@ -573,7 +574,7 @@ def _speed_table(report: Report, device: torch.device, args) -> list[str]:
     ]
 
 
-def check_speed(report: Report, device: torch.device, args) -> None:
+def check_speed(report: Report, device: torch.device, *, args) -> None:
     lines = report.check('speed table built', _speed_table, report, device, args)
     if lines is not None:
         report.line()
@@ -607,10 +608,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=170.0,
         help='speed cells after this many seconds of the whole run are skipped (default 170)',
     )
+    parser.add_argument('--append', action='store_true', help='add to --out instead of starting it anew')
     args = parser.parse_args(argv)
     if args.device == 'cuda' and not cuda:
         parser.error('--device cuda: torch sees no CUDA device')
     return args
+
+
+SECTION_TITLES = {
+    'env': '1. Environment',
+    'attention': '2. Attention backends against math',
+    'connectors': '3. Connectors on the device against the CPU',
+    'vlm': '4. Tiny VLM, each fusion',
+    'speed': '5. Connector speed per attention backend',
+}
+
+
+def _device_usable(device: torch.device) -> bool:
+    """False once a CUDA error (an illegal access, a device-side assert) has broken the process's context,
+    after which every CUDA call fails."""
+    try:
+        torch.ones(1, device=device).add_(1).item()
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def run_sections(report: Report, device: torch.device, args) -> list[str]:
+    """Runs the sections of ``--only`` in order; returns those left when the device broke."""
+    checks = {'env': check_environment, 'attention': check_attention, 'connectors': check_connectors,
+              'vlm': check_vlm, 'speed': partial(check_speed, args=args)}  # fmt: skip
+    for i, key in enumerate(args.only):
+        report.line(f'\n## {SECTION_TITLES[key]}\n')
+        began = time.perf_counter()
+        report.check(f'section {key} ran to its end', checks[key], report, device)
+        report.line(f'\n({time.perf_counter() - began:.1f} s)')
+        rest = args.only[i + 1 :]
+        if rest and not _device_usable(device):
+            report.status('FAIL', 'device usable', f'not after section {key}; {rest} run in a fresh process')
+            return rest
+    return []
+
+
+def run_fresh(sections: list[str], args) -> int:
+    """Runs ``sections`` in a new process (a fresh CUDA context) that appends to the same report."""
+    left = max(0.0, args.max_seconds - (time.perf_counter() - args.start))
+    cmd = [sys.executable, str(Path(__file__).resolve()), '--only', *sections, '--append',
+           '--device', args.device, '--setting', args.setting, '--repeats', str(args.repeats),
+           '--warmup', str(args.warmup), '--max-seconds', f'{left:.0f}']  # fmt: skip
+    return subprocess.run(cmd + (['--out', str(args.out)] if args.out else [])).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,32 +665,19 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 (see the module docstring)
     torch.backends.cudnn.allow_tf32 = False
-    report = Report(args.out)
-    report.line(f'# vlkit GPU check ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})')
+    report = Report(args.out, append=args.append)
+    title = '\n# vlkit GPU check, continued in a fresh process' if args.append else '# vlkit GPU check'
+    report.line(f'{title} ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})')
     if device.type != 'cuda':
         report.line('\nNo CUDA device: the checks run on the CPU; xformers is SKIP.')
-    sections = {
-        'env': ('1. Environment', check_environment),
-        'attention': ('2. Attention backends against math', check_attention),
-        'connectors': ('3. Connectors on the device against the CPU', check_connectors),
-        'vlm': ('4. Tiny VLM, each fusion', check_vlm),
-        'speed': ('5. Connector speed per attention backend', check_speed),
-    }
-    for key in args.only:
-        title, run = sections[key]
-        report.line(f'\n## {title}\n')
-        began = time.perf_counter()
-        report.check(
-            f'section {key} ran to its end', run, report, device, *([args] if key == 'speed' else [])
-        )
-        report.line(f'\n({time.perf_counter() - began:.1f} s)')
+    rest = run_sections(report, device, args)
+    fresh_rc = run_fresh(rest, args) if rest else 0
     total = time.perf_counter() - args.start
     summary = ', '.join(f'{report.counts[s]} {s}' for s in ('PASS', 'FAIL', 'SKIP'))
-    report.line(
-        f'\n## Summary\n\n{summary} in {total:.0f} s'
-        + (f'; failed: {report.failed}' if report.failed else '')
-    )
-    return 1 if report.failed else 0
+    failed = f'; failed: {report.failed}' if report.failed else ''
+    fresh = f'; sections {rest} in a fresh process: exit status {fresh_rc}' if rest else ''
+    report.line(f'\n## Summary\n\n{summary} in {total:.0f} s{failed}{fresh}')
+    return 1 if report.failed or fresh_rc else 0
 
 
 if __name__ == '__main__':
