@@ -12,16 +12,18 @@ Sections, in order (``--only`` picks some):
 * ``connectors``: every registered connector at its contract-test size (tests/test_connectors.py): forward +
   backward on the device with the default ``auto`` backend, finite values, every parameter reached, the
   same output as on the CPU, and which attention backends and paths it used.
-* ``vlm``: the tiny VLM of tests/conftest.py with each fusion, on samples with 0, 1 and 3 images: 5 AdamW
-  steps (finite, falling loss), then ``mode='predict'``.
+* ``vlm``: the tiny VLM of tests/conftest.py (perceiver connector) with each fusion, on samples with 0, 1
+  and 3 images: 5 AdamW steps (finite, falling loss), then ``mode='predict'``.
 * ``speed``: the attention connectors at a setting of benchmarks/references.py (DESIGN §7; ``medium`` on
-  CUDA), forward + backward in fp32 and in bf16 autocast, with each attention backend forced, median of
-  ``--repeats`` synchronised runs after ``--warmup``; a Markdown table.
+  CUDA), forward + backward in fp32 and in bf16 autocast, with each attention backend forced and with
+  ``auto``, median of ``--repeats`` synchronised runs after ``--warmup``; a Markdown table that also says
+  which backends ``auto`` ran and how many calls took MultiheadAttention's context-space path.
 
 Without CUDA every section runs on the CPU (xformers is then SKIP), so the script can be tried anywhere.
 A failing check does not stop the others. Each check prints one ``PASS`` / ``FAIL`` / ``SKIP`` line; the lines
 and the table go to stdout and to ``$OUT/gpu_check.md`` (or ``--out``), written as they come, so a run cut
-short keeps what it measured. The exit status is 1 when any check failed.
+short keeps what it measured. When a CUDA error leaves the process's context unusable, the remaining
+sections run in a fresh process that appends to the same report. The exit status is 1 when any check failed.
 
 fp32 here is full fp32: TF32 is switched off for matmuls and convolutions, so that the device can be
 compared with the CPU at fp32 tolerances.
