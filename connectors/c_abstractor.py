@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlkit.models.connector import Connector
-from vlkit.models.layers import mlp
+from vlkit.models.layers import mlp, needs_only_parameter_grads
 from vlkit.registry import CONNECTORS
 
 # timm's LayerNorm-with-activation over channels, which RegStage builds from Honeybee's LayerNorm2d.
@@ -71,7 +71,7 @@ class PointwiseConv(nn.Conv2d):
 
     def forward(self, x: Tensor | PositionedTokens) -> Tensor:
         if isinstance(x, PositionedTokens):
-            if self.bias is None and not x.tokens.requires_grad and torch.is_grad_enabled():
+            if self.bias is None and needs_only_parameter_grads(x.tokens):
                 return _PositionedLinear.apply(x.tokens, x.pos, x.keep, self.weight.flatten(1))
             x = x.materialize()
         return F.linear(x, self.weight.flatten(1), self.bias)

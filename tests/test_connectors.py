@@ -106,6 +106,17 @@ def test_parameter_gradients_do_not_depend_on_a_frozen_input(name, extra):
 
 
 @pytest.mark.parametrize('name', _names())
+def test_connector_trains_under_bf16_autocast(name):
+    torch.manual_seed(0)
+    c = _build(name)
+    x, mask = _inputs()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = c(x, mask, GRID)
+    y.float().square().mean().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in c.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('name', _names())
 def test_connector_is_stateless(name):
     c = _build(name).eval()
     x, mask = _inputs()

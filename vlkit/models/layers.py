@@ -131,10 +131,17 @@ class _LayerNormLinear(torch.autograd.Function):
         return None, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_sum if ctx.has_bias else None
 
 
+def needs_only_parameter_grads(x: Tensor) -> bool:
+    """Whether a backward through ``x`` needs no gradient for ``x`` itself (frozen-encoder features while
+    training): then layers may take cheaper backward paths. Not under autocast, whose casts those paths
+    leave to autograd."""
+    return torch.is_grad_enabled() and not x.requires_grad and not torch.is_autocast_enabled(x.device.type)
+
+
 def layer_norm_linear(x: Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> Tensor:
     """``linear(norm(x))``; when ``x`` needs no gradient (a frozen encoder's features), the backward skips
     the gradient of the normalised input (see :class:`_LayerNormLinear`). The same values either way."""
-    if x.requires_grad or not torch.is_grad_enabled() or norm.weight is None or norm.bias is None:
+    if not needs_only_parameter_grads(x) or norm.weight is None or norm.bias is None:
         return linear(norm(x))
     return _LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias)
 
