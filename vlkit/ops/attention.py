@@ -13,6 +13,7 @@ Equivalent PyTorch code for every backend::
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -102,9 +103,22 @@ def _xformers_reasons(q: Tensor, k: Tensor, v: Tensor) -> list[str]:
         reasons.append(f'xformers has no kernel for device {q.device.type!r} (needs cuda)')
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         reasons.append(f'xformers does not support dtype {q.dtype}')
-    if not reasons and importlib.util.find_spec('xformers') is None:
-        reasons.append('xformers is not installed (pip install "vlkit[gpu]")')
+    if not reasons and (problem := _xformers_import_problem()):
+        reasons.append(problem)
     return reasons
+
+
+@functools.cache
+def _xformers_import_problem() -> str | None:
+    """Why ``xformers.ops`` cannot be used (not installed, or fails to import, e.g. built for another
+    torch), or None. Imported only when a CUDA input asks, since xformers has no CPU kernels."""
+    if importlib.util.find_spec('xformers') is None:
+        return 'xformers is not installed (pip install "vlkit[gpu]")'
+    try:
+        importlib.import_module('xformers.ops')
+    except Exception as exc:  # noqa: BLE001 - any import failure means: use another backend
+        return f'xformers.ops fails to import ({type(exc).__name__}: {exc})'
+    return None
 
 
 @dataclass(frozen=True)
