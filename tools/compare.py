@@ -122,13 +122,13 @@ def variants(args: argparse.Namespace) -> list[Variant]:
 
 
 def run_options(args: argparse.Namespace) -> list[str]:
-    """``--cfg-options`` for every run: a shorter schedule (logging often enough to draw its loss curve),
-    then the user's own, which win."""
+    """``--cfg-options`` for every run: a shorter schedule logging often enough to draw its loss curve, the
+    user's own options (which win), and no validation in training (``tools/test.py`` evaluates once)."""
     options = []
     if args.max_iters:
         options += [f'train_cfg.max_iters={args.max_iters}']
         options += [f'default_hooks.logger.interval={max(1, min(50, args.max_iters // 20))}']
-    return options + list(args.cfg_options)
+    return [*options, *args.cfg_options, 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 
 
 def parse_options(options: list[str]) -> dict:
@@ -184,13 +184,13 @@ def say(message: str) -> None:
 def train(config: str, work_dir: str, options: list[str], run: RunResult, force: bool) -> None:
     """Trains into ``work_dir`` unless a finished run with the same config hash is there."""
     max_iters = load_config(config, parse_options(options)).train_cfg.max_iters
+    run.log = osp.join(work_dir, 'train.log')
     if not force and is_finished(work_dir, run.config_hash, max_iters):
         run.status = 'reused'
         say(f'  reusing the finished run in {work_dir}')
         return
     shutil.rmtree(work_dir, ignore_errors=True)  # a stale or unfinished run: its logs would mix with the new
     os.makedirs(work_dir)
-    run.log = osp.join(work_dir, 'train.log')
     say(f'  training {max_iters} iterations (log: {run.log})')
     start = time.monotonic()
     cli = ['--cfg-options', *options] if options else []
@@ -236,6 +236,13 @@ def profile(config: str, options: list[str], run: RunResult, profile_only: bool)
         say(f'  profiling FAILED ({note})')
 
 
+def training_samples(cfg: Config) -> int | None:
+    """Samples a run sees: iterations x batch size (None for a config without a training schedule)."""
+    iters = cfg.get('train_cfg', {}).get('max_iters')
+    batch = cfg.get('train_dataloader', {}).get('batch_size')
+    return iters * batch if iters and batch else None
+
+
 def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) -> RunResult:
     """Writes the variant's config into its work dir, then trains, evaluates and profiles it."""
     work_dir = osp.join(args.out, variant.name)
@@ -249,13 +256,13 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
     run = RunResult(
         name=variant.name,
         connector=cfg.model.connector.type,
-        fusion=cfg.model.fusion.type,
+        fusion=(cfg.model.get('fusion') or {}).get('type', 'AutoregressiveFusion'),  # the model's default
         status='profiled' if args.profile_only else 'trained',
         tokens_note=variant.tokens_note,
         work_dir=work_dir,
         config_hash=digest,
         seed=cfg.get('randomness', {}).get('seed'),
-        train_samples=cfg.train_cfg.max_iters * cfg.train_dataloader.batch_size,
+        train_samples=training_samples(cfg),
     )
     if not args.profile_only:
         os.makedirs(work_dir, exist_ok=True)
@@ -277,7 +284,11 @@ def main(argv=None) -> list[RunResult]:
     for i, variant in enumerate(todo, 1):
         say(f'[{i}/{len(todo)}] {variant.name}')
         start = time.monotonic()
-        runs.append(compare_one(variant, args, options))
+        try:
+            runs.append(compare_one(variant, args, options))
+        except Exception as err:  # noqa: BLE001 - e.g. a config that does not load: report it, go on
+            runs.append(RunResult(variant.name, status='failed', error=f'{type(err).__name__}: {err}'))
+            say(f'  FAILED: {runs[-1].error}')
         say(f'[{i}/{len(todo)}] {variant.name}: {runs[-1].status} ({time.monotonic() - start:.0f} s)')
     meta = {
         'command': ' '.join(['tools/compare.py', *(argv if argv is not None else sys.argv[1:])]),

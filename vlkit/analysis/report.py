@@ -269,6 +269,10 @@ def plot_pareto(
     ax.step(fx, fy, where='post', color='black', linestyle='--', linewidth=1, label='Pareto front', zorder=2)
     if min(fx) > 0 and max(x for x, _ in points if x) / min(x for x, _ in points if x) > 20:
         ax.set_xscale('log')
+    if 'FLOP' in x_label:
+        from matplotlib.ticker import EngFormatter
+
+        ax.xaxis.set_major_formatter(EngFormatter(unit='FLOP'))
     ax.set_xlabel(x_label)
     ax.set_ylabel(_quality_label(runs, evaluation or ''))
     ax.set_title(f'Quality against {x_label.split(" (")[0]} (outlined: Pareto front)')
@@ -291,7 +295,7 @@ def _grouped_barh(ax, names: list[str], series: dict[str, list], x_label: str, t
     ax.set_xlabel(x_label)
     ax.set_title(title, fontsize=10)
     ax.grid(axis='x', alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='best')
 
 
 def plot_costs(runs: list[RunResult], path: str) -> bool:
@@ -316,13 +320,17 @@ def plot_costs(runs: list[RunResult], path: str) -> bool:
             'train step per sample': column('speed/train_samples_per_s', 1e3, invert=True),
             'time to first token': column('speed/time_to_first_token_ms')}),
     ]  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(13, 1.6 + 0.45 * len(runs) * 2))
-    for ax, (x_label, title, series) in zip(axes, panels, strict=True):
-        if all(v is None for values in series.values() for v in values):
-            ax.set_axis_off()
-            ax.text(0.5, 0.5, f'{title}: not measured\n(--profile-only)', ha='center', va='center')
-            continue
+    measured = [p for p in panels if any(v is not None for v in sum(p[2].values(), []))]
+    fig, axes = plt.subplots(
+        1, len(measured), figsize=(4.4 * len(measured), 1.6 + 0.9 * len(runs)), squeeze=False
+    )
+    for ax, (x_label, title, series) in zip(axes[0], measured, strict=True):
         _grouped_barh(ax, names, series, x_label, title)
+    missing = [
+        title.lower() for _, title, series in panels if all(v is None for v in sum(series.values(), []))
+    ]
+    if missing:
+        fig.suptitle(f'{", ".join(missing)}: not measured (--profile-only)', fontsize=9, y=0.995, ha='center')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
