@@ -102,14 +102,16 @@ def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tm
     # 5 tokens: the C-Abstractor, which pools to a square grid, fails; the comparison goes on
     args = ['configs/blip3_perceiver.py', '--tokens', '5', '--max-iters', '2', '--out', out]
     runs = compare.main(
-        [*args, '--connectors', 'linear', 'c_abstractor', '--cfg-options', *_tiny_options(synthetic_root)]
+        [*args, '--connectors', 'linear', 'c_abstractor', '--shots', '0', '1']
+        + ['--cfg-options', *_tiny_options(synthetic_root)]
     )
     assert [r.status for r in runs] == ['trained', 'failed']
     for name in ('report.md', 'report.html', 'results.json', *PLOTS.values()):
         assert os.path.isfile(os.path.join(out, name)), name
     md = open(os.path.join(out, 'report.md')).read()
     assert _rows(md, 'linear') == 3 and _rows(md, 'c_abstractor') == 3
-    assert 'val 0-shot: exact_match/overall' in md and 'flops/train_step_per_sample (GFLOP)' in md
+    assert 'val 0-shot: exact_match/overall' in md and 'val 1-shot: exact_match/text' in md
+    assert 'flops/train_step_per_sample (GFLOP)' in md
     assert '16 (no token knob, not 5)' in md  # the linear projector keeps its 4 x 4 grid of tokens
     assert os.path.join(out, 'c_abstractor', 'train.log') in md and 'failed: training: exit code 1' in md
     assert runs[0].loss_curve and runs[0].metrics['val 0-shot']['exact_match/overall'] >= 0
@@ -118,7 +120,18 @@ def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tm
     )
 
     capsys.readouterr()
-    again = compare.main([*args, '--connectors', 'linear', '--cfg-options', *_tiny_options(synthetic_root)])
+    again = compare.main(
+        [
+            *args,
+            '--connectors',
+            'linear',
+            '--shots',
+            '0',
+            '1',
+            '--cfg-options',
+            *_tiny_options(synthetic_root),
+        ]
+    )
     assert again[0].status == 'reused' and 'reusing the finished run' in capsys.readouterr().out
     assert again[0].metrics == runs[0].metrics and again[0].config_hash == runs[0].config_hash
 
@@ -140,3 +153,21 @@ def test_profile_only_reports_the_cost_half(synthetic_root, tmp_path):
 def test_unknown_preset_names_the_available_ones(tmp_path):
     with pytest.raises(SystemExit, match=r"no preset 'mlpp'.*'mlp'"):
         _compare_tool().main(['configs/blip3_perceiver.py', '--connectors', 'mlpp', '--out', str(tmp_path)])
+
+
+def test_presets_replace_the_connector_whole_and_tokens_go_to_each_knob():
+    args = _compare_tool().parse_args(
+        ['configs/blip3_perceiver.py', '--connectors', 'qformer', 'perceiver', 'c_abstractor', 'mlp']
+        + ['--fusions', 'autoregressive', 'cross_attention', '--tokens', '9']
+    )
+    found = {v.name: v for v in _compare_tool().variants(args)}
+    assert len(found) == 8 and 'qformer+cross_attention' in found
+    qformer = found['qformer+cross_attention'].cfg
+    assert qformer.connector.num_queries == 9 and 'num_latents' not in qformer.connector  # not merged
+    assert qformer.fusion.type == 'CrossAttentionFusion' and found['mlp+autoregressive'].cfg.fusion == {
+        'type': 'AutoregressiveFusion'
+    }
+    assert found['perceiver+autoregressive'].cfg.connector.num_latents == 9
+    assert found['c_abstractor+autoregressive'].cfg.connector.num_tokens == 9
+    assert found['mlp+autoregressive'].tokens_note == 'no token knob, not 9'
+    assert found['perceiver+autoregressive'].tokens_note == ''
