@@ -45,10 +45,11 @@ class FewShotDataset(IterableDataset):
         dataset: the queries, a ``DATASETS`` config or a dataset (generate mode).
         demonstrations: where demonstrations come from, usually the train split (train mode).
         shots: demonstrations per query; 0 passes the queries through with their images stacked.
-        seed: seed of the draw. A query's demonstrations depend only on the seed and the query's own ids
-            and answer, not on the order, batch size or number of processes.
+        seed: seed of the draw. A query's demonstrations depend only on the seed, the pool and the
+            query's own ids and answer, not on the order or batch size.
         pool_size: how many samples are read from ``demonstrations`` to draw from (its first ones; a
-            resampled train stream with a fixed seed yields the same ones every time).
+            resampled train stream with a fixed seed yields the same ones every time, though under DDP each
+            rank reads a stream of its own).
     """
 
     def __init__(
