@@ -142,10 +142,10 @@ def format_profile(key: str, value) -> str:
     if value is None:
         return 'n/a'
     scale = next((s for prefix, (_, s) in UNITS.items() if key.startswith(prefix)), 1)
-    value = value / scale
-    if isinstance(value, int) or float(value).is_integer() and scale == 1:
+    if scale == 1 and float(value).is_integer():
         return f'{int(value):,}'
-    return f'{value:.3g}' if abs(value) < 100 else f'{value:,.0f}'
+    scaled = value / scale
+    return f'{scaled:.3g}' if abs(scaled) < 100 else f'{scaled:,.0f}'
 
 
 def _version(package: str) -> str:
