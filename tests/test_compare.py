@@ -53,6 +53,7 @@ def test_report_has_one_row_per_architecture_plots_and_a_failure(tmp_path):
         _run('qformer', 8, 3e9, 50.0),
         RunResult(name='c_abstractor', status='failed', error='exit code 1', log='/x/train.log'),
     ]
+    runs[0].references = {'question only': {'colour': 12.5, 'overall': 25.0}}
     written = write_report(runs, str(tmp_path), meta={'command': 'tools/compare.py ...'})
     assert set(written) >= {'report.md', 'report.html', 'results.json', 'loss', 'flops', 'tokens', 'costs'}
     md = (tmp_path / 'report.md').read_text()
@@ -60,6 +61,7 @@ def test_report_has_one_row_per_architecture_plots_and_a_failure(tmp_path):
         assert len(re.findall(rf'^\| {run.name} \|', md, flags=re.M)) == 3  # overview, cost, quality
     assert 'exact_match/colour' in md and '55.0' in md and 'torch version' in md
     assert 'failed: exit code 1' in md and '/x/train.log' in md
+    assert '| question only | reference | 12.5 | 25.0 |' in md
     page = (tmp_path / 'report.html').read_text()
     assert 'src="http' not in page and '<link' not in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)

@@ -221,7 +221,10 @@ def evaluate(config: str, work_dir: str, options: list[str], run: RunResult, arg
                 say(f'  evaluation FAILED ({last}); see {log}')
                 return
         with open(result) as f:
-            run.metrics[f'{args.split} {shots}-shot'] = json.load(f)['images']
+            record = json.load(f)
+        run.metrics[f'{args.split} {shots}-shot'] = record['images']
+        if record.get('question only'):
+            run.references['question only'] = record['question only']
 
 
 def profile(config: str, options: list[str], run: RunResult, profile_only: bool) -> None:

@@ -55,6 +55,8 @@ class RunResult:
         profile: :func:`vlkit.analysis.profile_config`'s figures.
         metrics: evaluation name (e.g. ``val 0-shot``) -> metric name -> value.
         loss_curve: ``(iteration, loss)`` pairs.
+        references: scores to read the run's against, that its evaluation reported (e.g. ``question only``,
+            the most frequent training answer per question): label -> task -> value.
     """
 
     name: str
@@ -71,6 +73,7 @@ class RunResult:
     profile: dict = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -110,6 +113,15 @@ def pareto_front(points: list[tuple[float | None, float | None]]) -> list[int]:
             front.append(i)
             best = -neg_y
     return front
+
+
+def references(runs: list[RunResult]) -> dict[str, dict[str, float]]:
+    """Every reference score set met in the runs (the first one of each label)."""
+    found: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for label, values in run.references.items():
+            found.setdefault(label, values)
+    return found
 
 
 def evaluations(runs: list[RunResult]) -> list[str]:
@@ -267,6 +279,9 @@ def plot_pareto(
         ax.annotate(run.name, (x, y), textcoords='offset points', xytext=(6, 5), fontsize=8)
     fx, fy = zip(*(points[i] for i in front), strict=True)
     ax.step(fx, fy, where='post', color='black', linestyle='--', linewidth=1, label='Pareto front', zorder=2)
+    for k, (label, values) in enumerate(references(runs).items()):
+        if values.get(QUALITY_KEY) is not None:
+            ax.axhline(values[QUALITY_KEY], color='grey', linestyle=':', linewidth=1.2 + k, label=label)
     if min(fx) > 0 and max(x for x, _ in points if x) / min(x for x, _ in points if x) > 20:
         ax.set_xscale('log')
     if 'FLOP' in x_label:
@@ -386,6 +401,9 @@ def tables(runs: list[RunResult]) -> list[tuple[str, list[str], list[list[str]]]
     cost = [[r.name, *(format_profile(k, r.profile.get(k)) for k in keys)] for r in runs]
     columns = metric_columns(runs)
     quality = [[r.name, r.status, *(_metric_cell(r, e, m) for e, m in columns)] for r in runs]
+    for label, values in references(runs).items():
+        cells = (values.get(m.split('/')[-1]) for _, m in columns)
+        quality.append([label, 'reference', *('—' if v is None else f'{v:.1f}' for v in cells)])
     result = [
         (
             'Architectures',
@@ -430,13 +448,13 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 """
 
 
-def _html_table(headers: list[str], rows: list[list[str]], failed: list[bool]) -> str:
+def _html_table(headers: list[str], rows: list[list[str]], failed: set[str]) -> str:
     head = ''.join(f'<th>{html.escape(h)}</th>' for h in headers)
     body = ''.join(
-        f'<tr{" class=failed" if bad else ""}>'
+        f'<tr{" class=failed" if row[0] in failed else ""}>'
         + ''.join(f'<td>{html.escape(str(c))}</td>' for c in row)
         + '</tr>'
-        for row, bad in zip(rows, failed, strict=True)
+        for row in rows
     )
     return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -450,7 +468,7 @@ def html_report(runs: list[RunResult], meta: dict, env: dict, plots: dict[str, s
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Connector comparison</title>',
         f'<style>{_CSS}</style></head><body><h1>Connector comparison</h1><dl>{facts}</dl>',
     ]
-    failed = [r.failed for r in runs]
+    failed = {r.name for r in runs if r.failed}
     for title, headers, rows in tables(runs):
         parts.append(f'<h2>{html.escape(title)}</h2>{_html_table(headers, rows, failed)}')
     if plots:
