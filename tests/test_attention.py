@@ -1,7 +1,10 @@
+import importlib
+
 import pytest
 import torch
 
 from vlkit.ops import AttentionBackendError, attention, available_backends
+from vlkit.ops.attention import BACKENDS
 
 
 def _qkv(b=2, h=3, lq=5, lk=7, d=8, seed=0):
@@ -89,9 +92,47 @@ def test_bad_shapes_and_mask_dtype_are_refused():
 def test_xformers_matches_math_on_cuda(causal):
     pytest.importorskip('xformers')
     q, k, v = (t.cuda() for t in _qkv(lq=16, lk=24, d=64))
+    reasons = BACKENDS['xformers'].reasons_not_supported(q, k, v)
+    if reasons:  # e.g. a wheel built without CUDA kernels for this torch
+        pytest.skip('; '.join(reasons))
     mask = torch.ones(2, 24, dtype=torch.bool, device='cuda')
     mask[1, 10:] = False
     expected = attention(q, k, v, mask, causal=causal, backend='math')
     torch.testing.assert_close(
         attention(q, k, v, mask, causal=causal, backend='xformers'), expected, atol=1e-4, rtol=1e-3
     )
+
+
+class _FakeXformersOps:
+    """Stands in for ``xformers.ops``; ``message`` set: every kernel refuses, as a wheel without CUDA
+    kernels does."""
+
+    def __init__(self, message: str | None) -> None:
+        self.message = message
+
+    def memory_efficient_attention(self, q, k, v, attn_bias=None):
+        if self.message:
+            raise NotImplementedError(self.message)
+        return q
+
+
+@pytest.mark.parametrize('works', [True, False])
+def test_xformers_is_probed_once_per_kind_of_input(monkeypatch, works):
+    attention_module = importlib.import_module('vlkit.ops.attention')
+    message = (
+        'No operator found for `memory_efficient_attention_forward` with inputs:\n'
+        '     query       : shape=(1, 8, 1, 8) (torch.float32)\n'
+        '`cutlassF-pt` is not supported because:\n'
+        "    xFormers wasn't build with CUDA support\n"
+    )
+    fake = _FakeXformersOps(None if works else message)
+    monkeypatch.setattr(attention_module, '_xformers_ops', lambda: fake)
+    attention_module._xformers_kernel_problem.cache_clear()
+    try:
+        problem = attention_module._xformers_kernel_problem(torch.device('cpu'), torch.float32, 8, 8)
+    finally:
+        attention_module._xformers_kernel_problem.cache_clear()
+    if works:
+        assert problem is None
+    else:
+        assert "no kernel for torch.float32 (q/k width 8, v width 8) on cpu: xFormers wasn't build" in problem

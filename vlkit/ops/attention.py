@@ -73,8 +73,13 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) ->
     return _zero_empty_rows(out, mask)
 
 
+def _xformers_ops():
+    """``xformers.ops``, imported on first use (on CUDA only: it has no CPU kernels)."""
+    return importlib.import_module('xformers.ops')
+
+
 def _xformers(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    xops = importlib.import_module('xformers.ops')
+    xops = _xformers_ops()
     bias = None
     if mask is not None:
         safe = mask | ~mask.any(-1, keepdim=True)
@@ -103,9 +108,10 @@ def _xformers_reasons(q: Tensor, k: Tensor, v: Tensor) -> list[str]:
         reasons.append(f'xformers has no kernel for device {q.device.type!r} (needs cuda)')
     if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         reasons.append(f'xformers does not support dtype {q.dtype}')
-    if not reasons and (problem := _xformers_import_problem()):
-        reasons.append(problem)
-    return reasons
+    problem = None if reasons else _xformers_import_problem()
+    if not reasons and not problem:
+        problem = _xformers_kernel_problem(q.device, q.dtype, q.shape[-1], v.shape[-1])
+    return reasons + ([problem] if problem else [])
 
 
 @functools.cache
@@ -115,9 +121,27 @@ def _xformers_import_problem() -> str | None:
     if importlib.util.find_spec('xformers') is None:
         return 'xformers is not installed (pip install "vlkit[gpu]")'
     try:
-        importlib.import_module('xformers.ops')
+        _xformers_ops()
     except Exception as exc:  # noqa: BLE001 - any import failure means: use another backend
         return f'xformers.ops fails to import ({type(exc).__name__}: {exc})'
+    return None
+
+
+@functools.cache
+def _xformers_kernel_problem(device: torch.device, dtype: torch.dtype, qk_dim: int, v_dim: int) -> str | None:
+    """Why xformers has no kernel for these inputs, found by running it once on tiny ones with a mask
+    (its wheels can import yet hold no CUDA kernels, e.g. when built for another torch or CUDA)."""
+    xops = _xformers_ops()
+    q = torch.zeros(1, 8, 1, qk_dim, device=device, dtype=dtype)
+    v = torch.zeros(1, 8, 1, v_dim, device=device, dtype=dtype)
+    bias = torch.zeros(1, 1, 8, 8, device=device, dtype=dtype)
+    try:
+        xops.memory_efficient_attention(q, q, v, attn_bias=bias)
+    except NotImplementedError as exc:  # its message lists each kernel's reasons, indented, after the inputs
+        lines = str(exc).splitlines()
+        why = dict.fromkeys(ln.strip() for ln in lines[1:] if ln.startswith(' ' * 4) and ':' not in ln)
+        return (f'xformers has no kernel for {dtype} (q/k width {qk_dim}, v width {v_dim}) on {device}: '
+                + '; '.join(why))  # fmt: skip
     return None
 
 
