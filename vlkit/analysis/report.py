@@ -285,9 +285,11 @@ def plot_pareto(
     if min(fx) > 0 and max(x for x, _ in points if x) / min(x for x, _ in points if x) > 20:
         ax.set_xscale('log')
     if 'FLOP' in x_label:
-        from matplotlib.ticker import EngFormatter
+        from matplotlib.ticker import EngFormatter, MaxNLocator
 
         ax.xaxis.set_major_formatter(EngFormatter(unit='FLOP'))
+        if ax.get_xscale() == 'linear':
+            ax.xaxis.set_major_locator(MaxNLocator(6))
     ax.set_xlabel(x_label)
     ax.set_ylabel(_quality_label(runs, evaluation or ''))
     ax.set_title(f'Quality against {x_label.split(" (")[0]} (outlined: Pareto front)')
