@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests import test_connectors
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_options, tiny_overrides
 from vlkit.config import load_config
 from vlkit.registry import CONNECTORS
 
@@ -107,3 +107,14 @@ def test_the_plugin_trains_and_is_evaluated_with_vlkit_tools(project, synthetic_
     assert 'blank images' in out
     result = json.loads((work_dir / 'accuracy_val.json').read_text())
     assert result['checkpoint'].endswith('iter_10.pth') and set(result) >= {'images', 'blank images', 'gain'}
+
+
+def test_the_plugin_sits_beside_a_builtin_connector_in_a_comparison(project, synthetic_root):
+    out = project.parent / 'compare'
+    opts = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 2).items()]
+    configs = [str(project / CONFIG), 'configs/idefics3_pixel_shuffle.py']
+    _tool(project, 'compare.py', *configs, '--out', str(out), '--cfg-options', *opts)
+    report = (out / 'report.md').read_text()
+    rows = {line.split('|')[1].strip() for line in report.splitlines() if line.startswith('| ')}
+    assert {'token_merger_config', 'idefics3_pixel_shuffle'} <= rows, report[:2000]
+    assert PLUGIN in report and (out / 'report.html').is_file()
