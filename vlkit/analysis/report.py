@@ -145,8 +145,9 @@ def profile_keys(runs: list[RunResult]) -> list[str]:
 
 
 def profile_header(key: str) -> str:
+    """``memory/train_step_peak_bytes`` -> ``memory/train_step_peak (MiB)``: the key in its shown unit."""
     unit = next((u for prefix, (u, _) in UNITS.items() if key.startswith(prefix)), None)
-    return f'{key} ({unit})' if unit else key
+    return f'{key.removesuffix("_bytes")} ({unit})' if unit else key
 
 
 def format_profile(key: str, value) -> str:
