@@ -25,8 +25,8 @@ class PoisonedVisionLanguageModel(VisionLanguageModel):
         super().__init__(**kwargs)
         self.poison_at, self.poison, self.calls = set(poison_at), poison, 0
 
-    def loss(self, images, input_ids, attention_mask, labels) -> Tensor:
-        loss = super().loss(images, input_ids, attention_mask, labels)
+    def loss(self, images, input_ids, attention_mask, labels, crop_counts=None) -> Tensor:
+        loss = super().loss(images, input_ids, attention_mask, labels, crop_counts)
         if not self.training:
             return loss
         self.calls += 1

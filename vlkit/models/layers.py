@@ -135,7 +135,14 @@ def needs_only_parameter_grads(x: Tensor) -> bool:
     """Whether a backward through ``x`` needs no gradient for ``x`` itself (frozen-encoder features while
     training): then layers may take cheaper backward paths. Not under autocast, whose casts those paths
     leave to autograd."""
-    return torch.is_grad_enabled() and not x.requires_grad and not torch.is_autocast_enabled(x.device.type)
+    return torch.is_grad_enabled() and not x.requires_grad and not _autocast_enabled(x.device.type)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast (meta: profiling without weights)
+        return False
 
 
 def layer_norm_linear(x: Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> Tensor:
