@@ -102,7 +102,7 @@ def test_parameter_gradients_do_not_depend_on_a_frozen_input(name, extra):
     x, mask = _inputs()
     for m in (None, mask):
         frozen, plain = _grads_for(c, x, m, False), _grads_for(c, x, m, True)
-        torch.testing.assert_close(frozen, plain, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(frozen, plain, atol=1e-5, rtol=1e-4)  # DESIGN §7 tolerances
 
 
 @pytest.mark.parametrize('name', _names())
