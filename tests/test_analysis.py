@@ -16,12 +16,10 @@ from vlkit.analysis import count_flops, count_parameters, make_batch, profile_co
 from vlkit.analysis.memory import PeakMemory
 from vlkit.config import load_config
 from vlkit.ops import attention
-from vlkit.registry import CONNECTORS, FUSIONS
+from vlkit.registry import CONNECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = {Path(p).stem: p for p in sorted(glob.glob(str(ROOT / 'configs' / 'paper' / '*.py')))}
-HAS_CROSS_ATTENTION = FUSIONS.get('CrossAttentionFusion') is not None
-NO_CROSS_ATTENTION = 'CrossAttentionFusion (vlkit/models/fusion/cross_attention.py) is not registered yet'
 PARTS = ('vision_encoder', 'connector', 'fusion', 'language_model')
 MEASURED = (
     'memory/train_step_peak_bytes',
@@ -255,18 +253,13 @@ def paper_profiles():
     """Profile-only figures of every paper config, and the seconds they took together."""
     start = time.perf_counter()
     profiles = {
-        name: profile_config(load_config(path), profile_only=True)
-        for name, path in PAPER_CONFIGS.items()
-        if HAS_CROSS_ATTENTION or 'CrossAttentionFusion' not in Path(path).read_text()
+        name: profile_config(load_config(path), profile_only=True) for name, path in PAPER_CONFIGS.items()
     }
     return profiles, time.perf_counter() - start
 
 
 def _profile(paper_profiles, config):
-    profiles, _ = paper_profiles
-    if config not in profiles:
-        pytest.skip(NO_CROSS_ATTENTION)
-    return profiles[config]
+    return paper_profiles[0][config]
 
 
 @pytest.mark.parametrize('config', sorted(PAPER_CONFIGS))
@@ -331,8 +324,6 @@ TINY_MODELS = {
 @pytest.mark.parametrize('name', sorted(TINY_MODELS))
 def test_profile_only_equals_a_real_build(name):
     connector, fusion = TINY_MODELS[name]
-    if fusion is not None and not HAS_CROSS_ATTENTION:
-        pytest.skip(NO_CROSS_ATTENTION)
     cfg = _tiny_cfg(connector, fusion)
     estimated = profile_config(cfg, profile_only=True, batch_size=2)
     measured = profile_config(cfg, batch_size=2)
