@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from ...registry import FUSIONS
-from .base import Fusion
+from .base import Fusion, image_markers
 
 IGNORE_INDEX = -100
 
@@ -27,10 +27,8 @@ class AutoregressiveFusion(Fusion):
         visual_lengths: Tensor | None = None,
     ) -> dict[str, Tensor]:
         # text_embeds [B, T, D], visual_tokens [I, M, D] -> inputs_embeds [B, T + sum_b (lengths - 1), D]
-        is_image = input_ids == image_token_id
-        num_markers, (num_images, m, _) = int(is_image.sum()), visual_tokens.shape
-        if num_markers != num_images:
-            raise ValueError(f'the batch has {num_markers} {image_token_id=} markers but {num_images} images')
+        num_images, m, _ = visual_tokens.shape
+        is_image = image_markers(input_ids, image_token_id, num_images)
         if visual_lengths is None:
             visual_lengths = torch.full((num_images,), m, device=input_ids.device)
         span = torch.ones_like(input_ids)  # how many output positions each input token takes
