@@ -1,4 +1,5 @@
-"""Interleaved image-text documents (OBELICS / MINT-1T style, DESIGN §5): parsing and tokenization.
+"""Interleaved image-text documents (OBELICS / MINT-1T style; docs/architecture.md, "Data"): parsing and
+tokenization.
 
 A document is ``KEY.json`` with aligned ``texts`` and ``images`` lists (at each position exactly one is
 not null) plus ``KEY.0.png``, ``KEY.1.png``, ... for its images in order (the i-th non-null ``images``
@@ -13,8 +14,7 @@ Every image becomes one ``<image>`` marker (labels -100), which the fusion expan
 
 from __future__ import annotations
 
-from ..models.fusion import IGNORE_INDEX
-from ..models.llms.tokenizer import IMAGE_TOKEN
+from ..constants import IGNORE_INDEX, IMAGE_TOKEN
 
 
 def document_segments(record: dict, key: str) -> tuple[list[str | None], list[bool] | None]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm import tqdm
 
+from ..constants import IMAGE_TOKEN
+from ..registry import FUNCTIONS, shared_settings
 from . import synthetic
 
 DEFAULT_SPLITS = {'train': 20_000, 'val': 1_000, 'test': 1_000}
@@ -171,7 +173,7 @@ def train_word_level_tokenizer(lines: list[str]):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ['<pad>', '<unk>', '<s>', '</s>', '<image>']
+    specials = ['<pad>', '<unk>', '<s>', '</s>', IMAGE_TOKEN]
     tok = Tokenizer(models.WordLevel(unk_token='<unk>'))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(lines, trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1))
@@ -181,5 +183,15 @@ def train_word_level_tokenizer(lines: list[str]):
         unk_token='<unk>',
         bos_token='<s>',
         eos_token='</s>',
-        additional_special_tokens=['<image>'],
+        additional_special_tokens=[IMAGE_TOKEN],
     )
+
+
+@FUNCTIONS.register_module()
+@shared_settings('data_root')
+def synthetic_tokenizer(data_root: str | None = None, **data_kwargs):
+    """The word-level tokenizer saved beside the synthetic benchmark (generating both if missing)."""
+    from transformers import AutoTokenizer
+
+    root = ensure_synthetic_data(data_root, **data_kwargs)
+    return AutoTokenizer.from_pretrained(str(root / 'tokenizer'))

@@ -1,8 +1,7 @@
 """webdataset pipelines for caption, question/answer, instruction and interleaved-document shards.
 
-Every stage has an error handler that skips the bad sample or shard and counts it by reason
-(``corrupt_image``, ``truncated_tar``, ``missing_shard``, ``missing_field``, ``other``); ``strict=True``
-re-raises instead.
+Every stage has an error handler (:class:`vlkit.data.skips.SkipCounter`) that skips the bad sample or shard
+and counts it by reason; ``strict=True`` re-raises instead.
 """
 
 from __future__ import annotations
@@ -10,116 +9,22 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
-import tarfile
-from collections import Counter
 from collections.abc import Iterator
 
-import torch
 import webdataset as wds
-from mmengine.logging import print_log
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import IterableDataset
 
-from ..models.llms.tokenizer import build_tokenizer
-from ..registry import DATASETS, FUNCTIONS
+from ..constants import IMAGE_TOKEN
+from ..registry import DATASETS, shared_settings
+from ..tokenization import build_tokenizer
 from .anyres import check_anyres
 from .interleaved import document_segments, tokenize_document
+from .skips import MissingField, SkipCounter
 from .templates import tokenize_conversation
 from .transforms import blank_like, image_to_tensor, images_to_crops
 
 IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp')
-
-
-class MissingField(KeyError):
-    """A sample lacks a field its format needs."""
-
-
-def skip_reason(exn: BaseException) -> str:
-    if isinstance(exn, MissingField):
-        return 'missing_field'
-    if isinstance(exn, FileNotFoundError):
-        return 'missing_shard'
-    if isinstance(exn, tarfile.ReadError | tarfile.HeaderError) or 'tar' in type(exn).__module__:
-        return 'truncated_tar'
-    if isinstance(exn, UnidentifiedImageError | SyntaxError) or (
-        isinstance(exn, OSError) and 'image' in str(exn)
-    ):
-        return 'corrupt_image'
-    return 'other'
-
-
-class BadSampleError(RuntimeError):
-    """A bad sample or shard met in strict mode, with the reason and the shard it came from."""
-
-
-_FILE_REPR = re.compile(r"name='([^']+)'")
-
-
-def shard_of(exn: BaseException) -> str | None:
-    """The shard a webdataset error came from.
-
-    Sample errors carry it as ``exn.shard`` (set by :meth:`ConversationShards.read`); webdataset appends the
-    url to the arguments of errors from opening a shard, and the open file (or, reading its members, the
-    file's repr in the message) to errors from reading one.
-    """
-    shard = getattr(exn, 'shard', None)
-    if shard is not None:
-        return shard
-    for arg in reversed(exn.args):
-        name = getattr(arg, 'name', None)
-        if isinstance(arg, str) and ' ' not in arg:
-            return arg
-        if isinstance(name, str):
-            return name
-        found = _FILE_REPR.search(arg) if isinstance(arg, str) else None
-        if found:
-            return found.group(1)
-    return None
-
-
-class SkipCounter:
-    """A webdataset error handler that counts skipped samples by reason and by shard (or raises when strict).
-
-    ``good`` counts the samples read successfully (see :meth:`ConversationShards.read`), so that
-    ``skip_rate`` is the share of bad ones among all met.
-    """
-
-    def __init__(self, strict: bool = False) -> None:
-        self.strict = strict
-        self.counts: Counter[str] = Counter()
-        self.shards: Counter[str] = Counter()
-        self.good = 0
-
-    def __call__(self, exn: BaseException) -> bool:
-        if isinstance(exn, BadSampleError):  # raised by an inner stage, passing through an outer one
-            raise exn
-        reason, shard = skip_reason(exn), shard_of(exn) or '?'
-        if self.strict:
-            raise BadSampleError(f'{reason} in shard {shard}: {type(exn).__name__}: {exn}') from exn
-        self.counts[reason] += 1
-        self.shards[shard] += 1
-        if self.counts[reason] <= 3:
-            print_log(
-                f'skipping a bad sample ({reason}) from {shard}: {type(exn).__name__}: {exn}',
-                logger='current',
-                level=30,
-            )
-        return True
-
-    @property
-    def skip_rate(self) -> float:
-        bad = sum(self.counts.values())
-        return bad / (bad + self.good) if bad else 0.0
-
-    def summary(self) -> dict:
-        """Counts by reason and by shard, samples read and the skip rate, for logs and ``data_skips.json``."""
-        return {
-            'samples_read': self.good,
-            'skipped': dict(self.counts),
-            'skip_rate': self.skip_rate,
-            'shards': dict(self.shards.most_common()),
-        }
 
 
 def _decode_image(data: bytes) -> Image.Image:
@@ -139,14 +44,15 @@ def _split_by_rank(samples: Iterator[dict]) -> Iterator[dict]:
 
 
 @DATASETS.register_module()
+@shared_settings('image_size', 'tokenizer')
 class ConversationShards(IterableDataset):
     """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption),
     and interleaved documents (``KEY.json`` with ``texts``/``images`` + ``KEY.0.<image>``, ...; see
-    :mod:`vlkit.data.interleaved`), so one stream may mix all the formats of DESIGN §5.
+    :mod:`vlkit.data.interleaved`), so one stream may mix all the formats of docs/architecture.md, "Data".
 
     Args:
         shards: shard paths or a brace pattern (``data/train-{00000..00019}.tar``).
-        tokenizer: a tokenizer spec (:func:`vlkit.models.llms.tokenizer.build_tokenizer`), the LLM's.
+        tokenizer: a tokenizer spec (:func:`vlkit.tokenization.build_tokenizer`), the LLM's.
         image_size: square input resolution.
         num_samples: the stream's nominal length (what ``len()`` reports).
         mode: ``'train'`` (ids + labels, endless resampled shards, shuffled; each rank draws its own
@@ -232,7 +138,7 @@ class ConversationShards(IterableDataset):
             conversations, task = record['conversations'], record.get('task')
         elif 'txt' in raw:
             conversations = [
-                {'from': 'human', 'value': '<image>'},
+                {'from': 'human', 'value': IMAGE_TOKEN},
                 {'from': 'gpt', 'value': raw['txt'].decode()},
             ]
             task = 'caption'
@@ -291,6 +197,7 @@ class InterleavedShards(ConversationShards):
 
 
 @DATASETS.register_module()
+@shared_settings('data_root', 'image_size', 'tokenizer')
 class SyntheticShards(ConversationShards):
     """A split of the synthetic benchmark, generated on first use (see :mod:`vlkit.data.prepare`).
 
@@ -320,48 +227,3 @@ class SyntheticShards(ConversationShards):
         kwargs.setdefault('num_samples', manifest['splits'][split]['num_samples'])
         super().__init__(shard_urls(root, split), **kwargs)
         self.question_only_prior = manifest['splits'][split].get('question_only_prior')
-
-
-def _pad(seqs: list[list[int]], value: int, left: bool) -> torch.Tensor:
-    width = max(map(len, seqs))
-    rows = [[value] * (width - len(s)) + s if left else s + [value] * (width - len(s)) for s in seqs]
-    return torch.tensor(rows, dtype=torch.long)
-
-
-def sample_crops(sample: dict) -> tuple[torch.Tensor, list[int]]:
-    """A sample's image crops [C, 3, H, W] and crops per image: one ``image``, or ``images`` with
-    ``crop_counts`` (several images, any-resolution crops; one crop per image when absent)."""
-    if 'image' in sample:
-        return sample['image'][None], [1]
-    if 'images' in sample:
-        images = sample['images']
-        return images, list(sample.get('crop_counts', [1] * len(images)))
-    raise KeyError(f"a sample needs 'image' or 'images'; it has {sorted(sample)}")
-
-
-@FUNCTIONS.register_module()
-def vlm_collate(samples: list[dict]) -> dict:
-    """Pads a list of samples into a batch (DESIGN §3): right padding for training, left for generation.
-
-    ``images`` holds every sample's images (their crops, with any-resolution encoding) in order, and
-    ``image_counts`` the number of images per sample; ``crop_counts`` (crops per image) is added when an
-    image has more than one crop. Keys beginning with ``__`` are dropped.
-    """
-    generating = 'labels' not in samples[0]
-    ids = [s['input_ids'] for s in samples]
-    crops, crop_counts = zip(*map(sample_crops, samples), strict=True)
-    batch = {
-        'images': torch.cat(crops),
-        'image_counts': torch.tensor([len(c) for c in crop_counts], dtype=torch.long),
-        'input_ids': _pad(ids, 0, left=generating),
-        'attention_mask': _pad([[1] * len(i) for i in ids], 0, left=generating),
-    }
-    flat_counts = [n for counts in crop_counts for n in counts]
-    if any(n != 1 for n in flat_counts):
-        batch['crop_counts'] = torch.tensor(flat_counts, dtype=torch.long)
-    if generating:
-        batch['answers'] = [s['answer'] for s in samples]
-    else:
-        batch['labels'] = _pad([s['labels'] for s in samples], -100, left=False)
-    batch['tasks'] = [s.get('task') for s in samples]
-    return batch

@@ -6,10 +6,10 @@ in a band below them. Five tasks ask about them: ``colour`` ("what colour is the
 ("what word is written ?"). For each sample the answer is drawn uniformly first and the scene is built
 to fit it, so the question alone scores near chance (the prior is measured and stored in the manifest).
 
-The generator also returns pixel-level label maps, from which :func:`patch_targets` derives the dense
-per-patch targets that pretrain the default tiny encoder: colour, shape, word, shape centres, and two joint
-labels, ``object`` (colour and shape together) and ``place`` (shape and grid column together), which teach
-each patch token what is there and where, bound together rather than as separate attributes.
+The generator also returns pixel-level label maps (:data:`LABEL_MAPS`): colour, shape, word, shape centres,
+and two joint labels, ``object`` (colour and shape together) and ``place`` (shape and grid column
+together). The encoder pretraining stage (:mod:`vlkit.engine.encoder_pretraining`) derives its dense
+per-patch targets from them.
 
 Variants (:data:`VARIANTS`), generated lazily into ``{data_root}/variants/{name}`` only when a config asks
 for them, reuse the same scenes and questions: ``interleaved`` writes few-shot interleaved documents (0-2
@@ -175,38 +175,6 @@ def render(
     left, top, right, bottom = draw.textbbox(xy, scene.word, font=font)
     label_draws['word'].rectangle([left, top, right, bottom], fill=WORDS.index(scene.word) + 1)
     return image, {name: np.asarray(m) for name, m in maps.items()}
-
-
-def scene_tags(scene: Scene) -> np.ndarray:
-    """Image-level multi-hot tags: which coloured shapes, which shape in which grid column, which word.
-
-    Taught to the encoder's mean token (with the shape count), so that what a pooling connector sees at
-    first, the average over patches, already holds the scene's contents bound together.
-    """
-    n_obj, n_place = len(COLOURS) * len(SHAPES), len(SHAPES) * GRID_COLS
-    tags = np.zeros(n_obj + n_place + len(WORDS), dtype=np.float32)
-    for shape in scene.shapes:
-        kind = SHAPES.index(shape.kind)
-        tags[list(COLOURS).index(shape.colour) * len(SHAPES) + kind] = 1
-        tags[n_obj + kind * GRID_COLS + shape.col] = 1
-    tags[n_obj + n_place + WORDS.index(scene.word)] = 1
-    return tags
-
-
-def patch_targets(maps: dict[str, np.ndarray], patch: int) -> dict[str, np.ndarray]:
-    """Per-patch classes: the most frequent non-background label covering at least a quarter of the patch."""
-    out = {}
-    for name, m in maps.items():
-        h, w = m.shape[0] // patch, m.shape[1] // patch
-        blocks = (
-            m[: h * patch, : w * patch].reshape(h, patch, w, patch).transpose(0, 2, 1, 3).reshape(h, w, -1)
-        )
-        num = int(m.max()) + 1
-        counts = np.stack([(blocks == c).sum(-1) for c in range(1, max(num, 2))], -1)  # [h, w, C-1]
-        best = counts.argmax(-1) + 1
-        min_pixels = 1 if name == 'centre' else patch * patch // 4
-        out[name] = np.where(counts.max(-1) >= min_pixels, best, 0).astype(np.int64)
-    return out
 
 
 def sample_stream(split: str, seed_offset: int = 0):

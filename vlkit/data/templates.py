@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..models.fusion import IGNORE_INDEX
+from ..constants import IGNORE_INDEX
 
 ANSWER_PROMPT = 'answer :'
 

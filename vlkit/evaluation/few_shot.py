@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from ..data import sample_crops
 from ..registry import DATASETS
 
 
@@ -111,8 +112,6 @@ class FewShotDataset(IterableDataset):
 
     def with_demonstrations(self, query: dict) -> dict:
         """The query sample with its demonstrations' ids and images before its own."""
-        from ..data.shards import sample_crops  # vlkit.data imports vlkit.evaluation through the engine
-
         demos = self.draw(query)
         turns = [*demos, query]
         ids = query['input_ids']

@@ -1,22 +1,27 @@
 from __future__ import annotations
 
-from torch import Tensor, nn
+from collections.abc import Mapping
 
-from ...registry import FUNCTIONS, LANGUAGE_MODELS
-from .tokenizer import IMAGE_TOKEN, build_tokenizer
+from torch import Tensor
+
+from ...constants import IMAGE_TOKEN
+from ...registry import LANGUAGE_MODELS
+from ...tokenization import build_tokenizer
+from ..hf_parts import architecture_only
+from .base import LanguageModel
 
 TRAIN_MODES = ('full', 'frozen', 'lora')
 
 
 @LANGUAGE_MODELS.register_module()
-class HFCausalLM(nn.Module):
+class HFCausalLM(LanguageModel):
     """Any Hugging Face causal language model with its tokenizer and the ``<image>`` token.
 
     Args:
         model: a name or local directory (``from_pretrained``), or a config dict with ``model_type``
             (e.g. ``dict(model_type='llama', hidden_size=256, ...)``), built randomly initialised with the
             tokenizer's vocabulary size.
-        tokenizer: see :func:`vlkit.models.llms.tokenizer.build_tokenizer`.
+        tokenizer: see :func:`vlkit.tokenization.build_tokenizer`.
         train: ``'full'`` (all weights train), ``'frozen'``, or ``'lora'`` (PEFT adapters, ``lora`` settings).
         lora: keyword arguments of ``peft.LoraConfig`` for ``train='lora'``.
         gradient_checkpointing: trade compute for activation memory.
@@ -71,29 +76,15 @@ class HFCausalLM(nn.Module):
     def hidden_size(self) -> int:
         return self.model.config.get_text_config().hidden_size
 
+    @classmethod
+    def declared_hidden_size(cls, cfg: Mapping) -> int | None:
+        model = cfg.get('model')
+        return model.get('hidden_size') if isinstance(model, Mapping) else None
+
+    @classmethod
+    def without_weights(cls, cfg: Mapping) -> dict:
+        return architecture_only('language_model', cfg)
+
     def embed(self, input_ids: Tensor) -> Tensor:
         # input_ids [B, T] -> [B, T, hidden]
         return self.model.get_input_embeddings()(input_ids)
-
-
-@FUNCTIONS.register_module()
-def vocab_size_tokenizer(vocab_size: int):
-    """A stand-in tokenizer with ``vocab_size`` entries (``<unk>``, ``<s>``, ``</s>``, ``<image>``, then
-    placeholders), for building a published language model's architecture without downloading its
-    tokenizer (profiling). It encodes no real text; set the model's own tokenizer to train or generate."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    special = ['<unk>', '<s>', '</s>', IMAGE_TOKEN]
-    if vocab_size < len(special):
-        raise ValueError(f'vocab_size_tokenizer needs vocab_size >= {len(special)}, got {vocab_size}')
-    words = special + [f'<placeholder_{i}>' for i in range(len(special), vocab_size)]
-    backend = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token='<unk>'))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token='<unk>',
-        bos_token='<s>',
-        eos_token='</s>',
-        additional_special_tokens=[IMAGE_TOKEN],
-    )
