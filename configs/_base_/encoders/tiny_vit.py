@@ -1,5 +1,6 @@
 # A ViT small enough for a CPU (64 px, 8 px patches -> an 8 x 8 token grid), pretrained once on the
-# synthetic images with dense per-patch targets and cached, then frozen like BLIP-3's SigLIP.
+# synthetic images with dense per-patch targets (the encoder_pretraining stage, run by tools/train.py
+# before the model is built and cached under data_root/encoders/), then frozen like BLIP-3's SigLIP.
 image_size = 64
 vision_encoder = dict(
     type='TimmVisionEncoder',
@@ -7,5 +8,5 @@ vision_encoder = dict(
     model_kwargs=dict(
         img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3, class_token=False, global_pool='avg'
     ),
-    pretrain=dict(data_root=None, image_size=None, iters=600, batch_size=64, lr=1e-3),
 )
+encoder_pretraining = dict(iters=600, batch_size=64, lr=1e-3)

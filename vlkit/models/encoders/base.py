@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import ClassVar, NamedTuple
 
 from torch import Tensor, nn
 
@@ -16,7 +17,17 @@ class VisualFeatures(NamedTuple):
 
 
 class VisionEncoder(nn.Module, ABC):
-    """images [N, 3, H, W] -> VisualFeatures(tokens [N, h * w, out_dim], grid (h, w)), without CLS tokens."""
+    """images [N, 3, H, W] -> VisualFeatures(tokens [N, h * w, out_dim], grid (h, w)), without CLS tokens.
+
+    Besides the built encoder's :attr:`out_dim` and :meth:`grid_size`, each class says what a config of it
+    declares before anything is built (:meth:`declared_width`, :meth:`declared_input_size`), so that a
+    config can be checked against the rest of the model in seconds.
+
+    Attributes:
+        file_arguments: constructor arguments that name local files (checked to exist before a run).
+    """
+
+    file_arguments: ClassVar[tuple[str, ...]] = ()
 
     @property
     @abstractmethod
@@ -33,6 +44,22 @@ class VisionEncoder(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, images: Tensor) -> VisualFeatures: ...
+
+    @classmethod
+    def declared_width(cls, cfg: Mapping) -> int | None:
+        """The token width that a config of this class declares (``None``: known only once built)."""
+        return None
+
+    @classmethod
+    def declared_input_size(cls, cfg: Mapping) -> int | tuple[int, int] | None:
+        """The input resolution that a config of this class fixes (``None``: not fixed by the config)."""
+        return None
+
+    @classmethod
+    def without_weights(cls, cfg: Mapping) -> dict:
+        """``cfg`` changed to build the same architecture without loading any weights (for profiling on the
+        meta device); raises ``ValueError`` when the architecture is known only from the weights' files."""
+        return dict(cfg)
 
 
 def as_hw(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor
 
 from ...registry import VISION_ENCODERS
+from ..hf_parts import architecture_only
 from .base import VisionEncoder, VisualFeatures, as_hw
 
 
@@ -42,6 +45,20 @@ class HFVisionEncoder(VisionEncoder):
     @property
     def out_dim(self) -> int:
         return self.config.hidden_size
+
+    @classmethod
+    def declared_width(cls, cfg: Mapping) -> int | None:
+        model = cfg.get('model')
+        return model.get('hidden_size') if isinstance(model, Mapping) else None
+
+    @classmethod
+    def declared_input_size(cls, cfg: Mapping) -> int | tuple[int, int] | None:
+        model = cfg.get('model')
+        return model.get('image_size') if isinstance(model, Mapping) else None
+
+    @classmethod
+    def without_weights(cls, cfg: Mapping) -> dict:
+        return architecture_only('vision_encoder', cfg)
 
     def grid_size(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
         h, w = as_hw(image_size)

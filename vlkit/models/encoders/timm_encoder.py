@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
 from ...registry import VISION_ENCODERS
 from .base import VisionEncoder, VisualFeatures, as_hw
-from .pretrain import load_or_pretrain
 
 
 @VISION_ENCODERS.register_module()
@@ -16,10 +17,11 @@ class TimmVisionEncoder(VisionEncoder):
         model_name: a timm architecture name.
         pretrained: load timm's published weights (a download; keep False offline).
         model_kwargs: constructor arguments for the architecture (``img_size``, ``embed_dim``, ...).
-        checkpoint: a local state dict (``.pth``/``.safetensors``) to load into the timm model.
-        pretrain: settings for vlkit's cached dense pretraining on the synthetic images
-            (see :func:`vlkit.models.encoders.pretrain.load_or_pretrain`); run once, then reused.
+        checkpoint: a local state dict (``.pth``/``.safetensors``) to load into the timm model, e.g. the
+            file the ``encoder_pretraining`` stage writes (:mod:`vlkit.engine.encoder_pretraining`).
     """
+
+    file_arguments = ('checkpoint',)  # local files (config checks)
 
     def __init__(
         self,
@@ -28,7 +30,6 @@ class TimmVisionEncoder(VisionEncoder):
         pretrained: bool = False,
         model_kwargs: dict | None = None,
         checkpoint: str | None = None,
-        pretrain: dict | None = None,
     ) -> None:
         super().__init__()
         import timm
@@ -38,13 +39,22 @@ class TimmVisionEncoder(VisionEncoder):
         )
         if checkpoint is not None:
             self.model.load_state_dict(_load_state_dict(checkpoint))
-        if pretrain is not None:
-            recipe = dict(model_name=model_name, model_kwargs=model_kwargs or {}, checkpoint=checkpoint)
-            load_or_pretrain(self, recipe, **pretrain)
 
     @property
     def out_dim(self) -> int:
         return self.model.num_features
+
+    @classmethod
+    def declared_width(cls, cfg: Mapping) -> int | None:
+        return (cfg.get('model_kwargs') or {}).get('embed_dim')  # a ViT's width; convnets: once built
+
+    @classmethod
+    def declared_input_size(cls, cfg: Mapping) -> int | tuple[int, int] | None:
+        return (cfg.get('model_kwargs') or {}).get('img_size')
+
+    @classmethod
+    def without_weights(cls, cfg: Mapping) -> dict:
+        return {**cfg, 'pretrained': False, 'checkpoint': None}
 
     def grid_size(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
         h, w = as_hw(image_size)
