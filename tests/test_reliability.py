@@ -20,21 +20,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import tiny_overrides, write_shard
-from vlkit.engine.checkpoint import AtomicCheckpointHook, find_resumable_checkpoint, is_readable_checkpoint
+from tests.helpers import run_tool, write_shard
+from vlkit.engine.checkpoint import (
+    AtomicCheckpointHook,
+    find_resumable_checkpoint,
+    is_readable_checkpoint,
+    load_checkpoint_file,
+)
+from vlkit.testing import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/llava_linear.py'
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'train.py'), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'),
-    )
+    return run_tool('train.py', *args, check=False, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
 def _ok(result: subprocess.CompletedProcess) -> str:
@@ -110,6 +110,7 @@ def test_resume_takes_only_training_checkpoints_and_none_when_all_are_unreadable
     assert find_resumable_checkpoint(str(tmp_path)) is None
 
 
+@pytest.mark.slow
 def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     _ok(_train(CONFIG, *_opts(synthetic_root, work_dir, 8, interval=4)))
@@ -120,7 +121,7 @@ def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(synthetic_roo
     out = _ok(_train(CONFIG, '--resume', *_opts(synthetic_root, work_dir, 12, interval=4)))
     assert 'iter_8.pth is unreadable' in out
     assert f'resuming from {osp.join(work_dir, "iter_4.pth")}' in out and 'resumed' in out.lower()
-    ckpt = torch.load(osp.join(work_dir, 'iter_12.pth'), map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint_file(osp.join(work_dir, 'iter_12.pth'))
     assert ckpt['meta']['iter'] == 12
 
 
@@ -139,10 +140,11 @@ def _poisoned_config(tmp_path: Path, poison_at: list[int], poison: str) -> str:
 
 
 def _all_finite(path: str) -> bool:
-    state = torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    state = load_checkpoint_file(path)['state_dict']
     return all(v.isfinite().all() for v in state.values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('poison, named', [('loss', 'loss=nan'), ('grad', 'gradient norm=nan')])
 def test_a_non_finite_step_stops_the_run_naming_it_and_saves_nothing_after(
     poison, named, synthetic_root, tmp_path
@@ -157,6 +159,7 @@ def test_a_non_finite_step_stops_the_run_naming_it_and_saves_nothing_after(
     assert all(_all_finite(p) for p in glob.glob(osp.join(work_dir, 'iter_*.pth')))
 
 
+@pytest.mark.slow
 def test_skip_mode_drops_the_step_counts_it_and_goes_on(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     config = _poisoned_config(tmp_path, [2, 4], 'loss')
@@ -198,6 +201,7 @@ def bad_data_config(synthetic_root, tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_bad_samples_are_skipped_counted_by_reason_and_written(bad_data_config, synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     extra = ('default_hooks.data_skips.interval=2', 'default_hooks.data_skips.max_skip_rate=None')
@@ -213,6 +217,7 @@ def test_bad_samples_are_skipped_counted_by_reason_and_written(bad_data_config, 
     assert 'bad samples skipped' in out and "'missing_shard':" in out
 
 
+@pytest.mark.slow
 def test_strict_data_stops_the_run_naming_the_reason_and_shard(bad_data_config, synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     result = _train(
@@ -224,6 +229,7 @@ def test_strict_data_stops_the_run_naming_the_reason_and_shard(bad_data_config, 
     assert not glob.glob(osp.join(work_dir, '*.pth'))
 
 
+@pytest.mark.slow
 def test_a_skip_rate_over_the_threshold_stops_the_run_naming_the_shards(
     bad_data_config, synthetic_root, tmp_path
 ):
@@ -240,7 +246,7 @@ def test_a_skip_rate_over_the_threshold_stops_the_run_naming_the_shards(
 
 
 def _state(path: str) -> dict:
-    return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
+    return load_checkpoint_file(path)['state_dict']
 
 
 def _kill_after(args: list[str], checkpoint: str, timeout: float = 120) -> None:
@@ -261,6 +267,7 @@ def _kill_after(args: list[str], checkpoint: str, timeout: float = 120) -> None:
     assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
 
 
+@pytest.mark.slow
 def test_a_run_killed_and_resumed_equals_a_straight_run_bit_for_bit(synthetic_root, tmp_path):
     dropout = 'language_model.model.attention_dropout=0.2'  # random draws in every step
     straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
@@ -286,6 +293,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_ddp_keeps_ranks_identical_and_the_loss_falls(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'ddp')
     config = tmp_path / 'probed.py'
@@ -310,7 +318,7 @@ def test_two_process_gloo_ddp_keeps_ranks_identical_and_the_loss_falls(synthetic
         env=env,
     )
     _ok(result)
-    ranks = [torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=False) for r in (0, 1)]
+    ranks = [torch.load(osp.join(work_dir, f'rank{r}.pth'), weights_only=True) for r in (0, 1)]
     assert [r['world_size'] for r in ranks] == [2, 2]
     assert ranks[0]['batches'] == ranks[1]['batches'] == 12
     assert not torch.equal(ranks[0]['first_ids'], ranks[1]['first_ids'])  # each rank reads its own data
@@ -321,6 +329,7 @@ def test_two_process_gloo_ddp_keeps_ranks_identical_and_the_loss_falls(synthetic
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal on a machine without CUDA')
 @pytest.mark.parametrize('strategy', ['fsdp', 'deepspeed'])
 def test_gpu_only_strategies_are_refused_on_a_cpu_naming_them(strategy, synthetic_root, tmp_path):

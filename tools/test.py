@@ -48,11 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def resolve_checkpoint(checkpoint: str, work_dir: str) -> str:
     if checkpoint == 'last':
-        pointer = osp.join(work_dir, 'last_checkpoint')
-        if not osp.isfile(pointer):
-            raise SystemExit(f"'last': {pointer} does not exist; train first or pass a checkpoint file")
-        with open(pointer) as f:
-            checkpoint = f.read().strip()
+        from vlkit.engine import read_last_checkpoint
+
+        checkpoint = read_last_checkpoint(work_dir)
+        if checkpoint is None:
+            raise SystemExit(
+                f"'last': {work_dir} has no last_checkpoint; train first or pass a checkpoint file"
+            )
     if not osp.isfile(checkpoint):
         raise SystemExit(f'checkpoint {checkpoint!r} does not exist')
     return checkpoint
@@ -114,10 +116,10 @@ def write_results(work_dir: str, args: argparse.Namespace, columns: dict) -> str
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mmengine.runner import Runner, TestLoop
+    from mmengine.runner import TestLoop
 
-    import vlkit.engine  # noqa: F401
     from vlkit.config import load_config
+    from vlkit.engine import CheckpointLoadError, Runner
     from vlkit.evaluation import format_accuracy_table
 
     cfg = load_config(args.config, args.cfg_options)
@@ -132,14 +134,18 @@ def main(argv=None) -> dict:
     if args.shots:
         use_demonstrations(cfg, args.shots, args.shots_seed)
     set_blank_images(cfg.test_dataloader.dataset, args.blank_images)
-    # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them)
-    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+    # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them),
+    # and the checkpoint holds every weight: no stage or part initialisation is needed
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'encoder_pretraining'):
         cfg.pop(key, None)
-    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'load_parts'):
         cfg.pop(key, None)
     runner = Runner.from_cfg(cfg)
     runner.register_hook(ProgressBarHook(), priority='VERY_LOW')
-    results = {'images' if not args.blank_images else 'blank images': runner.test()}
+    try:
+        results = {'images' if not args.blank_images else 'blank images': runner.test()}
+    except CheckpointLoadError as err:
+        raise SystemExit(f'evaluation stopped: {err}') from err
     if args.compare_blank:
         blank = json.loads(json.dumps(cfg.test_dataloader))
         set_blank_images(blank['dataset'], True)

@@ -2,6 +2,9 @@
 
 python tools/train.py configs/blip3_perceiver.py [--work-dir DIR] [--resume [CKPT]] [--amp]
     [--cfg-options train_cfg.max_iters=30 ...] [--launcher none|pytorch|slurm]
+
+Before the model is built, the config's stages run: ``encoder_pretraining`` writes (once; cached) the
+encoder weights that ``vision_encoder.checkpoint`` then loads (vlkit.engine.encoder_pretraining).
 """
 
 from __future__ import annotations
@@ -90,9 +93,9 @@ def configure(args: argparse.Namespace):
 
 
 def init_cpu_distributed(cfg) -> None:
-    """DDP on the CPU over gloo (DESIGN §6): MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and
-    its DDP wrapper passes ``device_ids``, so the process group is made here, before the Runner, and the
-    wrapper is told there are no devices."""
+    """DDP on the CPU over gloo (docs/architecture.md, "Known pitfalls"): MMEngine's ``init_dist`` calls
+    ``torch.cuda.set_device`` and its DDP wrapper passes ``device_ids``, so the process group is made here,
+    before the Runner, and the wrapper is told there are no devices."""
     import torch
     import torch.distributed as dist
 
@@ -108,14 +111,15 @@ def main(argv=None) -> None:
     cfg = configure(args)
     init_cpu_distributed(cfg)
 
-    from mmengine.runner import FlexibleRunner, Runner
-
     from vlkit.data import BadSampleError
-    from vlkit.engine import TrainingFault  # also registers the checkpoint loader fix and the hooks
+    from vlkit.engine import CheckpointLoadError, TrainingFault, build_runner, ensure_pretrained_encoder
 
-    runner = (FlexibleRunner if 'strategy' in cfg else Runner).from_cfg(cfg)
+    ensure_pretrained_encoder(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
+    except CheckpointLoadError as err:
+        raise SystemExit(f'training stopped: {err}') from err
     except (TrainingFault, BadSampleError) as err:
         message = str(err.args[0])  # webdataset appends the open file and url to errors passing through
         runner.logger.error(message)

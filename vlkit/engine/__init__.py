@@ -1,26 +1,35 @@
-"""Training-engine pieces: checkpoint loading and crash-safe writes, the non-finite guard, hooks."""
+"""Training-engine pieces: runners with safe checkpoint loading, crash-safe writes, the non-finite guard,
+hooks, and the encoder pretraining stage."""
 
 from .checkpoint import (
     AtomicCheckpointHook,
+    CheckpointLoadError,
     RNGStateHook,
     find_resumable_checkpoint,
-    register_trusted_checkpoint_loader,
+    load_checkpoint_file,
+    read_last_checkpoint,
 )
+from .encoder_pretraining import ensure_pretrained_encoder
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
-
-register_trusted_checkpoint_loader()
+from .runner import FlexibleRunner, Runner, build_runner
 
 __all__ = [
     'AccuracyTableHook',
     'AtomicCheckpointHook',
+    'CheckpointLoadError',
     'DataSkipError',
     'DataSkipsHook',
+    'FlexibleRunner',
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
     'RNGStateHook',
+    'Runner',
     'TrainingFault',
+    'build_runner',
+    'ensure_pretrained_encoder',
     'find_resumable_checkpoint',
-    'register_trusted_checkpoint_loader',
+    'load_checkpoint_file',
+    'read_last_checkpoint',
 ]

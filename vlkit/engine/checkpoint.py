@@ -1,7 +1,12 @@
-"""Checkpoints that survive a crash: atomic writes, a pointer updated last, and a resume that falls back.
+"""Checkpoints: safe loading, crash-safe writes, a pointer updated last, and a resume that falls back.
 
-MMEngine writes ``iter_N.pth`` in place and then ``last_checkpoint``; a run killed mid-write leaves a
-truncated newest checkpoint that ``--resume`` then fails on. :class:`AtomicCheckpointHook` writes to a
+Loading: :func:`load_checkpoint_file` reads every checkpoint with ``weights_only=True``, so that a pickle
+cannot run code. The few types that MMEngine's own checkpoints pickle besides tensors (its message hub's
+``HistoryBuffer``, numpy arrays and scalars) are allowed only inside that call
+(:func:`mmengine_checkpoint_types`), never for the whole process.
+
+Writing: MMEngine writes ``iter_N.pth`` in place and then ``last_checkpoint``; a run killed mid-write leaves
+a truncated newest checkpoint that ``--resume`` then fails on. :class:`AtomicCheckpointHook` writes to a
 temporary file, flushes and fsyncs it, renames it over the final name (atomic on POSIX) and only then
 updates the pointer; :func:`find_resumable_checkpoint` picks the newest checkpoint in a work dir that
 reads back whole, warning about each unreadable one it passes over.
@@ -9,19 +14,23 @@ reads back whole, warning about each unreadable one it passes over.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import os.path as osp
+import pickle
 import random
 import re
 import zipfile
+from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.logging.history_buffer import HistoryBuffer
 
 from ..registry import HOOKS
 
@@ -29,18 +38,69 @@ POINTER = 'last_checkpoint'
 _STEP = re.compile(r'(?:iter|epoch)_(\d+)\.pth$')
 
 
-def register_trusted_checkpoint_loader() -> None:
-    """Lets ``--resume`` read the toolkit's own checkpoints under torch >= 2.6.
+def _history_buffer_statistic(owner, name: str):
+    """``getattr`` as MMEngine's pickled ``HistoryBuffer`` uses it (its statistics methods by name), and
+    for nothing else: a general ``getattr`` would let a pickle reach any method of an allowed object."""
+    statistics = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if owner is HistoryBuffer and name in statistics:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f'getattr({owner!r}, {name!r}) is not a HistoryBuffer statistic')
 
-    torch now loads with ``weights_only=True`` by default, but MMEngine's checkpoints pickle its message
-    hub (``HistoryBuffer``) and numpy objects. Local paths are checkpoints this toolkit wrote, so they are
-    loaded in full; weights from outside go through ``weights_only=True`` or safetensors instead
-    (see ``vlkit.models.encoders.timm_encoder``).
+
+def _numpy_globals() -> list:
+    """numpy's arrays, numeric dtypes (their classes, as numpy 2 pickles them) and scalars, with the
+    reconstructors under the names numpy 1 and numpy 2 pickle them by."""
+    core = getattr(np, '_core', None) or np.core
+    found = [np.ndarray, np.dtype, *{type(np.dtype(code)) for code in '?bBhHiIlLqQefdFD'}]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        found += [
+            (core.multiarray._reconstruct, f'{module}._reconstruct'),
+            (core.multiarray.scalar, f'{module}.scalar'),
+        ]
+    return found
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_types() -> Iterator[None]:
+    """Allows, for ``weights_only=True`` loads inside this block only, what MMEngine checkpoints hold besides
+    tensors: ``HistoryBuffer`` (with its statistics methods), numpy arrays, dtypes and scalars."""
+    allowed = [HistoryBuffer, (_history_buffer_statistic, 'builtins.getattr'), *_numpy_globals()]
+    with torch.serialization.safe_globals(allowed):
+        yield
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint that vlkit will not load: unreadable, holding code, or not matching the model."""
+
+
+def load_checkpoint_file(path: str, map_location='cpu') -> dict:
+    """Reads a checkpoint with ``weights_only=True`` (MMEngine's own types allowed for this call only).
+
+    Raises:
+        CheckpointLoadError: naming the file and what it holds that a weights-only load refuses (a pickle
+            that would call a function, e.g. one that runs a command, is refused here before it runs).
     """
+    if not osp.isfile(path):
+        raise CheckpointLoadError(f'checkpoint {path!r} does not exist')
+    try:
+        with mmengine_checkpoint_types():
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointLoadError(
+            f"refused to load {path}: it holds objects other than weights and the types of vlkit's own "
+            'checkpoints, and vlkit loads every checkpoint with weights_only=True '
+            f'({str(err).splitlines()[0]})'
+        ) from err
 
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def load_local(filename: str, map_location=None):
-        return torch.load(filename, map_location=map_location, weights_only=False)
+
+def read_last_checkpoint(work_dir: str) -> str | None:
+    """The checkpoint that ``{work_dir}/last_checkpoint`` names, or None when there is no pointer; the path is
+    not checked (see :func:`find_resumable_checkpoint` for one that reads back whole)."""
+    pointer = osp.join(work_dir, POINTER)
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        return f.read().strip() or None
 
 
 def _fsync_dir(path: str) -> None:
@@ -94,13 +154,10 @@ def find_resumable_checkpoint(work_dir: str) -> str | None:
     """
     found = [p for p in glob.glob(osp.join(work_dir, '*_*.pth')) if _step_of(p) >= 0]
     candidates = sorted(found, key=_step_of, reverse=True)
-    pointer = osp.join(work_dir, POINTER)
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            target = f.read().strip()
-        newest = _step_of(candidates[0]) if candidates else -1
-        if target and _step_of(target) >= newest:
-            candidates.insert(0, target)
+    target = read_last_checkpoint(work_dir)
+    newest = _step_of(candidates[0]) if candidates else -1
+    if target and _step_of(target) >= newest:
+        candidates.insert(0, target)
     seen = set()
     for path in candidates:
         if path in seen:
@@ -189,3 +246,66 @@ class RNGStateHook(Hook):
         torch.set_rng_state(states['torch'])
         if states['cuda'] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states['cuda'])
+
+
+def _shape(t) -> tuple:
+    return tuple(t.shape) if hasattr(t, 'shape') else ()
+
+
+def check_state_dict(expected: dict, found: dict, source: str, hint: str = '') -> None:
+    """Raises :class:`CheckpointLoadError` unless ``found`` has exactly the keys and shapes of ``expected``,
+    naming the missing, the unexpected and the mismatched keys (a few of each, and how many)."""
+
+    def listed(keys: list[str]) -> str:
+        """How many, per model part (the key's first name), and the first few in full."""
+        parts = Counter(k.split('.', 1)[0] for k in keys)
+        per_part = ', '.join(f'{p}.* {n}' for p, n in parts.items())
+        return f'{len(keys)}: {per_part}; first {keys[:4]}' + (' ...' if len(keys) > 4 else '')
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatched = [
+        f'{k} {_shape(found[k])} (model: {_shape(expected[k])})'
+        for k in expected
+        if k in found and _shape(found[k]) != _shape(expected[k])
+    ]
+    problems = [
+        f'lacks weights the model needs ({listed(missing)})' if missing else '',
+        f'holds weights the model has no place for ({listed(unexpected)})' if unexpected else '',
+        f'has weights of another shape ({listed(mismatched)})' if mismatched else '',
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise CheckpointLoadError(f'{source} ' + '; '.join(problems) + (f'. {hint}' if hint else ''))
+
+
+def part_state_dict(path: str, part: str) -> dict:
+    """The weights of one model part (``connector``, ...) from a vlkit checkpoint (keys ``part.*``) or from a
+    file of that part alone (``.safetensors`` or ``.pth``, keys relative to the part)."""
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = load_checkpoint_file(path)
+        state = state.get('state_dict', state)
+    prefix = f'{part}.'
+    if any(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
+
+
+def load_parts(model: torch.nn.Module, parts: dict[str, str]) -> None:
+    """Loads each named part of ``model`` from its file (``load_parts=dict(connector=FILE, ...)``), strictly:
+    a missing, unexpected or mismatched weight is refused, naming the key."""
+    for part, path in parts.items():
+        module = getattr(model, part, None)
+        if not isinstance(module, torch.nn.Module):
+            names = list(getattr(model, 'PARTS', [n for n, _ in model.named_children()]))
+            raise CheckpointLoadError(
+                f'load_parts.{part}: the model has no part {part!r}; its parts: {names}'
+            )
+        state = part_state_dict(path, part)
+        check_state_dict(module.state_dict(), state, f'load_parts.{part}={path!r}')
+        module.load_state_dict(state)
+        print_log(f'loaded {part} from {path}', logger='current')

@@ -7,7 +7,7 @@ import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 
-from ..evaluation.report import format_accuracy_table
+from ..evaluation import format_accuracy_table
 from ..registry import HOOKS
 from .guard import TrainingFault
 
@@ -35,7 +35,7 @@ class DataSkipError(TrainingFault):
 class DataSkipsHook(Hook):
     """Logs the training data's skipped samples by reason and writes them to ``{work_dir}/data_skips.json``.
 
-    Reads ``skipped`` (a :class:`vlkit.data.shards.SkipCounter`) of the training dataset; datasets without
+    Reads ``skipped`` (a :class:`vlkit.data.SkipCounter`) of the training dataset; datasets without
     one are left alone. Under DDP each rank writes its own counts (``data_skips_rank{r}.json`` beside rank
     0's) and the skip rate is taken over all ranks. With ``num_workers > 0`` the counts live in the worker
     processes and are not seen.
