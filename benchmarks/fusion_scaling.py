@@ -26,6 +26,7 @@ seen. The table is appended to benchmarks/RESULTS.md and plotted to benchmarks/f
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # for benchmarks.connectors, run as a script
 from benchmarks.connectors import append_results, machine, matmul_peak  # noqa: E402
 from vlkit.analysis import flop_counter  # noqa: E402
 from vlkit.analysis.memory import PeakMemory, state_tensors  # noqa: E402
-from vlkit.models.fusion.cross_attention import MEDIA_KEY  # noqa: E402
+from vlkit.models.fusion import FusionInputs, LanguageModelInputs  # noqa: E402
 from vlkit.registry import FUSIONS, LANGUAGE_MODELS  # noqa: E402
 
 PLOT = ROOT / 'benchmarks' / 'fusion_scaling.png'
@@ -85,16 +86,19 @@ SETTINGS = {
 
 @dataclass
 class Bench:
-    """One decoder layer (inside a one-layer HF model), and the two fusions; ``cross`` is attached to it."""
+    """One decoder layer (inside a one-layer HF model) under each fusion: ``language_model`` for
+    ``autoregressive``, and a copy with the same weights that ``cross`` is attached to."""
 
     language_model: nn.Module
     autoregressive: nn.Module
+    cross_language_model: nn.Module
     cross: nn.Module
 
-    @property
-    def decoder(self) -> nn.Module:
-        """The HF model without its output head: embeddings (unused), the layer and the final norm."""
-        return self.language_model.model.get_decoder()
+    def decoder(self, fusion: str) -> nn.Module:
+        """The HF model of ``fusion`` ('FA' or 'CA') without its output head: embeddings (unused), the layer
+        and the final norm."""
+        model = self.language_model if fusion == 'FA' else self.cross_language_model
+        return model.model.get_decoder()
 
 
 def build_bench(s: Setting) -> Bench:
@@ -102,14 +106,15 @@ def build_bench(s: Setting) -> Bench:
     cross-attention preset with one block per layer, its gates open and the layer left trainable."""
     tokenizer = dict(type='vocab_size_tokenizer', vocab_size=8)
     lm = LANGUAGE_MODELS.build(dict(type='HFCausalLM', model=s.llm, tokenizer=tokenizer, train='full'))
+    cross_lm = copy.deepcopy(lm)
     preset = Config.fromfile(str(FUSION_PRESET)).fusion.to_dict()
     cross = FUSIONS.build({**preset, 'every': 1, 'freeze_language_model': False})
-    cross.attach(lm)
+    cross.attach(cross_lm)
     with torch.no_grad():  # open the tanh gates, as training leaves them: gradients reach the visual tokens
         for name, p in cross.named_parameters():
             if name.endswith('_gate'):
                 p.fill_(1.0)
-    return Bench(lm, FUSIONS.build(dict(type='AutoregressiveFusion')), cross)
+    return Bench(lm, FUSIONS.build(dict(type='AutoregressiveFusion')), cross_lm, cross)
 
 
 @dataclass
@@ -139,39 +144,38 @@ def make_inputs(bench: Bench, text_tokens: int, images: int, visual_tokens: int)
     return Inputs(ids, torch.ones_like(ids), text, visual, image_id)
 
 
-def _fusion_inputs(fusion: nn.Module, x: Inputs) -> dict:
-    return fusion(x.text, x.input_ids, x.attention_mask, x.visual, x.image_token_id)
+def _fused(fusion: nn.Module, x: Inputs) -> LanguageModelInputs:
+    return fusion(FusionInputs(x.input_ids, x.attention_mask, x.text, x.visual, x.image_token_id))
 
 
 def autoregressive_step(bench: Bench, x: Inputs) -> dict[str, int]:
     """FA forward + backward: the visual tokens spliced into the sequence, then the layer over all of it."""
-    inputs = _fusion_inputs(bench.autoregressive, x)
-    bench.decoder(**inputs).last_hidden_state.sum().backward()
-    return {'tokens': inputs['inputs_embeds'].shape[1], 'visual keys': 0}
+    inputs = _fused(bench.autoregressive, x)
+    bench.autoregressive.call_language_model(bench.decoder('FA'), inputs).last_hidden_state.sum().backward()
+    return {'tokens': inputs.inputs_embeds.shape[1], 'visual keys': 0}
 
 
 def cross_attention_step(bench: Bench, x: Inputs) -> dict[str, int]:
     """CA forward + backward: the text through the fusion's gated cross-attention block (its media masking,
     hooked before the layer by ``CrossAttentionFusion``), then the layer over the text."""
-    inputs = _fusion_inputs(bench.cross, x)
-    media = inputs[MEDIA_KEY].media  # [1, n, M, D]
-    with bench.cross.conditioning(inputs) as lm_inputs:
-        bench.decoder(**lm_inputs).last_hidden_state.sum().backward()
-    return {'tokens': lm_inputs['inputs_embeds'].shape[1], 'visual keys': media.shape[1] * media.shape[2]}
+    inputs = _fused(bench.cross, x)
+    media = inputs.conditioning.media  # [1, n, M, D]
+    bench.cross.call_language_model(bench.decoder('CA'), inputs).last_hidden_state.sum().backward()
+    return {'tokens': inputs.inputs_embeds.shape[1], 'visual keys': media.shape[1] * media.shape[2]}
 
 
 STEPS = {'FA': autoregressive_step, 'CA': cross_attention_step}
 
 
 def _fresh(bench: Bench, x: Inputs) -> None:
-    for module in (bench.language_model, bench.cross):
+    for module in (bench.language_model, bench.cross_language_model, bench.cross):
         module.zero_grad(set_to_none=True)
     x.text.grad = x.visual.grad = None
 
 
 def _state(bench: Bench, x: Inputs, fusion: str) -> list[Tensor]:
     """What exists before a step: the weights it uses (the block's only under CA) and the inputs."""
-    tensors = state_tensors(bench.decoder) + [x.text, x.visual]
+    tensors = state_tensors(bench.decoder(fusion)) + [x.text, x.visual]
     return tensors + (state_tensors(bench.cross) if fusion == 'CA' else [])
 
 

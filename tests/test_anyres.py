@@ -4,8 +4,6 @@ counts with every connector, and the anyres config through tools/train.py."""
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import TINY_IMAGE_SIZE, tiny_model_cfg, tiny_overrides, write_shard
-from tests.test_connectors import TINY
+from tests.helpers import run_tool, write_shard
 from vlkit.data import ConversationShards, vlm_collate
 from vlkit.data.anyres import check_anyres, num_crops, select_grid, split_image
-from vlkit.models.fusion import AutoregressiveFusion
+from vlkit.models.fusion import AutoregressiveFusion, FusionInputs
 from vlkit.registry import CONNECTORS, MODELS
+from vlkit.testing import TINY_CONNECTORS as TINY
+from vlkit.testing import TINY_IMAGE_SIZE, tiny_model_cfg, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 1)]
@@ -134,7 +133,7 @@ def test_tokens_per_image_are_the_sum_over_crops_for_every_connector(synthetic_r
     # the fused sequence grows by each image's token count, and the loss trains the separator
     inputs = model.fuse(batch['images'], batch['input_ids'], batch['attention_mask'], crop_counts=crops)
     text_len = batch['attention_mask'].sum(1)
-    assert (inputs['attention_mask'].sum(1) == text_len - 1 + lengths).all()
+    assert (inputs.attention_mask.sum(1) == text_len - 1 + lengths).all()
     loss = model(**train, mode='loss')['loss']
     loss.backward()
     assert loss.isfinite() and model.crop_separator.grad.abs().sum() > 0
@@ -169,8 +168,9 @@ def test_autoregressive_fusion_places_ragged_visual_tokens():
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     text = torch.arange(8.0).view(2, 4, 1)
     visual = torch.tensor([[-1.0, -1, -1], [-2, 0, 0], [-3, -3, 0]])[..., None]  # lengths 3, 1, 2
-    out = AutoregressiveFusion()(text, ids, mask, visual, img, visual_lengths=torch.tensor([3, 1, 2]))
-    e, m = out['inputs_embeds'][..., 0], out['attention_mask']
+    inputs = FusionInputs(ids, mask, text, visual, img, visual_lengths=torch.tensor([3, 1, 2]))
+    out = AutoregressiveFusion()(inputs)
+    e, m = out.inputs_embeds[..., 0], out.attention_mask
     assert e[0].tolist() == [0, -1, -1, -1, 2, -2]
     assert e[1, :3].tolist() == [-3, -3, 5] and m[1].tolist() == [1, 1, 1, 0, 0, 0]
 
@@ -201,17 +201,10 @@ def test_hires_variant_word_is_unreadable_at_base_resolution_but_not_in_crops():
     assert np.mean(ink_crops) > 0.4 * np.mean(ink_default)
 
 
+@pytest.mark.slow
 def test_anyres_config_trains(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
-    args = tiny_overrides(synthetic_root, work_dir, 2)
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', 'configs/blip3_perceiver_anyres.py', *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_tool('train.py', 'configs/blip3_perceiver_anyres.py', *tiny_overrides(synthetic_root, work_dir, 2))
     assert os.path.isfile(os.path.join(work_dir, 'iter_2.pth'))
     manifest = json.loads((Path(synthetic_root) / 'variants' / 'hires' / 'manifest.json').read_text())
     assert manifest['image_size'] == 2 * TINY_IMAGE_SIZE

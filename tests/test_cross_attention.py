@@ -1,26 +1,30 @@
-"""Flamingo's gated cross-attention fusion: media masking, gates, freezing, generation with a KV cache, every
-connector with both fusions, and equivalence with open_flamingo's GatedCrossAttentionBlock."""
+"""Flamingo's gated cross-attention fusion: media masking, gates, freezing, generation with a KV cache, and
+every connector with every fusion (its equivalence with open_flamingo's GatedCrossAttentionBlock is in
+tests/test_equivalence.py)."""
 
 import copy
 
 import pytest
 import torch
 
-from tests.conftest import TINY_IMAGE_SIZE, tiny_language_model, tiny_model_cfg
-from tests.test_connectors import TINY, _names
-from vlkit.convert import convert_state_dict
 from vlkit.models.fusion import CrossAttentionFusion, GatedCrossAttentionBlock, MediaContext
-from vlkit.registry import LANGUAGE_MODELS, MODELS
+from vlkit.registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS
+from vlkit.testing import (
+    TEXTS,
+    TINY_CONNECTORS,
+    TINY_FUSIONS,
+    text_batch,
+    tiny_language_model,
+    tiny_model_cfg,
+)
 
 TOL = dict(atol=1e-5, rtol=1e-4)
-XATTN = dict(type='CrossAttentionFusion', every=1, num_heads=2, head_dim=8, ff_mult=2)
-FUSIONS = {'autoregressive': dict(type='AutoregressiveFusion'), 'cross_attention': XATTN}
-# text before, between and after images; 0, 1 and 3 images per sample
-TEXTS = [
-    'what colour is the shape ? red',
-    '<image> what shape is it ? circle',
-    'first <image> a red square <image> then <image> which is blue ? red',
-]
+XATTN = dict(type='CrossAttentionFusion', **TINY_FUSIONS['CrossAttentionFusion'])
+
+
+def _registered(registry) -> list[str]:
+    registry.import_from_location()
+    return sorted(registry.module_dict)
 
 
 def _build(root: str, connector: dict | None = None, fusion: dict = XATTN, seed: int = 0):
@@ -28,25 +32,11 @@ def _build(root: str, connector: dict | None = None, fusion: dict = XATTN, seed:
     return MODELS.build(tiny_model_cfg(root, connector=connector, fusion=fusion))
 
 
-def _batch(model, texts: list[str], generating: bool = False, seed: int = 0) -> dict:
-    """``texts`` tokenised, with random images; right-padded with labels, or left-padded prompts."""
-    tok = model.tokenizer
-    ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), tok.pad_token_id)
-    attention_mask = torch.zeros(len(ids), width, dtype=torch.long)
-    for row, seq in enumerate(ids):
-        cols = slice(width - len(seq), width) if generating else slice(0, len(seq))
-        input_ids[row, cols], attention_mask[row, cols] = torch.tensor(seq), 1
-    counts = (input_ids == model.language_model.image_token_id).sum(1)
-    images = torch.randn(
-        int(counts.sum()), 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, generator=torch.Generator().manual_seed(seed)
-    )
-    batch = dict(images=images, image_counts=counts, input_ids=input_ids, attention_mask=attention_mask)
-    if not generating:
-        labels = input_ids.masked_fill(attention_mask == 0, -100)
-        batch['labels'] = labels.masked_fill(input_ids == model.language_model.image_token_id, -100)
-    return batch
+def _bare_language_model(root: str, model) -> torch.nn.Module:
+    """A language model without cross-attention blocks, holding ``model``'s language-model weights."""
+    bare = LANGUAGE_MODELS.build(tiny_language_model(root))
+    bare.load_state_dict(model.language_model.state_dict())
+    return bare.eval()
 
 
 def _open_gates(model, value: float = 1.0) -> None:
@@ -63,11 +53,13 @@ def _marker_positions(batch, model, row: int) -> list[int]:
 # -- any connector, either fusion ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('fusion', sorted(FUSIONS))
-@pytest.mark.parametrize('name', _names())
+@pytest.mark.parametrize('fusion', _registered(FUSIONS))
+@pytest.mark.parametrize('name', _registered(CONNECTORS))
 def test_every_connector_trains_with_either_fusion(synthetic_root, name, fusion):
-    model = _build(synthetic_root, dict(type=name, **TINY[name]), FUSIONS[fusion]).train()
-    batch = _batch(model, TEXTS)
+    model = _build(
+        synthetic_root, dict(type=name, **TINY_CONNECTORS[name]), dict(type=fusion, **TINY_FUSIONS[fusion])
+    ).train()
+    batch = text_batch(model, TEXTS)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     optim = torch.optim.AdamW(trainable.values(), lr=1e-2)
     for _ in range(3):
@@ -86,7 +78,7 @@ def test_every_connector_trains_with_either_fusion(synthetic_root, name, fusion)
 def test_a_batch_without_any_image_trains_the_feed_forwards(synthetic_root):
     model = _build(synthetic_root).train()
     _open_gates(model)
-    batch = _batch(model, [TEXTS[0]])
+    batch = text_batch(model, [TEXTS[0]])
     assert batch['images'].shape[0] == 0
     loss = model(**batch, mode='loss')['loss']
     loss.backward()
@@ -99,9 +91,11 @@ def test_a_batch_without_any_image_trains_the_feed_forwards(synthetic_root):
 
 def test_logits_equal_the_bare_llm_at_init_and_not_after_one_step(synthetic_root):
     model = _build(synthetic_root).train()
-    batch = _batch(model, TEXTS)
+    batch = text_batch(model, TEXTS)
     text = dict(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'])
-    bare = model.language_model.model(**text).logits
+    bare_lm = _bare_language_model(synthetic_root, model)
+    with torch.no_grad():
+        bare = bare_lm.model(**text).logits
     fused = model(**batch, mode='tensor')
     torch.testing.assert_close(fused, bare, atol=0, rtol=0)
 
@@ -110,10 +104,21 @@ def test_logits_equal_the_bare_llm_at_init_and_not_after_one_step(synthetic_root
     optim.step()
     with torch.no_grad():
         after = model(**batch, mode='tensor')
-        bare_after = model.language_model.model(**text).logits
     assert (after - bare).abs().max() > 1e-4, 'one optimiser step did not change the cross-attention model'
-    # the frozen language model, called outside the fusion's conditioning, is still the bare one
-    torch.testing.assert_close(bare_after, bare, atol=0, rtol=0)
+    # the step trained the blocks and the connector only: the frozen language model is still the bare one
+    torch.testing.assert_close(_bare_language_model(synthetic_root, model).model(**text).logits, bare)
+
+
+def test_a_language_model_call_outside_the_fusion_is_refused(synthetic_root):
+    model = _build(synthetic_root)
+    batch = text_batch(model, TEXTS)
+    with pytest.raises(RuntimeError, match='ran outside CrossAttentionFusion.call_language_model'):
+        model.language_model.model(input_ids=batch['input_ids'], attention_mask=batch['attention_mask'])
+    inputs = model.fuse(batch['images'], batch['input_ids'], batch['attention_mask'])
+    with pytest.raises(TypeError, match='needs the MediaContext'):
+        model.fusion.call_language_model(
+            model.language_model.model, type(inputs)(inputs.inputs_embeds, inputs.attention_mask)
+        )
 
 
 def test_language_model_frozen_by_default_and_blocks_trainable(synthetic_root):
@@ -131,7 +136,7 @@ def test_language_model_frozen_by_default_and_blocks_trainable(synthetic_root):
 def test_visual_dim_sets_the_connector_width_and_the_blocks_keys(synthetic_root):
     model = _build(synthetic_root, fusion=dict(XATTN, visual_dim=20))
     assert model.connector.out_dim == 20 and model.fusion.blocks[0].attn.to_kv.in_features == 20
-    assert model(**_batch(model, TEXTS), mode='loss')['loss'].isfinite()
+    assert model(**text_batch(model, TEXTS), mode='loss')['loss'].isfinite()
 
 
 def test_freezing_refuses_to_freeze_lora_adapters(synthetic_root):
@@ -165,7 +170,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(synthetic_root):
         if checkpointing:
             model.language_model.model.gradient_checkpointing_enable()
         _open_gates(model)
-        model(**_batch(model, TEXTS), mode='loss')['loss'].backward()
+        model(**text_batch(model, TEXTS), mode='loss')['loss'].backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
     assert grads[0].keys() == grads[1].keys()
     for name, grad in grads[0].items():
@@ -174,20 +179,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(synthetic_root):
 
 def test_a_deep_copy_runs_its_own_blocks(synthetic_root):
     model = _build(synthetic_root).eval()
-    batch = _batch(model, TEXTS)
+    batch = text_batch(model, TEXTS)
     with torch.no_grad():
         before = model(**batch, mode='tensor')
         twin = copy.deepcopy(model)
         _open_gates(twin)
         assert (twin(**batch, mode='tensor') - before).abs().max() > 1e-4
         torch.testing.assert_close(model(**batch, mode='tensor'), before, atol=0, rtol=0)
-
-
-def test_conditioning_needs_the_media_context(synthetic_root):
-    model = _build(synthetic_root)
-    with pytest.raises(KeyError, match="needs the 'media_context'"):
-        with model.fusion.conditioning({'inputs_embeds': torch.zeros(1, 2, 48)}):
-            pass
 
 
 # -- media masking ---------------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ def test_model_logits_before_an_image_ignore_it(synthetic_root):
     language model's self-attention to the tokens between the markers: the masking is per block, above.)"""
     model = _build(synthetic_root).eval()
     _open_gates(model)
-    batch = _batch(model, [TEXTS[2], TEXTS[1]])  # sample 0: images 0, 1, 2; sample 1: image 3
+    batch = text_batch(model, [TEXTS[2], TEXTS[1]])  # sample 0: images 0, 1, 2; sample 1: image 3
     first, second = _marker_positions(batch, model, 0)[:2]
     with torch.no_grad():
         logits = model(**batch, mode='tensor')
@@ -255,24 +253,15 @@ def test_model_logits_before_an_image_ignore_it(synthetic_root):
 def test_cached_generation_equals_an_uncached_recompute(synthetic_root):
     model = _build(synthetic_root).eval()
     _open_gates(model, 2.0)
-    prompts = _batch(model, [TEXTS[2].rsplit(' ', 1)[0], TEXTS[1].rsplit(' ', 1)[0]], generating=True)
+    prompts = text_batch(model, [TEXTS[2].rsplit(' ', 1)[0], TEXTS[1].rsplit(' ', 1)[0]], generating=True)
     answers = model(**prompts, mode='predict')
     assert len(answers) == 2 and all(isinstance(a['prediction'], str) for a in answers)
 
-    lm, steps = model.language_model, 3
-    inputs = model.fuse(prompts['images'], prompts['input_ids'], prompts['attention_mask'], align_right=True)
-    with torch.no_grad(), model.fusion.conditioning(inputs) as lm_inputs:
-        out = lm.model.generate(
-            **lm_inputs,
-            position_ids=(prompts['attention_mask'].cumsum(1) - 1).clamp(min=0),
-            max_new_tokens=steps,
-            min_new_tokens=steps,
-            do_sample=False,
-            pad_token_id=lm.tokenizer.pad_token_id,
-            suppress_tokens=[lm.image_token_id],
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
+    steps = 3
+    out = model.generate_ids(
+        prompts['images'], prompts['input_ids'], prompts['attention_mask'],
+        max_new_tokens=steps, min_new_tokens=steps, output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
     cached = torch.stack(out.logits, 1)  # [B, steps, vocab]
     ids = torch.cat([prompts['input_ids'], out.sequences[:, :-1]], 1)
     mask = torch.cat([prompts['attention_mask'], torch.ones_like(out.sequences[:, :-1])], 1)
@@ -296,30 +285,3 @@ def test_media_context_for_decoding_uses_each_samples_last_image():
     assert context.index_for(torch.zeros(2, 1, 8)).tolist() == [[2], [1]]
     with pytest.raises(ValueError, match='batch size 3'):
         context.index_for(torch.zeros(3, 1, 8))
-
-
-# -- equivalence with open_flamingo ----------------------------------------------------------------------
-
-
-def test_gated_block_matches_open_flamingo():
-    helpers = pytest.importorskip('open_flamingo.src.helpers')
-    torch.manual_seed(0)
-    ref = helpers.GatedCrossAttentionBlock(dim=24, dim_visual=20, dim_head=8, heads=3, ff_mult=2)
-    with torch.no_grad():  # move every weight off its initial value, gates included, so that each one matters
-        for p in ref.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    ref.eval()
-    ours = GatedCrossAttentionBlock(24, kv_dim=20, num_heads=3, head_dim=8, ff_mult=2)
-    ours.load_state_dict(convert_state_dict('open_flamingo.gated_xattn', ref.state_dict()), strict=True)
-    ours.eval()
-    # sample 0: text, image 1, text, image 2, text (its third slot is padding); sample 1: three images
-    locations = torch.zeros(2, 9, dtype=torch.bool)
-    locations[0, [2, 5]] = True
-    locations[1, [0, 3, 4]] = True
-    x, media = torch.randn(2, 9, 24), torch.randn(2, 3, 5, 20)
-    context = MediaContext(media, locations.long().cumsum(1))
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x, media, context.media_index), ref(x, media, locations), **TOL)
-        new = torch.randn(2, 1, 24)  # a decoding step: after the last image
-        expected = ref(new, media, locations, use_cached_media=True)
-        torch.testing.assert_close(ours(new, media, context.index_for(new)), expected, **TOL)

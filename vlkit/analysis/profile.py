@@ -17,8 +17,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from ..models.fusion import IGNORE_INDEX
-from ..registry import MODELS
+from ..constants import IGNORE_INDEX
+from ..registry import LANGUAGE_MODELS, MODELS, VISION_ENCODERS, component_class
 from .flops import count_flops
 from .memory import PeakMemory, state_tensors
 from .meta import MetaExecution
@@ -30,21 +30,12 @@ DECODE_TOKENS = 16
 
 
 def _model_config(cfg: Config, profile_only: bool) -> dict:
-    """``cfg.model`` as a plain dict, without what profiling never needs: the tiny encoder's cached
-    pretraining (weights do not change any figure), and in profile-only mode every weight file."""
+    """``cfg.model`` as a plain dict; in profile-only mode each part's config as its class builds it without
+    weights (``without_weights``)."""
     model = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model))
-    model['vision_encoder'].pop('pretrain', None)
     if profile_only:
-        for part in ('vision_encoder', 'language_model'):
-            model[part].pop('checkpoint', None)
-            if model[part].get('pretrained'):
-                model[part]['pretrained'] = None
-            if isinstance(model[part].get('model'), str):
-                raise ValueError(
-                    f'profile-only builds need the architecture as a config dict, but {part}.model is the '
-                    f'name {model[part]["model"]!r}: write model=dict(model_type=..., ...) and '
-                    f'pretrained={model[part]["model"]!r}'
-                )
+        for part, registry in (('vision_encoder', VISION_ENCODERS), ('language_model', LANGUAGE_MODELS)):
+            model[part] = component_class(registry, model[part]['type']).without_weights(model[part])
     return model
 
 
@@ -125,21 +116,13 @@ def measure_training(model: nn.Module, batch: dict, steps: int = TIMED_TRAIN_STE
     return memory.peak_bytes, samples_per_s
 
 
-@torch.no_grad()
 def _generate_seconds(model: nn.Module, batch: dict, new_tokens: int) -> float:
     """Seconds to encode the images and greedily generate exactly ``new_tokens`` tokens (no early stop)."""
     start = time.perf_counter()
-    inputs = model.fuse(batch['images'], batch['input_ids'], batch['attention_mask'], align_right=True)
-    tok = model.tokenizer
-    with model.fusion.conditioning(inputs) as lm_inputs:
-        model.language_model.model.generate(
-            **lm_inputs,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
+    model.generate_ids(
+        batch['images'], batch['input_ids'], batch['attention_mask'],
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+    )  # fmt: skip
     return time.perf_counter() - start
 
 

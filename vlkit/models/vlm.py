@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS
+from ..constants import IGNORE_INDEX
+from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS, component_class
 from .connector import Connector
-from .fusion import IGNORE_INDEX
+from .fusion import DEFAULT_FUSION, FusionInputs, LanguageModelInputs
 
 
 @MODELS.register_module()
@@ -19,11 +20,15 @@ class VisionLanguageModel(BaseModel):
     The connector's ``in_dim``/``out_dim`` (and ``input_grid`` where declared) are filled in here, so
     configs never repeat dimensions.
 
+    Attributes:
+        PARTS: the parts' attribute names, which are also their config keys and the top-level keys of an
+            experiment file.
+
     Args:
         vision_encoder: a ``VISION_ENCODERS`` config.
         connector: a ``CONNECTORS`` config.
         language_model: a ``LANGUAGE_MODELS`` config.
-        fusion: a ``FUSIONS`` config.
+        fusion: a ``FUSIONS`` config (default: ``DEFAULT_FUSION``).
         image_size: input resolution, used to tell the connector the encoder's token grid.
         freeze_vision_encoder: keep the encoder's weights fixed and in eval mode (BLIP-3's default).
         max_new_tokens: answer length limit for ``mode='predict'``.
@@ -31,6 +36,8 @@ class VisionLanguageModel(BaseModel):
             between the tokens of consecutive crops of an image, so the language model sees where each
             crop ends (BLIP-3 and Idefics2 mark crop boundaries too; theirs are text tokens).
     """
+
+    PARTS = ('vision_encoder', 'connector', 'language_model', 'fusion')
 
     def __init__(
         self,
@@ -48,9 +55,10 @@ class VisionLanguageModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.vision_encoder = VISION_ENCODERS.build(vision_encoder)
         self.language_model = LANGUAGE_MODELS.build(language_model)
-        self.fusion = FUSIONS.build(fusion or dict(type='AutoregressiveFusion'))
+        self.fusion = FUSIONS.build(fusion or dict(type=DEFAULT_FUSION))
         self.fusion.attach(self.language_model)
         self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
+        self.image_size = image_size
         self.freeze_vision_encoder = freeze_vision_encoder
         self.max_new_tokens = max_new_tokens
         out_dim = self.connector.out_dim
@@ -60,15 +68,12 @@ class VisionLanguageModel(BaseModel):
             self.vision_encoder.eval()
 
     def _connector_args(self, connector: dict, image_size: int) -> dict:
+        """What the builder supplies: ``in_dim``, ``out_dim``, ``input_grid`` (where a connector takes it)."""
         args = dict(
             in_dim=self.vision_encoder.out_dim,
             out_dim=self.fusion.connector_out_dim(self.language_model.hidden_size),
         )
-        cls = (
-            CONNECTORS.get(connector['type'])
-            if isinstance(connector.get('type'), str)
-            else connector.get('type')
-        )
+        cls = component_class(CONNECTORS, connector.get('type'))
         if isinstance(cls, type) and issubclass(cls, Connector) and cls.wants_input_grid():
             args['input_grid'] = self.vision_encoder.grid_size(image_size)
         return args
@@ -116,21 +121,23 @@ class VisionLanguageModel(BaseModel):
 
     def fuse(
         self, images, input_ids, attention_mask, labels=None, align_right=False, crop_counts=None
-    ) -> dict[str, Tensor]:
+    ) -> LanguageModelInputs:
+        """Encodes the images and lets the fusion build the language model's inputs."""
         visual, lengths = (
             self.encode_images(images, crop_counts) if images.numel() else (images.new_zeros(0, 1, 1), None)
         )
         lm = self.language_model
-        return self.fusion(
-            lm.embed(input_ids),
-            input_ids,
-            attention_mask,
-            visual,
-            lm.image_token_id,
-            labels,
-            align_right,
+        inputs = FusionInputs(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            text_embeds=lm.embed(input_ids),
+            visual_tokens=visual,
+            image_token_id=lm.image_token_id,
+            labels=labels,
             visual_lengths=lengths,
+            align_right=align_right,
         )
+        return self.fusion(inputs)
 
     def forward(
         self,
@@ -148,38 +155,46 @@ class VisionLanguageModel(BaseModel):
             return self.predict(images, input_ids, attention_mask, crop_counts=crop_counts, **meta)
         if mode == 'tensor':
             inputs = self.fuse(images, input_ids, attention_mask, crop_counts=crop_counts)
-            with self.fusion.conditioning(inputs) as lm_inputs:
-                return self.language_model.model(**lm_inputs).logits
+            return self.fusion.call_language_model(self.language_model.model, inputs).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, images, input_ids, attention_mask, labels, crop_counts=None) -> Tensor:
         inputs = self.fuse(images, input_ids, attention_mask, labels, crop_counts=crop_counts)
-        labels = inputs.pop('labels')
-        with self.fusion.conditioning(inputs) as lm_inputs:
-            logits = self.language_model.model(**lm_inputs).logits
+        logits = self.fusion.call_language_model(self.language_model.model, inputs).logits
         return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+            logits[:, :-1].flatten(0, 1).float(), inputs.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
         )
 
     @torch.no_grad()
+    def generate_ids(
+        self,
+        images: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        crop_counts: Tensor | None = None,
+        **generate_kwargs,
+    ) -> Tensor:
+        """Greedy continuations [B, new tokens] of left-padded prompts (``generate_kwargs`` override the
+        defaults: ``max_new_tokens`` = the model's, no ``<image>`` token in an answer)."""
+        inputs = self.fuse(images, input_ids, attention_mask, align_right=True, crop_counts=crop_counts)
+        tok = self.tokenizer
+        settings = dict(
+            position_ids=inputs.position_ids(),
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            suppress_tokens=[self.language_model.image_token_id],  # no image to splice in mid-answer
+        )
+        settings.update(generate_kwargs)
+        return self.fusion.call_language_model(self.language_model.model, inputs, generate=True, **settings)
+
     def generate(
         self, images: Tensor, input_ids: Tensor, attention_mask: Tensor, crop_counts: Tensor | None = None
     ) -> list[str]:
         """Greedy answers to left-padded prompts."""
-        inputs = self.fuse(images, input_ids, attention_mask, align_right=True, crop_counts=crop_counts)
-        positions = (inputs['attention_mask'].cumsum(1) - 1).clamp(min=0)
-        tok = self.tokenizer
-        with self.fusion.conditioning(inputs) as lm_inputs:
-            out = self.language_model.model.generate(
-                **lm_inputs,
-                position_ids=positions,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                suppress_tokens=[self.language_model.image_token_id],  # no image to splice in mid-answer
-            )
-        return [s.strip() for s in tok.batch_decode(out, skip_special_tokens=True)]
+        out = self.generate_ids(images, input_ids, attention_mask, crop_counts)
+        return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def predict(
         self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, **meta

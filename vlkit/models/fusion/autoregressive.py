@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
+from ...constants import IGNORE_INDEX
 from ...registry import FUSIONS
-from .base import Fusion, image_markers
-
-IGNORE_INDEX = -100
+from .base import Fusion, FusionInputs, LanguageModelInputs, image_markers
 
 
 @FUSIONS.register_module()
@@ -15,27 +13,21 @@ class AutoregressiveFusion(Fusion):
     that image's visual tokens in the input embeddings (M each, or ``visual_lengths[i]`` of them when
     images differ, as with any-resolution crops); their labels are ignored."""
 
-    def forward(
-        self,
-        text_embeds: Tensor,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        visual_tokens: Tensor,
-        image_token_id: int,
-        labels: Tensor | None = None,
-        align_right: bool = False,
-        visual_lengths: Tensor | None = None,
-    ) -> dict[str, Tensor]:
+    splices_visual_tokens = True
+
+    def forward(self, inputs: FusionInputs) -> LanguageModelInputs:
         # text_embeds [B, T, D], visual_tokens [I, M, D] -> inputs_embeds [B, T + sum_b (lengths - 1), D]
+        input_ids, visual_tokens, text_embeds = inputs.input_ids, inputs.visual_tokens, inputs.text_embeds
         num_images, m, _ = visual_tokens.shape
-        is_image = image_markers(input_ids, image_token_id, num_images)
+        is_image = image_markers(input_ids, inputs.image_token_id, num_images)
+        visual_lengths = inputs.visual_lengths
         if visual_lengths is None:
             visual_lengths = torch.full((num_images,), m, device=input_ids.device)
         span = torch.ones_like(input_ids)  # how many output positions each input token takes
         span[is_image] = visual_lengths.to(span)
         end = span.cumsum(1)
         start = end - span
-        if align_right:
+        if inputs.align_right:
             start = start + (end[:, -1:].max() - end[:, -1:])
         length = int(end[:, -1].max())
         b, t = text_embeds.shape[:2]
@@ -49,12 +41,11 @@ class AutoregressiveFusion(Fusion):
         embeds = text_embeds.new_zeros(b, length, text_embeds.shape[-1])
         embeds[rows, start[rows, cols]] = text_embeds[rows, cols]
         embeds[img_rows, img_pos] = visual_tokens[real].to(embeds.dtype)
-        mask = attention_mask.new_zeros(b, length)
-        mask[rows, start[rows, cols]] = attention_mask[rows, cols]
+        mask = inputs.attention_mask.new_zeros(b, length)
+        mask[rows, start[rows, cols]] = inputs.attention_mask[rows, cols]
         mask[img_rows, img_pos] = 1
-        out = {'inputs_embeds': embeds, 'attention_mask': mask}
-        if labels is not None:
-            new_labels = labels.new_full((b, length), IGNORE_INDEX)
-            new_labels[rows, start[rows, cols]] = labels[rows, cols]
-            out['labels'] = new_labels
-        return out
+        labels = None
+        if inputs.labels is not None:
+            labels = inputs.labels.new_full((b, length), IGNORE_INDEX)
+            labels[rows, start[rows, cols]] = inputs.labels[rows, cols]
+        return LanguageModelInputs(embeds, mask, labels)

@@ -6,16 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ...registry import FUSIONS
 from ..layers import FeedForward, MultiheadAttention
-from .base import Fusion, image_markers
-
-MEDIA_KEY = 'media_context'
+from .base import Fusion, FusionInputs, LanguageModelInputs, image_markers
 
 
 @dataclass(frozen=True)
@@ -133,8 +130,9 @@ class CrossAttentionFusion(Fusion):
 
     The blocks are built and hooked in with :meth:`attach` (forward pre-hooks on the decoder layers; the
     language model's classes and ``forward`` stay untouched) and live here, so their parameters appear once,
-    under ``fusion.blocks``. The hooks act only inside :meth:`conditioning`; outside it the language model
-    is the bare language model.
+    under ``fusion.blocks``. :meth:`forward` returns the :class:`MediaContext` as the inputs'
+    ``conditioning``, and :meth:`call_language_model` shows it to the hooks for exactly that call; a decoder
+    layer that runs outside such a call raises an error instead of skipping its block.
 
     Args:
         every: a block before every ``every``-th decoder layer.
@@ -149,6 +147,8 @@ class CrossAttentionFusion(Fusion):
             blocks and the connector); ``False`` leaves the language model's own ``train`` setting.
         backend: attention backend, see :func:`vlkit.ops.attention`.
     """
+
+    splices_visual_tokens = False
 
     def __init__(
         self,
@@ -172,7 +172,7 @@ class CrossAttentionFusion(Fusion):
         )
         self.blocks = nn.ModuleList()
         self.layer_indices: list[int] = []
-        self._context: MediaContext | None = None
+        self._active: MediaContext | None = None  # set only inside call_language_model
 
     def connector_out_dim(self, llm_hidden_size: int) -> int:
         return self.visual_dim or llm_hidden_size
@@ -199,11 +199,15 @@ class CrossAttentionFusion(Fusion):
                 )
             language_model.model.requires_grad_(False)
 
-    def _before_layer(self, block_index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+    def _before_layer(self, block_index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple:
         """Forward pre-hook of a decoder layer: its input hidden states go through the block first."""
-        context = self._context
+        context = self._active
         if context is None:
-            return None
+            raise RuntimeError(
+                'a decoder layer with a cross-attention block ran outside CrossAttentionFusion.'
+                'call_language_model, so its block would not see the images; call the language model '
+                'through the fusion (VisionLanguageModel does)'
+            )
         hidden = args[0] if args else kwargs['hidden_states']
         index = context.index_for(hidden)
         out = self.blocks[block_index](hidden, context.media, index, context.media_lengths)
@@ -211,20 +215,11 @@ class CrossAttentionFusion(Fusion):
             return (out, *args[1:]), kwargs
         return args, {**kwargs, 'hidden_states': out}
 
-    def forward(
-        self,
-        text_embeds: Tensor,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        visual_tokens: Tensor,
-        image_token_id: int,
-        labels: Tensor | None = None,
-        align_right: bool = False,
-        visual_lengths: Tensor | None = None,
-    ) -> dict[str, Any]:
+    def forward(self, inputs: FusionInputs) -> LanguageModelInputs:
         # text_embeds [B, T, D], visual_tokens [I, M, Dv] -> inputs_embeds [B, T, D] (unchanged), media;
         # the sequence keeps its length and padding, so ``align_right`` needs nothing here
-        is_image = image_markers(input_ids, image_token_id, visual_tokens.shape[0])
+        input_ids, visual_tokens = inputs.input_ids, inputs.visual_tokens
+        is_image = image_markers(input_ids, inputs.image_token_id, visual_tokens.shape[0])
         media_index = is_image.long().cumsum(1)
         b, (_, m, d) = input_ids.shape[0], visual_tokens.shape
         media = visual_tokens.new_zeros(b, int(media_index[:, -1].max()) if b else 0, m, d)
@@ -232,31 +227,25 @@ class CrossAttentionFusion(Fusion):
         slots = (rows, media_index[rows, cols] - 1)
         media[slots] = visual_tokens
         lengths = None
-        if visual_lengths is not None:
+        if inputs.visual_lengths is not None:
             lengths = media_index.new_zeros(media.shape[:2])
-            lengths[slots] = visual_lengths.to(lengths)
-        out = {
-            'inputs_embeds': text_embeds,
-            'attention_mask': attention_mask,
-            MEDIA_KEY: MediaContext(media, media_index, lengths),
-        }
-        if labels is not None:
-            out['labels'] = labels
-        return out
+            lengths[slots] = inputs.visual_lengths.to(lengths)
+        context = MediaContext(media, media_index, lengths)
+        return LanguageModelInputs(inputs.text_embeds, inputs.attention_mask, inputs.labels, context)
 
     @contextmanager
-    def conditioning(self, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        inputs = dict(inputs)
-        context = inputs.pop(MEDIA_KEY, None)
-        if not isinstance(context, MediaContext):
-            raise KeyError(
-                f'CrossAttentionFusion.conditioning needs the {MEDIA_KEY!r} that its forward returned; '
-                f'got keys {sorted(inputs)}'
+    def _conditioned(self, conditioning: MediaContext) -> Iterator[None]:
+        if not isinstance(conditioning, MediaContext):
+            raise TypeError(
+                'CrossAttentionFusion.call_language_model needs the MediaContext that its forward returns '
+                f"as the inputs' conditioning; got {type(conditioning).__name__}"
             )
-        if self._context is not None:
-            raise RuntimeError('CrossAttentionFusion.conditioning does not nest: a media context is active')
-        self._context = context
+        if self._active is not None:
+            raise RuntimeError(
+                'CrossAttentionFusion: a language-model call is already running with its media'
+            )
+        self._active = conditioning
         try:
-            yield inputs
+            yield
         finally:
-            self._context = None
+            self._active = None
