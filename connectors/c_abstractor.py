@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlkit.models.connector import Connector
-from vlkit.models.layers import mlp, needs_only_parameter_grads
+from vlkit.models.layers import mlp
+from vlkit.ops import needs_only_parameter_grads
 from vlkit.registry import CONNECTORS
 
 # timm's LayerNorm-with-activation over channels, which RegStage builds from Honeybee's LayerNorm2d.
@@ -137,6 +138,8 @@ class CAbstractor(Connector):
     Masked tokens enter the network as zeros (after the position embedding), so their values never
     reach the output; as zeros they still take part in the convolutions and the pooling.
     """
+
+    token_knob = 'num_tokens'
 
     def __init__(
         self,

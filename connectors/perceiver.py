@@ -2,7 +2,8 @@ import torch
 from torch import Tensor, nn
 
 from vlkit.models.connector import Connector
-from vlkit.models.layers import FeedForward, MultiheadAttention, layer_norm_linear
+from vlkit.models.layers import FeedForward, MultiheadAttention
+from vlkit.ops import layer_norm_linear
 from vlkit.registry import CONNECTORS
 
 
@@ -19,7 +20,9 @@ class PerceiverLayer(nn.Module):
     def forward(self, x: Tensor, latents: Tensor, mask: Tensor | None) -> Tensor:
         # x [B, N, D], latents [B, M, D], mask [B, N + M] -> [B, M, D]
         normed = self.norm_latents(latents)
-        media_kv = layer_norm_linear(x, self.norm_media, self.attn.to_kv)
+        norm, to_kv = self.norm_media, self.attn.to_kv
+        # linear(norm(x)); a frozen encoder's x takes a cheaper backward (vlkit.ops.layer_norm_linear)
+        media_kv = layer_norm_linear(x, norm.weight, norm.bias, norm.eps, to_kv.weight, to_kv.bias)
         kv = torch.cat([media_kv, self.attn.to_kv(normed)], dim=1)
         latents = latents + self.attn(normed, mask=mask, kv=kv)
         return latents + self.ff(latents)
@@ -31,6 +34,8 @@ class PerceiverResampler(Connector):
     visual tokens and to themselves. With ``out_dim`` set, a Linear projection follows the final norm, as
     in BLIP-3; with ``out_dim=None`` the latents stay at ``in_dim``, as in Flamingo. ``latent_init_std`` only
     sets the latents' random initialisation (converted reference weights replace it)."""
+
+    token_knob = 'num_latents'
 
     def __init__(
         self,

@@ -1,10 +1,12 @@
-"""The shared layers' faster paths compute what the plain ones do, values and gradients."""
+"""The speed-path ops (vlkit.ops.context_space, vlkit.ops.layer_norm_linear) compute what their plain
+compositions do, values and gradients, and the layers take them exactly where they are cheaper."""
 
 import pytest
 import torch
 from torch import nn
 
-from vlkit.models.layers import MultiheadAttention, layer_norm_linear
+from vlkit.models.layers import MultiheadAttention
+from vlkit.ops import layer_norm_linear
 
 
 def _grads(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -21,7 +23,7 @@ def test_attention_in_context_space_matches_projected_keys(mask_kind):
     torch.manual_seed(0)
     attn = MultiheadAttention(32, num_heads=4, kv_dim=48, qkv_bias=True, out_bias=True)
     x, context = torch.randn(2, 3, 32, requires_grad=True), torch.randn(2, 40, 48, requires_grad=True)
-    assert attn._cheaper_in_context_space(3, 40)  # 3 queries, head width 8, over 40 tokens of 48
+    assert attn.attends_in_context_space(x, context)  # 3 queries, head width 8, over 40 tokens of 48
     mask = {
         'none': None,
         'padding': torch.arange(40) < torch.tensor([[40], [17]]),
@@ -48,8 +50,9 @@ def test_attention_in_context_space_matches_projected_keys(mask_kind):
 
 def test_many_queries_keep_the_projected_order():
     attn = MultiheadAttention(32, num_heads=4, kv_dim=48)
-    assert not attn._cheaper_in_context_space(64, 40)
-    assert not attn._cheaper_in_context_space(3, 2)
+    assert not attn.attends_in_context_space(torch.zeros(1, 64, 32), torch.zeros(1, 40, 48))
+    assert not attn.attends_in_context_space(torch.zeros(1, 3, 32), torch.zeros(1, 2, 48))
+    assert not attn.attends_in_context_space(torch.zeros(1, 3, 32), None)  # self-attention
 
 
 @pytest.mark.parametrize('input_needs_grad', [False, True])
@@ -61,7 +64,8 @@ def test_layer_norm_linear_matches_norm_then_linear(input_needs_grad):
     x = torch.randn(2, 9, 24, requires_grad=input_needs_grad)
     grad = torch.randn(2, 9, 40)
     results = []
-    for run in (layer_norm_linear, lambda x, n, lin: lin(n(x))):
+    fused = lambda x, n, lin: layer_norm_linear(x, n.weight, n.bias, n.eps, lin.weight, lin.bias)  # noqa: E731
+    for run in (fused, lambda x, n, lin: lin(n(x))):
         norm.zero_grad(set_to_none=True), linear.zero_grad(set_to_none=True)
         out = run(x, norm, linear)
         out.backward(grad)

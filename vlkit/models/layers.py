@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..ops import attention
+from ..ops import attention, context_space_attention, context_space_is_cheaper
 
 
 class MultiheadAttention(nn.Module):
@@ -56,9 +54,8 @@ class MultiheadAttention(nn.Module):
     ) -> Tensor:
         # x [B, Lq, dim], context [B, Lk, kv_dim], mask [B, Lk] or [B, Lq, Lk] (True = attend)
         # -> [B, Lq, dim]; kv [B, Lk, 2 * inner]: the context already projected by to_kv (context unused)
-        few_queries = context is not None and self._cheaper_in_context_space(x.shape[1], context.shape[1])
-        if kv is None and few_queries:
-            return self.to_out(self._attend_in_context_space(x, context, mask))
+        if kv is None and self.attends_in_context_space(x, context):
+            return self._forward_in_context_space(x, context, mask)
         if kv is None:
             kv = self.to_kv(x if context is None else context)
         q = rearrange(self.to_q(x), 'b n (h d) -> b h n d', h=self.num_heads)
@@ -66,91 +63,20 @@ class MultiheadAttention(nn.Module):
         out = attention(q, k, v, mask, backend=self.backend)
         return self.to_out(rearrange(out, 'b h n d -> b n (h d)'))
 
-    def _cheaper_in_context_space(self, num_queries: int, num_keys: int) -> bool:
-        """Whether attending in the context's space (see :meth:`_attend_in_context_space`) costs fewer
-        multiply-adds than projecting the keys and values: true for few queries over many wide tokens,
-        e.g. BLIP-2's 32 queries over 729 tokens of 1152 (about half the cost)."""
+    def attends_in_context_space(self, x: Tensor, context: Tensor | None) -> bool:
+        """Whether ``forward`` takes the speed path: few queries over many wide context tokens, where
+        :func:`vlkit.ops.context_space_attention` gives the same values with fewer multiply-adds."""
+        if context is None:
+            return False
         inner, kv_dim = self.to_q.out_features, self.to_kv.in_features
-        projected = num_keys * kv_dim * 2 * inner + 2 * num_queries * num_keys * inner
-        in_context = 2 * num_queries * inner * kv_dim + 2 * self.num_heads * num_queries * num_keys * kv_dim
-        return in_context < 0.8 * projected  # margin: the reordered products run a little less efficiently
+        return context_space_is_cheaper(x.shape[1], context.shape[1], inner, kv_dim, self.num_heads)
 
-    def _attend_in_context_space(self, x: Tensor, context: Tensor, mask: Tensor | None) -> Tensor:
-        """The same attention with the key and value projections moved onto the queries' side:
-        ``q_h k_h^T = (q_h W_k,h) c^T`` and ``P_h v_h = (P_h c) W_v,h^T + b_v,h``. Every head then attends to
-        the raw context ``c`` (one head of width ``kv_dim``, the heads stacked along the queries), so the
-        context is never projected. The key bias adds one constant per query row, which the softmax
-        ignores. Returns the heads' outputs [B, Lq, inner], before ``to_out``."""
-        h, lq = self.num_heads, x.shape[1]
-        w_k, w_v = rearrange(self.to_kv.weight, '(two h d) c -> two h d c', two=2, h=h)
-        q = rearrange(self.to_q(x), 'b n (h d) -> b h n d', h=h)
-        q = torch.einsum('bhnd,hdc->bhnc', q, w_k)
-        if mask is not None:  # [B, Lk] or [B, Lq, Lk] -> per stacked query row [B, H * Lq, Lk]
-            mask = mask[:, None, None] if mask.dim() == 2 else mask[:, None]
-            mask = mask.expand(-1, h, lq, -1).flatten(1, 2)
-        # a head as wide as the context: two plain products beat the fused kernels (measured on a CPU)
-        backend = 'math' if self.backend == 'auto' else self.backend
-        out = attention(
-            rearrange(q, 'b h n c -> b 1 (h n) c'), context[:, None], context[:, None], mask,
-            scale=w_k.shape[1] ** -0.5, backend=backend,
+    def _forward_in_context_space(self, x: Tensor, context: Tensor, mask: Tensor | None) -> Tensor:
+        out = context_space_attention(
+            self.to_q(x), context, self.to_kv.weight, self.to_kv.bias, mask,
+            num_heads=self.num_heads, backend=self.backend,
         )  # fmt: skip
-        out = torch.einsum('bhnc,hdc->bnhd', rearrange(out, 'b 1 (h n) c -> b h n c', h=h), w_v)
-        if self.to_kv.bias is not None:
-            b_v = rearrange(self.to_kv.bias, '(two h d) -> two h d', two=2, h=h)[1]
-            has_key = 1.0 if mask is None else rearrange(mask.any(-1), 'b (h n) -> b n h 1', h=h)
-            out = out + b_v * has_key  # attention weights sum to 1, except on rows that see no key
-        return out.flatten(2)
-
-
-class _LayerNormLinear(torch.autograd.Function):
-    """``linear(layer_norm(x))`` for an ``x`` that needs no gradient, with a cheaper backward.
-
-    With ``x_hat`` the normalised input, the output is ``(x_hat * g + b_n) W^T + b``. Autograd would form
-    the gradient of the normalised input, ``dY W`` (a product as large as the forward), only to reduce it to
-    the norm's two vectors. They follow from ``G = dY^T x_hat``, which the weight gradient needs anyway:
-    ``dW = G * g + outer(sum dY, b_n)``, ``dg = sum_rows(W * G)``, ``db_n = (sum dY) W``, ``db = sum dY``.
-    """
-
-    @staticmethod
-    def forward(ctx, x, norm_weight, norm_bias, eps, weight, bias):
-        x_hat = F.layer_norm(x, x.shape[-1:], None, None, eps)
-        y = F.linear(torch.addcmul(norm_bias, x_hat, norm_weight), weight, bias)
-        ctx.save_for_backward(x_hat, norm_weight, norm_bias, weight)
-        ctx.has_bias = bias is not None
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x_hat, norm_weight, norm_bias, weight = ctx.saved_tensors
-        grad_rows = grad_y.flatten(0, -2)
-        g = grad_rows.T @ x_hat.flatten(0, -2)  # [out, in]
-        grad_sum = grad_rows.sum(0)
-        grad_weight = torch.addr(g * norm_weight, grad_sum, norm_bias)
-        grad_norm_weight = (weight * g).sum(0)
-        grad_norm_bias = grad_sum @ weight
-        return None, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_sum if ctx.has_bias else None
-
-
-def needs_only_parameter_grads(x: Tensor) -> bool:
-    """Whether a backward through ``x`` needs no gradient for ``x`` itself (frozen-encoder features while
-    training): then layers may take cheaper backward paths. Not under autocast, whose casts those paths
-    leave to autograd."""
-    return torch.is_grad_enabled() and not x.requires_grad and not _autocast_enabled(x.device.type)
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except RuntimeError:  # a device type without autocast (meta: profiling without weights)
-        return False
-
-
-def layer_norm_linear(x: Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> Tensor:
-    """``linear(norm(x))``; when ``x`` needs no gradient (a frozen encoder's features), the backward skips
-    the gradient of the normalised input (see :class:`_LayerNormLinear`). The same values either way."""
-    if not needs_only_parameter_grads(x) or norm.weight is None or norm.bias is None:
-        return linear(norm(x))
-    return _LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias)
+        return self.to_out(out)
 
 
 class FeedForward(nn.Sequential):

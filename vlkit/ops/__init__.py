@@ -1,3 +1,16 @@
-from .attention import AttentionBackendError, attention, available_backends
+"""The numerical primitives: the one attention function and its backends, and two speed paths that compute
+exactly what a plain composition does (each with its "equivalent PyTorch code" and an equivalence test)."""
 
-__all__ = ['attention', 'available_backends', 'AttentionBackendError']
+from .attention import AttentionBackendError, attention, available_backends
+from .context_space import context_space_attention, context_space_is_cheaper
+from .layer_norm_linear import layer_norm_linear, needs_only_parameter_grads
+
+__all__ = [
+    'attention',
+    'available_backends',
+    'AttentionBackendError',
+    'context_space_attention',
+    'context_space_is_cheaper',
+    'layer_norm_linear',
+    'needs_only_parameter_grads',
+]
