@@ -1,7 +1,7 @@
 # Idempotent entry points: each target creates the virtual environment if missing, installs, then runs.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg setup.py pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= configs/blip3_perceiver.py
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
 export HF_HUB_OFFLINE := 1

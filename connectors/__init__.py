@@ -1,4 +1,4 @@
-"""vlkit's built-in connectors, registered exactly as a user's plug-in is.
+"""vlkit's built-in connectors (installed as ``vlkit.connectors``), registered exactly as a user's plug-in is.
 
 Importing a module registers its connectors (``@CONNECTORS.register_module()``).
 """

@@ -16,6 +16,8 @@ class AvgPoolProjector(Connector):
     Masked tokens are left out of the averages; a pooling cell with no real token outputs the MLP of zeros.
     """
 
+    token_knob = 'num_tokens'
+
     def __init__(
         self,
         *,

@@ -76,6 +76,8 @@ class QFormer(Connector):
     features. Without an instruction the Q-Former works as BLIP-2's.
     """
 
+    token_knob = 'num_queries'
+
     def __init__(
         self,
         *,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_options
 from vlkit.analysis.report import PLOTS, RunResult, load_loss_curve, pareto_front, write_report
+from vlkit.testing import tiny_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,11 @@ def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tm
     assert 'flops/train_step_per_sample (GFLOP)' in md
     assert '16 (no token knob, not 5)' in md  # the linear projector keeps its 4 x 4 grid of tokens
     assert os.path.join(out, 'c_abstractor', 'train.log') in md and 'failed: training: exit code 1' in md
-    assert runs[0].loss_curve and runs[0].metrics['val 0-shot']['exact_match/overall'] >= 0
+    written = json.load(open(os.path.join(out, 'linear', 'accuracy_val_0shot_iter_2.json')))
+    assert runs[0].loss_curve and runs[0].metrics['val 0-shot'] == written['images']  # what test.py wrote
+    linear_row = next(line for line in md.splitlines() if line.startswith('| linear | trained |'))
+    assert f'| {written["images"]["exact_match/overall"]:.1f} |' in linear_row
+    assert '**exact_match/overall**: the mean of the per-task accuracies' in md  # what overall means
     assert (
         "connector = dict(type='LinearProjector')" in open(os.path.join(out, 'configs', 'linear.py')).read()
     )

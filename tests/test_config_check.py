@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_options, tiny_overrides
+from tests.helpers import run_tool
 from vlkit.config import load_config
 from vlkit.config_check import ConfigError, check_config
+from vlkit.models.fusion import AutoregressiveFusion
+from vlkit.registry import FUSIONS
+from vlkit.testing import tiny_options, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'configs' / 'blip3_perceiver.py')
@@ -71,7 +71,7 @@ def test_unknown_argument_of_a_dataset_is_named(synthetic_root):
     [
         ({'connector.out_dim': 100}, 'connector.out_dim=100 does not match the LLM hidden size (48)'),
         ({'connector.in_dim': 100}, 'connector.in_dim=100 does not match the vision encoder width (32)'),
-        ({'image_size': 64}, 'vision_encoder.model_kwargs.img_size=32 does not match image_size (64)'),
+        ({'image_size': 64}, 'vision_encoder (TimmVisionEncoder) takes 32 px images, but image_size=64'),
     ],
 )
 def test_declared_dimensions_that_disagree_are_named(options, named, synthetic_root):
@@ -94,15 +94,40 @@ def test_missing_local_weights_are_named(synthetic_root, tmp_path):
     assert f"vision_encoder.checkpoint='{tmp_path / 'vit.pth'}' does not exist" in message
 
 
+@pytest.mark.parametrize('splices', [True, False])
+def test_a_new_fusion_gets_out_dim_checked_by_what_it_declares(splices, synthetic_root):
+    """A fusion registered here, never named in config_check: only one that splices visual tokens into the
+    language model's input needs the connector's out_dim to be the LLM's hidden size."""
+
+    class DeclaredFusion(AutoregressiveFusion):
+        splices_visual_tokens = splices
+
+    name = f'DeclaredFusion{splices}'
+    FUSIONS.register_module(name, module=DeclaredFusion)
+    try:
+        options = {'fusion.type': name, 'connector.out_dim': 100}
+        if splices:
+            assert 'connector.out_dim=100 does not match the LLM hidden size (48)' in _refused(
+                synthetic_root, **options
+            )
+        else:
+            _check(synthetic_root, **options)
+    finally:
+        FUSIONS.module_dict.pop(name)
+
+
+def test_pretraining_stage_and_encoder_checkpoint_together_are_refused(synthetic_root, tmp_path):
+    weights = tmp_path / 'vit.pth'
+    weights.write_bytes(b'')
+    options = {'encoder_pretraining': dict(iters=2), 'vision_encoder.checkpoint': str(weights)}
+    message = _refused(synthetic_root, **options)
+    assert 'encoder_pretraining and vision_encoder.checkpoint both set the encoder weights' in message
+
+
+@pytest.mark.slow
 def test_the_train_tool_refuses_before_the_first_iteration(synthetic_root, tmp_path):
     args = [*tiny_overrides(synthetic_root, str(tmp_path / 'run'), 2), 'connector.num_latent=8']
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'train.py'), 'configs/blip3_perceiver.py', *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    result = run_tool('train.py', 'configs/blip3_perceiver.py', *args, check=False)
     assert result.returncode != 0
     assert 'config error: configs/blip3_perceiver.py: model.connector.num_latent' in result.stderr
     assert 'Iter(train)' not in result.stdout + result.stderr and not (tmp_path / 'run').exists()

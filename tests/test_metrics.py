@@ -1,9 +1,28 @@
-"""VQA accuracy and CIDEr-D on examples checked by hand."""
+"""Exact match, VQA accuracy and CIDEr-D on examples checked by hand."""
 
 import pytest
 
-from vlkit.evaluation import cider_d, normalize_vqa_answer, vqa_score
+from vlkit.evaluation import cider_d, normalize_answer, normalize_vqa_answer, vqa_score
 from vlkit.registry import METRICS
+
+
+def test_exact_match_scores_each_task_and_averages_the_tasks_equally():
+    metric = METRICS.build(dict(type='ExactMatchAccuracy'))
+    outputs = [
+        dict(prediction='Red.', answer='red', task='colour'),  # case and final period do not count
+        dict(prediction='blue', answer='red', task='colour'),
+        dict(prediction='red square', answer='red  square', task='colour'),  # inner spaces do not count
+        dict(prediction='three', answer='three', task='count'),
+        dict(prediction='cat', answer='dog', task='text'),
+    ]
+    metric.process({}, outputs)
+    result = metric.evaluate(len(outputs))
+    # colour 2 of 3, count 1 of 1, text 0 of 1; overall is the mean of the three tasks, not of the 5 answers
+    assert result == pytest.approx(
+        {'exact_match/colour': 200 / 3, 'exact_match/count': 100.0, 'exact_match/text': 0.0,
+         'exact_match/overall': (200 / 3 + 100 + 0) / 3}
+    )  # fmt: skip
+    assert normalize_answer('  A  Red Square. ') == 'a red square'
 
 
 @pytest.mark.parametrize(

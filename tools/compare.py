@@ -6,13 +6,14 @@
 
 Each config is crossed with the connector and fusion presets named (``configs/_base_/connectors/NAME.py``,
 ``configs/_base_/fusions/NAME.py``; a preset replaces the config's connector or fusion whole). ``--tokens M``
-gives every connector with a token-count knob (``num_latents``, ``num_queries``, ``num_tokens``) M visual
-tokens; the others keep theirs and are marked so. Each architecture's config is written to
-``OUT/configs/NAME.py``; it is trained in the work dir ``OUT/NAME`` by ``tools/train.py`` (or reused when
-its last checkpoint is the final one and its config hash matches), evaluated by ``tools/test.py`` once per
-``--shots`` value and profiled (``vlkit.analysis.profile_config``). ``OUT`` then holds ``report.md``, a
-self-contained ``report.html``, the PNG plots and ``results.json``. ``--profile-only`` skips training and
-evaluation: the cost half, in seconds. ``--max-iters N`` trains ``train_cfg.max_iters=N`` for a quick look.
+gives every connector with a token-count knob (its class's ``token_knob``: ``num_latents``, ``num_queries``,
+``num_tokens``) M visual tokens; the others keep theirs and are marked so. Each architecture's config is
+written to ``OUT/configs/NAME.py``; it is trained in the work dir ``OUT/NAME`` by ``tools/train.py`` (or
+reused when its last checkpoint is the final one and its config hash matches), evaluated by
+``tools/test.py`` once per ``--shots`` value and profiled (``vlkit.analysis.profile_config``). ``OUT`` then
+holds ``report.md``, a self-contained ``report.html``, the PNG plots and ``results.json``. ``--profile-only``
+skips training and evaluation: the cost half, in seconds. ``--max-iters N`` trains
+``train_cfg.max_iters=N`` for a quick look.
 A failed run is reported as failed, with its log, and the others go on.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import json
 import os
 import os.path as osp
@@ -40,10 +40,10 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from vlkit.analysis.report import RunResult, load_loss_curve, write_report  # noqa: E402
 from vlkit.config import load_config  # noqa: E402
+from vlkit.engine import read_last_checkpoint  # noqa: E402
 from vlkit.evaluation import result_filename  # noqa: E402
 
 PRESETS = osp.join(ROOT, 'configs', '_base_')
-TOKEN_KNOBS = ('num_latents', 'num_queries', 'num_tokens')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,11 +91,9 @@ def set_visual_tokens(connector: dict, tokens: int) -> str:
     cls = CONNECTORS.get(connector['type'])
     if cls is None:
         raise SystemExit(f'--tokens: connector type {connector["type"]!r} is not registered')
-    params = inspect.signature(cls.__init__).parameters
-    knob = next((k for k in TOKEN_KNOBS if k in connector or k in params), None)
-    if knob is None:
+    if cls.token_knob is None:
         return f'no token knob, not {tokens}'
-    connector[knob] = tokens
+    connector[cls.token_knob] = tokens
     return ''
 
 
@@ -107,7 +105,8 @@ def variants(args: argparse.Namespace) -> list[Variant]:
             for fusion in args.fusions or [None]:
                 cfg = Config.fromfile(config)
                 if connector:
-                    cfg.connector = preset('connector', connector)  # replaced whole (DESIGN §4)
+                    # replaced whole, never merged (docs/architecture.md, "Configs")
+                    cfg.connector = preset('connector', connector)
                 if fusion:
                     cfg.fusion = preset('fusion', fusion)
                 note = set_visual_tokens(cfg.connector, args.tokens) if args.tokens else ''
@@ -143,12 +142,8 @@ def config_hash(config_text: str, options: list[str]) -> str:
 
 
 def last_checkpoint(work_dir: str) -> str | None:
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None
-    with open(pointer) as f:
-        path = f.read().strip()
-    return path if osp.isfile(path) else None
+    path = read_last_checkpoint(work_dir)
+    return path if path and osp.isfile(path) else None
 
 
 def is_finished(work_dir: str, digest: str, max_iters: int) -> bool:
@@ -259,7 +254,7 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
     run = RunResult(
         name=variant.name,
         connector=cfg.model.connector.type,
-        fusion=(cfg.model.get('fusion') or {}).get('type', 'AutoregressiveFusion'),  # the model's default
+        fusion=cfg.model.fusion.type,
         status='profiled' if args.profile_only else 'trained',
         tokens_note=variant.tokens_note,
         work_dir=work_dir,

@@ -6,8 +6,11 @@
 * a top-level key neither MMEngine's Runner nor vlkit reads (private ``_name`` keys are allowed);
 * a keyword argument the constructor of a model part, the model or a dataset does not take;
 * declared dimensions that disagree: a connector's ``in_dim``/``out_dim`` against the encoder's width and
-  the LLM's hidden size, the encoder's ``img_size`` against ``image_size``;
-* dataset shards of which none exists, and local weight or checkpoint paths that do not exist.
+  the LLM's hidden size (``out_dim`` only for a fusion that splices visual tokens into the LLM's input),
+  the encoder's input size against ``image_size``. Each part's class says what its config declares
+  (``declared_width``, ``declared_hidden_size``, ``declared_input_size``, ``splices_visual_tokens``);
+* dataset shards of which none exists, and local weight or checkpoint paths that do not exist (a part's
+  ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ VLKIT_KEYS = {
     'model_settings',
     'data_root',
     'image_size',
+    'encoder_pretraining',
+    'load_parts',
 }
 PART_REGISTRIES = {
     'vision_encoder': R.VISION_ENCODERS,
@@ -48,8 +53,6 @@ PART_REGISTRIES = {
     'language_model': R.LANGUAGE_MODELS,
     'fusion': R.FUSIONS,
 }
-# filled in by VisionLanguageModel when it builds the connector (DESIGN §3)
-BUILDER_ARGS = {'connector': {'in_dim', 'out_dim', 'input_grid'}}
 
 
 class ConfigError(ValueError):
@@ -129,41 +132,57 @@ def _check_arguments(key: str, node: dict, cls: type, where: str) -> None:
     accepted = _accepted_args(cls)
     if accepted is None:
         return
-    extra = set(BUILDER_ARGS.get(key.removeprefix('model.'), ()))
     for arg in node:
-        if arg != 'type' and arg not in accepted | extra:
+        if arg != 'type' and arg not in accepted:
             raise ConfigError(
                 f'{where}: {key}.{arg} is not an argument of {cls.__name__}; it takes '
                 f'{sorted(accepted)}.{_closest(arg, sorted(accepted))}'
             )
 
 
+def _part_class(model: dict, part: str) -> tuple[dict, type | None]:
+    node = model.get(part) or {}
+    cls = R.component_class(PART_REGISTRIES[part], node.get('type'))
+    return node, cls if inspect.isclass(cls) else None
+
+
+def _fact(cls: type | None, name: str, node: dict) -> Any:
+    method = getattr(cls, name, None)
+    return method(node) if method is not None else None
+
+
 def _check_dimensions(model: dict, image_size: int | None, where: str) -> None:
-    """Compares the widths and sizes a config declares in more than one place."""
-    encoder, llm, connector = model.vision_encoder, model.language_model, model.connector
-    encoder_kwargs = encoder.get('model_kwargs') or {}
-    width = encoder_kwargs.get('embed_dim')
-    if isinstance(encoder.get('model'), dict):
-        width = encoder.model.get('hidden_size', width)
-    hidden = llm.model.get('hidden_size') if isinstance(llm.get('model'), dict) else None
-    fusion = (model.get('fusion') or {}).get('type', 'AutoregressiveFusion')
+    """Compares the widths and sizes a config declares in more than one place (each part's class says
+    what its config declares)."""
+    encoder, encoder_cls = _part_class(model, 'vision_encoder')
+    llm, llm_cls = _part_class(model, 'language_model')
+    connector, _ = _part_class(model, 'connector')
+    _, fusion_cls = _part_class(model, 'fusion')
+    width = _fact(encoder_cls, 'declared_width', encoder)
+    size = _fact(encoder_cls, 'declared_input_size', encoder)
+    name = encoder_cls.__name__ if encoder_cls else 'the vision encoder'
     checks = [
-        ('connector.in_dim', connector.get('in_dim'), 'the vision encoder width', width),
-        ('vision_encoder.model_kwargs.img_size', encoder_kwargs.get('img_size'), 'image_size', image_size),
-    ]
-    if fusion == 'AutoregressiveFusion':  # visual tokens are spliced into the LLM's input embeddings
-        checks.append(('connector.out_dim', connector.get('out_dim'), 'the LLM hidden size', hidden))
-    for key, declared, what, expected in checks:
+        (connector.get('in_dim'), width,
+         f'connector.in_dim={connector.get("in_dim")} does not match the vision encoder width ({width})'),
+        (size, image_size, f'vision_encoder ({name}) takes {size} px images, but image_size={image_size}'),
+    ]  # fmt: skip
+    if getattr(fusion_cls, 'splices_visual_tokens', False):  # visual tokens become LLM input positions
+        hidden = _fact(llm_cls, 'declared_hidden_size', llm)
+        out_dim = connector.get('out_dim')
+        checks.append(
+            (out_dim, hidden, f'connector.out_dim={out_dim} does not match the LLM hidden size ({hidden})')
+        )
+    for declared, expected, message in checks:
         if declared is not None and expected is not None and declared != expected:
-            raise ConfigError(f'{where}: {key}={declared} does not match {what} ({expected})')
+            raise ConfigError(f'{where}: {message}')
 
 
 def _looks_local(path: Any) -> bool:
     return isinstance(path, str) and path.startswith(('/', './', '../', '~'))
 
 
-def _check_paths(cfg: Config, where: str) -> None:
-    """Dataset shards (none found: refused; some missing: a warning) and local weights must exist."""
+def _check_shards(cfg: Config, where: str) -> None:
+    """Dataset shards: none found is refused, some missing is a warning."""
     for split in ('train', 'val', 'test'):
         shards = ((cfg.get(f'{split}_dataloader') or {}).get('dataset') or {}).get('shards')
         if shards is None:
@@ -179,15 +198,27 @@ def _check_paths(cfg: Config, where: str) -> None:
             print_log(
                 f'{where}: {split}_dataloader.dataset.shards: missing {missing}', logger='current', level=30
             )
-    weights = {
-        'vision_encoder.checkpoint': cfg.model.vision_encoder.get('checkpoint'),
-        'vision_encoder.model': cfg.model.vision_encoder.get('model'),
-        'language_model.model': cfg.model.language_model.get('model'),
-        'language_model.tokenizer': cfg.model.language_model.get('tokenizer'),
-        'load_from': cfg.get('load_from'),
-    }
-    for key, path in weights.items():
-        if (_looks_local(path) or key.endswith(('checkpoint', 'load_from'))) and isinstance(path, str):
+
+
+def _weight_files(cfg: Config) -> Iterator[tuple[str, Any, bool]]:
+    """``(key, value, must_be_a_file)``: the model parts' arguments (a part's declared ``file_arguments``
+    must name local files; any other argument is checked when it looks like a local path), ``load_from``
+    and every file of ``load_parts``."""
+    for part in ('vision_encoder', 'language_model'):
+        node, cls = _part_class(cfg.model, part)
+        files = set(getattr(cls, 'file_arguments', ()))
+        for arg, value in node.items():
+            if isinstance(value, str) and arg != 'type':
+                yield f'{part}.{arg}', value, arg in files
+    yield 'load_from', cfg.get('load_from'), True
+    for part, path in (cfg.get('load_parts') or {}).items():
+        yield f'load_parts.{part}', path, True
+
+
+def _check_paths(cfg: Config, where: str) -> None:
+    _check_shards(cfg, where)
+    for key, path, must_be_a_file in _weight_files(cfg):
+        if isinstance(path, str) and (must_be_a_file or _looks_local(path)):
             if not osp.exists(osp.expanduser(path)):
                 raise ConfigError(f'{where}: {key}={path!r} does not exist')
 
@@ -206,5 +237,10 @@ def check_config(cfg: Config) -> Config:
         if cls is not None and (key.startswith('model') or key.endswith('.dataset')):
             _check_arguments(key, node, cls, where)
     _check_dimensions(cfg.model, cfg.get('image_size'), where)
+    if cfg.get('encoder_pretraining') and cfg.model.vision_encoder.get('checkpoint'):
+        raise ConfigError(
+            f'{where}: encoder_pretraining and vision_encoder.checkpoint both set the encoder weights; '
+            'set encoder_pretraining=None to use the checkpoint, or drop the checkpoint'
+        )
     _check_paths(cfg, where)
     return cfg

@@ -1,8 +1,8 @@
 """vlkit's registries: a child of every MMEngine root registry (scope ``vlkit``), plus the model parts.
 
 Configs set ``default_scope = 'vlkit'``. Each registry imports its ``locations`` on first lookup, so a
-config never needs to import vlkit modules itself. Built-in connectors live in the top-level
-``connectors`` package and register exactly as a user's plug-in does.
+config never needs to import vlkit modules itself. Built-in connectors live in the top-level ``connectors/``
+folder, installed as ``vlkit.connectors``, and register exactly as a user's plug-in does.
 """
 
 from __future__ import annotations
@@ -63,7 +63,13 @@ VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, locations=_ENG
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, locations=_ENGINE)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, locations=_ENGINE)
 INFERENCERS = Registry('inferencer', parent=MMENGINE_INFERENCERS, locations=['vlkit.models'])
-FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, locations=['vlkit.data'])
+FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, locations=['vlkit.tokenization', 'vlkit.data'])
+
+
+def component_class(registry: Registry, obj_type: Any) -> Any:
+    """What a config's ``type`` names in ``registry``: the registered class (or function) for a name, the
+    object itself otherwise; ``None`` for a name nothing registered."""
+    return registry.get(obj_type) if isinstance(obj_type, str) else obj_type
 
 
 def build_component(cfg: dict, registry: Registry, default_args: dict | None = None) -> Any:
@@ -77,7 +83,7 @@ def build_component(cfg: dict, registry: Registry, default_args: dict | None = N
     args = dict(default_args or {})
     args.update({k: v for k, v in cfg.items() if k != 'type'})
     obj_type = cfg['type']
-    obj_cls = registry.get(obj_type) if isinstance(obj_type, str) else obj_type
+    obj_cls = component_class(registry, obj_type)
     if obj_cls is None:
         names = sorted(registry.module_dict)
         close = difflib.get_close_matches(str(obj_type), names, n=1)
@@ -90,7 +96,11 @@ def build_component(cfg: dict, registry: Registry, default_args: dict | None = N
 
 
 CONNECTORS = Registry(
-    'connector', parent=MODELS, scope='vlkit_connector', build_func=build_component, locations=['connectors']
+    'connector',
+    parent=MODELS,
+    scope='vlkit_connector',
+    build_func=build_component,
+    locations=['vlkit.connectors'],
 )
 FUSIONS = Registry(
     'fusion',
@@ -113,3 +123,22 @@ LANGUAGE_MODELS = Registry(
     build_func=build_component,
     locations=['vlkit.models.llms'],
 )
+
+
+def shared_settings(*names: str):
+    """Declares which experiment-wide settings a registered class or function takes as arguments.
+
+    ``data_root`` and ``image_size`` are top-level config keys; ``tokenizer`` is the language model's
+    tokenizer spec. :func:`vlkit.config.load_config` fills each declared argument that a component's config
+    leaves ``None`` (and no other), so a config states each of them once::
+
+        @DATASETS.register_module()
+        @shared_settings('image_size', 'tokenizer')
+        class MyShards(IterableDataset): ...
+    """
+
+    def declare(obj):
+        obj.shared_settings = tuple(names)
+        return obj
+
+    return declare

@@ -2,7 +2,7 @@
 
 Units are FLOPs = 2 x multiply-accumulates, as ``FlopCounterMode`` counts them; only matrix products,
 convolutions and attention are counted (elementwise work, norms and softmax are not). Two corrections
-(DESIGN section 6):
+(docs/architecture.md, "Known pitfalls"):
 
 * SDPA on a CPU runs ``aten._scaled_dot_product_flash_attention_for_cpu`` (and its backward), which
   ``FlopCounterMode`` does not know and counts as 0: its forward is counted as the CUDA kernels' (``QK^T``

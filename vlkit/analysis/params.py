@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import MODEL_PARTS
+from ..models import VisionLanguageModel
+
+MODEL_PARTS = VisionLanguageModel.PARTS
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -161,6 +161,21 @@ def format_profile(key: str, value) -> str:
     return f'{scaled:.3g}' if abs(scaled) < 100 else f'{scaled:,.0f}'
 
 
+def overall_definitions(runs: list[RunResult]) -> dict[str, str]:
+    """What ``overall`` means for each metric in the runs (each metric class states it), for the header."""
+    from ..registry import METRICS
+
+    METRICS.import_from_location()
+    stated = {
+        getattr(cls, 'default_prefix', None): getattr(cls, 'overall_definition', None)
+        for cls in METRICS.module_dict.values()
+    }
+    prefixes = dict.fromkeys(
+        k.split('/')[0] for r in runs for values in r.metrics.values() for k in values if '/' in k
+    )
+    return {f'{p}/{QUALITY_KEY}': stated[p] for p in prefixes if stated.get(p)}
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -221,11 +236,14 @@ def _pyplot():
     return plt
 
 
-def _style(i: int, run: RunResult) -> dict:
-    """One colour per run, one marker per fusion, the same in every plot."""
-    colours = [f'C{k}' for k in range(10)]
-    marker = {'AutoregressiveFusion': 'o', 'CrossAttentionFusion': 's'}.get(run.fusion, '^')
-    return {'color': colours[i % len(colours)], 'marker': marker}
+MARKERS = ('o', 's', '^', 'D', 'v', 'P')
+
+
+def _style(i: int, run: RunResult, runs: list[RunResult]) -> dict:
+    """One colour per run, one marker per fusion (in the order the fusions first appear), the same in
+    every plot."""
+    fusions = list(dict.fromkeys(r.fusion for r in runs))
+    return {'color': f'C{i % 10}', 'marker': MARKERS[fusions.index(run.fusion) % len(MARKERS)]}
 
 
 def _quality_label(runs: list[RunResult], evaluation: str) -> str:
@@ -244,7 +262,7 @@ def plot_loss_curves(runs: list[RunResult], path: str) -> bool:
     for i, run in enumerate(runs):
         if run.loss_curve:
             steps, losses = zip(*run.loss_curve, strict=True)
-            style = _style(i, run)
+            style = _style(i, run, runs)
             ax.plot(
                 steps, losses, label=run.name, color=style['color'], marker='.' if len(steps) < 30 else None
             )
@@ -275,7 +293,7 @@ def plot_pareto(
         on_front = i in front
         ax.scatter(
             x, y, s=110 if on_front else 50, edgecolors='black' if on_front else 'none', zorder=3,
-            label=run.name, **_style(i, run),
+            label=run.name, **_style(i, run, runs),
         )  # fmt: skip
         ax.annotate(run.name, (x, y), textcoords='offset points', xytext=(6, 5), fontsize=8)
     fx, fy = zip(*(points[i] for i in front), strict=True)
@@ -488,7 +506,7 @@ def write_report(runs: list[RunResult], out_dir: str, meta: dict | None = None) 
     """Writes ``report.md``, ``report.html``, the PNG plots and ``results.json`` (every figure of every run)
     into ``out_dir``; returns what was written, by name."""
     os.makedirs(out_dir, exist_ok=True)
-    meta = dict(meta or {})
+    meta = {**(meta or {}), **overall_definitions(runs)}
     env = environment()
     plots = make_plots(runs, out_dir)
     written = {name: osp.join(out_dir, file) for name, file in plots.items()}

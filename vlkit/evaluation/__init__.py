@@ -1,7 +1,7 @@
+from .accuracy_table import format_accuracy_table
 from .cider import CIDErD, cider_d
 from .exact_match import ExactMatchAccuracy, normalize_answer
 from .few_shot import FewShotDataset, result_filename
-from .report import format_accuracy_table
 from .vqa import VQAAccuracy, normalize_vqa_answer, vqa_score
 
 __all__ = [

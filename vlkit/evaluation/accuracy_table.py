@@ -1,3 +1,5 @@
+"""The plain-text accuracy table that training logs and ``tools/test.py`` print."""
+
 from __future__ import annotations
 
 

@@ -69,6 +69,9 @@ class CIDErD(BaseMetric):
     """
 
     default_prefix = 'cider_d'
+    overall_definition = (
+        'the corpus score: the mean over all images (as the COCO caption evaluation reports it)'
+    )
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:

@@ -1,3 +1,5 @@
+"""Exact-match answer accuracy per task (the synthetic benchmark's metric)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -17,6 +19,7 @@ class ExactMatchAccuracy(BaseMetric):
     equally whatever its sample count)."""
 
     default_prefix = 'exact_match'
+    overall_definition = 'the mean of the per-task accuracies (each task counts equally)'
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:

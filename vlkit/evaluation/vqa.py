@@ -132,6 +132,7 @@ class VQAAccuracy(BaseMetric):
     """
 
     default_prefix = 'vqa'
+    overall_definition = 'the mean over all questions (as VQAv2 reports it)'
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:

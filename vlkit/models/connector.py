@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -15,7 +16,14 @@ class Connector(nn.Module, ABC):
     keeps ``in_dim``), optionally ``input_grid=(h, w)`` (the encoder's token grid, passed only to
     connectors whose constructor declares it), and their own hyper-parameters. ``forward`` keeps no state
     between calls and must ignore masked tokens.
+
+    Attributes:
+        token_knob: the name of the constructor argument that sets how many visual tokens the connector
+            makes (``'num_latents'``, ...), or ``None`` when no single argument does (a projector keeps the
+            encoder's tokens). ``tools/compare.py --tokens`` sets it.
     """
+
+    token_knob: ClassVar[str | None] = None
 
     def __init__(self, *, in_dim: int, out_dim: int | None = None) -> None:
         super().__init__()
