@@ -1,4 +1,5 @@
-"""Speed of each vlkit connector against the reference implementation it re-implements (DESIGN §7).
+"""Speed of each vlkit connector against the reference implementation it re-implements
+(docs/architecture.md, "Reference implementations").
 
     python benchmarks/connectors.py [--setting small|medium|both] [--threads 2] [--repeats 7]
 
@@ -32,7 +33,7 @@ from benchmarks.references import PAIRS, SETTINGS, Pair, Setting  # noqa: E402
 from vlkit.analysis import count_flops  # noqa: E402
 
 RESULTS = ROOT / 'benchmarks' / 'RESULTS.md'
-TOL = dict(atol=1e-5, rtol=1e-4)  # DESIGN §7
+TOL = dict(atol=1e-5, rtol=1e-4)  # docs/architecture.md, "Reference implementations"
 MIN_SECONDS = 1.0  # fast pairs run more than --repeats times, for at least this long each
 HEADER = """# Benchmark results
 

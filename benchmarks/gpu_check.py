@@ -9,15 +9,15 @@ Sections, in order (``--only`` picks some):
   for fp32 and bf16 tensors on the device, and whether ``auto`` picks xformers there.
 * ``attention``: every backend against ``math`` (fp32 and bf16; no mask, key padding, per-query mask, a query
   row with no visible key, causal, causal with padding, a non-default scale), outputs and q/k/v gradients.
-* ``connectors``: every registered connector at its contract-test size (tests/test_connectors.py): forward +
+* ``connectors``: every registered connector at its tiny preset size (vlkit.testing): forward +
   backward on the device with the default ``auto`` backend, finite values, every parameter reached, the
   same output as on the CPU, and which attention backends and paths it used.
-* ``vlm``: the tiny VLM of tests/conftest.py (perceiver connector) with each fusion, on samples with 0, 1
+* ``vlm``: the tiny VLM of vlkit.testing (perceiver connector) with each fusion, on samples with 0, 1
   and 3 images: 5 AdamW steps (finite, falling loss), then ``mode='predict'``.
-* ``speed``: the attention connectors at a setting of benchmarks/references.py (DESIGN §7; ``medium`` on
-  CUDA), forward + backward in fp32 and in bf16 autocast, with each attention backend forced and with
-  ``auto``, median of ``--repeats`` synchronised runs after ``--warmup``; a Markdown table that also says
-  which backends ``auto`` ran and how many calls took MultiheadAttention's context-space path.
+* ``speed``: the attention connectors at a setting of benchmarks/references.py (``medium`` on CUDA), forward +
+  backward in fp32 and in bf16 autocast, with each attention backend forced and with ``auto``, median of
+  ``--repeats`` synchronised runs after ``--warmup``; a Markdown table that also says which backends ``auto``
+  ran and how many calls took MultiheadAttention's context-space path.
 
 Without CUDA every section runs on the CPU (xformers is then SKIP), so the script can be tried anywhere.
 A failing check does not stop the others. Each check prints one ``PASS`` / ``FAIL`` / ``SKIP`` line; the lines
@@ -56,8 +56,7 @@ import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
-# ahead of benchmarks/, whose connectors.py would hide the connectors package; and for tests/
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # for benchmarks.references, run as a script
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 from vlkit.ops import AttentionBackendError, attention, available_backends  # noqa: E402  (torch only)
@@ -159,7 +158,7 @@ def _max_diff(a: Tensor, b: Tensor) -> float:
 def attention_spy() -> Iterator[Counter]:
     """Counts the attention calls per backend that ran them, and the calls that
     :class:`~vlkit.models.layers.MultiheadAttention` made in the context's space (few queries over many
-    wide tokens, see ``_attend_in_context_space``) under the key ``'context space'``."""
+    wide tokens, :func:`vlkit.ops.context_space_attention`) under the key ``'context space'``."""
     from vlkit.models.layers import MultiheadAttention
 
     calls: Counter[str] = Counter()
@@ -171,7 +170,7 @@ def attention_spy() -> Iterator[Counter]:
 
         return dataclasses.replace(backend, run=run)
 
-    original = MultiheadAttention._attend_in_context_space
+    original = MultiheadAttention._forward_in_context_space
 
     def in_context_space(module, *args, **kwargs):
         calls['context space'] += 1
@@ -179,7 +178,7 @@ def attention_spy() -> Iterator[Counter]:
 
     with (
         mock.patch.dict(BACKENDS, {name: counted(b) for name, b in BACKENDS.items()}),
-        mock.patch.object(MultiheadAttention, '_attend_in_context_space', in_context_space),
+        mock.patch.object(MultiheadAttention, '_forward_in_context_space', in_context_space),
     ):
         yield calls
 
@@ -342,14 +341,20 @@ def check_attention(report: Report, device: torch.device) -> None:
 # -- 3. connectors on the device against the CPU ---------------------------------------------------------
 
 
+GRID = (4, 6)  # a non-square token grid of 24 tokens, 32 wide
+
+
 def _connector_on(name: str, device: torch.device) -> str:
-    """One connector at its contract-test size: forward + backward on ``device`` with ``auto`` attention,
-    compared with the same weights on the CPU."""
-    from tests.test_connectors import GRID, _build, _inputs
+    """One connector at its tiny preset size (vlkit.testing): forward + backward on ``device`` with ``auto``
+    attention, compared with the same weights on the CPU."""
+    from vlkit.registry import CONNECTORS
+    from vlkit.testing import TINY_CONNECTORS
 
     torch.manual_seed(0)
-    cpu = _build(name).eval()
-    x, mask = _inputs()
+    grid = {'input_grid': GRID} if CONNECTORS.get(name).wants_input_grid() else {}
+    cpu = CONNECTORS.build(dict(type=name, in_dim=32, out_dim=48, **grid, **TINY_CONNECTORS[name])).eval()
+    x, mask = torch.randn(2, GRID[0] * GRID[1], 32), torch.ones(2, GRID[0] * GRID[1], dtype=torch.bool)
+    mask[1, -5:] = False
     with torch.no_grad():
         expected = cpu(x, mask, GRID)
     module = copy.deepcopy(cpu).to(device)
@@ -378,10 +383,11 @@ def _assert_auto_backends(calls: Counter, first: str) -> None:
 
 
 def check_connectors(report: Report, device: torch.device) -> None:
-    from tests.test_connectors import _names
+    from vlkit.registry import CONNECTORS
 
     report.line(f'tolerance against the CPU: {DEVICE_TOL}')
-    for name in _names():
+    CONNECTORS.import_from_location()
+    for name in sorted(CONNECTORS.module_dict):
         report.check(f'connector {name}', _connector_on, name, device)
 
 
@@ -389,9 +395,9 @@ def check_connectors(report: Report, device: torch.device) -> None:
 
 
 def _tiny_data_root(parent: str) -> str:
-    """The small synthetic benchmark of tests/conftest.py (and its tokenizer) under ``parent``."""
-    from tests.conftest import TINY_IMAGE_SIZE, TINY_SPLITS
+    """The small synthetic benchmark of the tests (and its tokenizer) under ``parent``."""
     from vlkit.data.prepare import ensure_synthetic_data
+    from vlkit.testing import TINY_IMAGE_SIZE, TINY_SPLITS
 
     root = ensure_synthetic_data(Path(parent) / 'synthetic', TINY_SPLITS, TINY_IMAGE_SIZE, shard_size=100,
                                  verbose=False)  # fmt: skip
@@ -415,23 +421,21 @@ def _train_and_predict(root: str, fusion: dict, device: torch.device, steps: int
     """``steps`` AdamW steps on a fixed batch (0, 1 and 3 images per sample), then ``mode='predict'``."""
     from mmengine.registry import DefaultScope
 
-    from tests.conftest import tiny_model_cfg
-    from tests.test_connectors import TINY
-    from tests.test_cross_attention import TEXTS, _batch
     from vlkit.registry import MODELS
+    from vlkit.testing import TEXTS, TINY_CONNECTORS, text_batch, tiny_model_cfg
 
     torch.manual_seed(0)
-    connector = dict(type='PerceiverResampler', **TINY['PerceiverResampler'])
+    connector = dict(type='PerceiverResampler', **TINY_CONNECTORS['PerceiverResampler'])
     with DefaultScope.overwrite_default_scope('vlkit'):
         model = MODELS.build(tiny_model_cfg(root, connector=connector, fusion=fusion)).to(device).train()
     with attention_spy() as calls:
-        losses = _losses(model, {k: v.to(device) for k, v in _batch(model, TEXTS).items()}, steps)
+        losses = _losses(model, {k: v.to(device) for k, v in text_batch(model, TEXTS).items()}, steps)
     shown = ' '.join(f'{x:.3f}' for x in losses)
     assert all(map(math.isfinite, losses)), f'non-finite loss: {shown}'
     assert losses[-1] < losses[0], f'loss did not fall: {shown}'
     _assert_auto_backends(calls, _auto_backend(device))
     prompts = [t.rsplit(' ', 1)[0] for t in TEXTS]  # without the answer word
-    out = model.eval()(**{k: v.to(device) for k, v in _batch(model, prompts, generating=True).items()},
+    out = model.eval()(**{k: v.to(device) for k, v in text_batch(model, prompts, generating=True).items()},
                        mode='predict')  # fmt: skip
     answers = [o['prediction'] for o in out]
     assert len(answers) == len(prompts) and all(isinstance(a, str) for a in answers), f'predict gave {out}'
@@ -439,14 +443,14 @@ def _train_and_predict(root: str, fusion: dict, device: torch.device, steps: int
 
 
 def check_vlm(report: Report, device: torch.device) -> None:
-    from tests.test_cross_attention import FUSIONS
+    from vlkit.testing import TINY_FUSIONS
 
     with tempfile.TemporaryDirectory(prefix='vlkit-gpu-check-') as parent:
         root = report.check('synthetic data and tokenizer', _tiny_data_root, parent)
         if root is None:
             return
-        for fusion in FUSIONS.values():
-            report.check(f'tiny VLM {fusion["type"]}', _train_and_predict, root, fusion, device)
+        for name, settings in TINY_FUSIONS.items():
+            report.check(f'tiny VLM {name}', _train_and_predict, root, dict(type=name, **settings), device)
 
 
 # -- 5. speed per attention backend ----------------------------------------------------------------------
@@ -534,7 +538,7 @@ def _connector_rows(report: Report, label: str, cfg: dict, x: Tensor, device: to
     """The rows of one connector, built from ``cfg``. Its input is a frozen encoder's tokens (no gradient);
     if even the ``math`` backend fails so, the rows are measured again with an input that needs a
     gradient, which takes the other path through the perceiver's media norm
-    (``vlkit.models.layers.layer_norm_linear``)."""
+    (``vlkit.ops.layer_norm_linear``)."""
     from vlkit.registry import CONNECTORS
 
     torch.manual_seed(0)

@@ -1,19 +1,101 @@
-"""Each vlkit connector with a reference implementation (DESIGN §7), built beside that reference at a
-setting's hyper-parameters, with the reference's weights converted into it, so that both compute the same
-function. Used by benchmarks/connectors.py."""
+"""The reference implementations vlkit's connectors and fusion blocks are numerically equal to
+(docs/architecture.md, "Reference implementations"), and each vlkit connector paired with its reference.
+
+* Builders of the references (``llava_projector``, ``open_flamingo_perceiver``, ``open_flamingo_gated_block``,
+  ``HoneybeeCAbstractor``): the equivalence tests, the parameter-count tests and the benchmarks all build the
+  references here. A reference package that is not installed raises ``ImportError`` with the command that
+  installs it (an equivalence test then fails; it does not skip).
+* ``PAIRS``: each vlkit connector built beside its reference at a setting's hyper-parameters, with the
+  reference's weights converted into it, so that both compute the same function (benchmarks/connectors.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from tests.test_equivalence import HoneybeeCAbstractor  # the reference composed from timm's RegStage
 from vlkit.convert import convert_state_dict
 from vlkit.registry import CONNECTORS
+
+REFERENCE_INSTALL = (
+    'pip install --no-deps llava-torch==1.2.2.post1 open-flamingo==2.0.1 einops-exts==0.0.4 open-clip-torch'
+)
+
+
+def _reference_module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ImportError(f'the reference implementation {name} does not import ({err}); `make setup` '
+                          f'installs it, or: {REFERENCE_INSTALL}') from err  # fmt: skip
+
+
+def llava_projector(in_dim: int, out_dim: int, depth: int = 2) -> nn.Module:
+    """LLaVA's ``build_vision_projector`` of ``mm_projector_type='mlp{depth}x_gelu'`` (keys 0.*, 2.*)."""
+    builder = _reference_module('llava.model.multimodal_projector.builder')
+    cfg = SimpleNamespace(mm_projector_type=f'mlp{depth}x_gelu', mm_hidden_size=in_dim, hidden_size=out_dim)
+    return builder.build_vision_projector(cfg)
+
+
+def open_flamingo_perceiver(
+    dim: int, *, depth: int, head_dim: int, num_heads: int, num_latents: int, mlp_ratio: int,
+    projection_dim: int | None = None,
+) -> nn.Module:  # fmt: skip
+    """open_flamingo's ``PerceiverResampler``; ``projection_dim`` adds BLIP-3's ``projection`` Linear."""
+    helpers = _reference_module('open_flamingo.src.helpers')
+    ref = helpers.PerceiverResampler(
+        dim=dim, depth=depth, dim_head=head_dim, heads=num_heads, num_latents=num_latents, ff_mult=mlp_ratio
+    )
+    if projection_dim is not None:
+        ref.projection = nn.Linear(dim, projection_dim)
+    return ref
+
+
+def open_flamingo_gated_block(dim: int, dim_visual: int, **kwargs) -> nn.Module:
+    """open_flamingo's ``GatedCrossAttentionBlock`` (defaults: 8 heads of 64, a 4x feed-forward)."""
+    return _reference_module('open_flamingo.src.helpers').GatedCrossAttentionBlock(
+        dim=dim, dim_visual=dim_visual, **kwargs
+    )
+
+
+class HoneybeeCAbstractor(nn.Module):
+    """Honeybee's C-Abstractor composed from timm's RegStage as kakaobrain/honeybee's ``projectors.py``
+    builds it (``pos_emb``, ``net`` = RegStage -> AdaptiveAvgPool2d -> RegStage, ``readout`` MLP with SiLU),
+    with the token grid given instead of assumed square (honeybee ships no package to import)."""
+
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, depth: int, mlp_depth: int, grid, side: int
+    ):
+        super().__init__()
+        from timm.layers import LayerNorm2d
+        from timm.models.regnet import RegStage
+
+        stage = partial(RegStage, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d)
+        self.grid = grid
+        self.pos_emb = nn.Parameter(torch.randn(1, grid[0] * grid[1], in_dim) * 0.02)
+        pool = nn.AdaptiveAvgPool2d((side, side))
+        if depth:
+            self.net = nn.Sequential(
+                stage(depth, in_dim, hidden_dim), pool, stage(depth, hidden_dim, hidden_dim)
+            )
+        else:  # honeybee keeps only the pooling, and reads out from the encoder's width
+            self.net, hidden_dim = pool, in_dim
+        readout = [nn.Linear(hidden_dim, out_dim)]
+        for _ in range(mlp_depth - 1):
+            readout += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
+        self.readout = nn.Sequential(*readout)
+
+    def forward(self, x):
+        x = rearrange(x + self.pos_emb, 'b (h w) d -> b d h w', h=self.grid[0], w=self.grid[1])
+        return self.readout(rearrange(self.net(x), 'b d h w -> b (h w) d'))
 
 
 @dataclass(frozen=True)
@@ -65,10 +147,7 @@ def _converted(source: str, reference: nn.Module, **cfg) -> nn.Module:
 
 
 def llava_mlp(s: Setting) -> Pair:
-    from llava.model.multimodal_projector.builder import build_vision_projector
-
-    cfg = SimpleNamespace(mm_projector_type='mlp2x_gelu', mm_hidden_size=s.in_dim, hidden_size=s.out_dim)
-    ref = build_vision_projector(cfg)
+    ref = llava_projector(s.in_dim, s.out_dim)
     ours = _converted('llava.mlp', ref, type='MLPProjector', in_dim=s.in_dim, out_dim=s.out_dim, depth=2)
     return Pair('LLaVA MLP (mlp2x_gelu)', ours, ref)
 
@@ -103,12 +182,7 @@ def blip2_qformer(s: Setting) -> Pair:
 
 def _perceivers(s: Setting, hp: dict, source: str, out_dim: int | None) -> tuple[nn.Module, nn.Module]:
     """open_flamingo's perceiver and vlkit's, with the weights of the first (and its ``projection``)."""
-    from open_flamingo.src.helpers import PerceiverResampler
-
-    ref = PerceiverResampler(dim=s.in_dim, depth=hp['depth'], dim_head=hp['head_dim'], heads=hp['num_heads'],
-                             num_latents=hp['num_latents'], ff_mult=hp['mlp_ratio'])  # fmt: skip
-    if out_dim is not None:
-        ref.projection = nn.Linear(s.in_dim, out_dim)  # BLIP-3's, after the final norm
+    ref = open_flamingo_perceiver(s.in_dim, projection_dim=out_dim, **hp)
     return ref, _converted(source, ref, type='PerceiverResampler', in_dim=s.in_dim, out_dim=out_dim, **hp)
 
 

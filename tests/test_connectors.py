@@ -1,6 +1,9 @@
-"""The connector contract (DESIGN §3), for every registered connector.
+"""The connector contract (docs/architecture.md, "Connector"), for every registered connector, and a value
+test for each connector that no reference equivalence test covers (tests/test_equivalence.py covers the
+others).
 
-A connector that is registered but has no entry in TINY fails ``test_every_connector_is_covered``.
+A connector that is registered but has no entry in vlkit.testing.TINY_CONNECTORS fails
+``test_every_connector_is_covered``.
 """
 
 import glob
@@ -11,20 +14,10 @@ import torch
 from mmengine.config import Config
 
 from vlkit.registry import CONNECTORS
+from vlkit.testing import TINY_CONNECTORS as TINY
 
 IN_DIM, OUT_DIM, GRID = 32, 48, (4, 6)
 CONNECTOR_CONFIGS = Path(__file__).resolve().parents[1] / 'configs' / '_base_' / 'connectors'
-
-# Small hyper-parameters per registered connector.
-TINY = {
-    'LinearProjector': {},
-    'MLPProjector': dict(depth=2),
-    'PerceiverResampler': dict(num_latents=5, depth=2, num_heads=2, head_dim=8, mlp_ratio=2),
-    'QFormer': dict(num_queries=3, dim=16, depth=3, num_heads=2, mlp_dim=24, cross_attn_every=2),
-    'CAbstractor': dict(num_tokens=4, depth=1, hidden_dim=16, mlp_depth=2),
-    'AvgPoolProjector': dict(num_tokens=4, depth=2),
-    'PixelShuffleProjector': dict(factor=2, depth=2, norm=True),
-}
 
 
 def _names():
@@ -33,9 +26,9 @@ def _names():
 
 
 def _build(name, out_dim=OUT_DIM):
-    cls = CONNECTORS.get(name)
-    extra = {'input_grid': GRID} if cls.wants_input_grid() else {}
-    return CONNECTORS.build(dict(type=name, in_dim=IN_DIM, out_dim=out_dim, **extra, **TINY[name]))
+    return CONNECTORS.build(
+        dict(type=name, in_dim=IN_DIM, out_dim=out_dim, **_grid_arg(CONNECTORS.get(name)), **TINY[name])
+    )
 
 
 def _inputs(b=2, n=GRID[0] * GRID[1], seed=0):
@@ -102,7 +95,7 @@ def test_parameter_gradients_do_not_depend_on_a_frozen_input(name, extra):
     x, mask = _inputs()
     for m in (None, mask):
         frozen, plain = _grads_for(c, x, m, False), _grads_for(c, x, m, True)
-        torch.testing.assert_close(frozen, plain, atol=1e-5, rtol=1e-4)  # DESIGN §7 tolerances
+        torch.testing.assert_close(frozen, plain, atol=1e-5, rtol=1e-4)  # the equivalence tolerances
 
 
 @pytest.mark.parametrize('name', _names())
@@ -130,6 +123,54 @@ def test_out_dim_none_keeps_in_dim(name):
     c = _build(name, out_dim=None)
     x, mask = _inputs()
     assert c(x, mask, GRID).shape[-1] == IN_DIM == c.out_dim
+
+
+@pytest.mark.parametrize('name', _names())
+def test_the_declared_token_knob_sets_the_number_of_visual_tokens(name):
+    cls = CONNECTORS.get(name)
+    if cls.token_knob is None:  # a projector: one output token per input token, or a fixed ratio
+        assert _build(name).num_output_tokens(24) in (24, 24 // TINY[name].get('factor', 1) ** 2)
+        return
+    c = _build(name)
+    rebuilt = CONNECTORS.build(
+        dict(type=name, in_dim=IN_DIM, out_dim=OUT_DIM, **_grid_arg(cls), **{**TINY[name], cls.token_knob: 9})
+    )
+    assert rebuilt.num_output_tokens(24) == 9 != c.num_output_tokens(24)
+    assert rebuilt(*_inputs(), GRID).shape[1] == 9
+
+
+def _grid_arg(cls) -> dict:
+    return {'input_grid': GRID} if cls.wants_input_grid() else {}
+
+
+def test_linear_projector_is_one_affine_map_per_token():
+    c = _build('LinearProjector')
+    with torch.no_grad():
+        c.proj.weight.copy_(torch.eye(OUT_DIM, IN_DIM) * 2)
+        c.proj.bias.fill_(0.5)
+    x, _ = _inputs()
+    expected = torch.nn.functional.pad(2 * x, (0, OUT_DIM - IN_DIM)) + 0.5
+    torch.testing.assert_close(c(x, None, GRID), expected)
+
+
+def test_avgpool_projector_averages_only_the_real_tokens_of_each_cell():
+    c = CONNECTORS.build(dict(type='AvgPoolProjector', in_dim=1, out_dim=1, num_tokens=1, depth=1))
+    with torch.no_grad():
+        c.net[0].weight.fill_(1.0)
+        c.net[0].bias.zero_()
+    x = torch.tensor([[1.0, 2.0, 3.0, 10.0]])[..., None]  # one 2 x 2 grid, one pooled cell
+    mask = torch.tensor([[True, True, True, False]])
+    assert c(x, None, (2, 2)).flatten().tolist() == [4.0]  # (1 + 2 + 3 + 10) / 4
+    assert c(x, mask, (2, 2)).flatten().tolist() == [2.0]  # (1 + 2 + 3) / 3: the masked 10 is left out
+    two_cells = CONNECTORS.build(dict(type='AvgPoolProjector', in_dim=1, out_dim=1, num_tokens=4, depth=1))
+    with torch.no_grad():
+        two_cells.net[0].weight.fill_(1.0)
+        two_cells.net[0].bias.zero_()
+    grid = torch.arange(16.0).view(1, 16, 1)  # a 4 x 4 grid pooled to 2 x 2
+    keep = torch.ones(1, 16, dtype=torch.bool)
+    keep[0, [0, 1]] = False  # two tokens of the top-left cell
+    out = two_cells(grid, keep, (4, 4)).flatten().tolist()
+    assert out == [(4 + 5) / 2, (2 + 3 + 6 + 7) / 4, (8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]
 
 
 def test_unknown_connector_names_the_registered_ones():

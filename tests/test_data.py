@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.conftest import write_shard
+from tests.helpers import write_shard
 from vlkit.data import ConversationShards, SyntheticShards, vlm_collate
 from vlkit.data.prepare import ensure_synthetic_data
 

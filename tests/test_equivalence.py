@@ -1,19 +1,24 @@
-"""Each built-in connector against the reference implementation it re-implements (DESIGN §7).
+"""Each built-in connector, and the cross-attention block, against the reference implementation it
+re-implements (docs/architecture.md, "Reference implementations").
 
-The reference is built at tiny hyper-parameters with random weights, its state dict is converted with
-``vlkit.convert.convert_state_dict`` and loaded with ``strict=True`` into the vlkit connector built with the
+The reference is built at tiny hyper-parameters with random weights (benchmarks/references.py builds the
+references, and a reference that does not import fails its test), its state dict is converted with
+``vlkit.convert.convert_state_dict`` and loaded with ``strict=True`` into the vlkit module built with the
 same hyper-parameters, and both see the same inputs (fp32).
 """
 
-from functools import partial
-from types import SimpleNamespace
-
 import pytest
 import torch
-from einops import rearrange
 from torch import nn
 
+from benchmarks.references import (
+    HoneybeeCAbstractor,
+    llava_projector,
+    open_flamingo_gated_block,
+    open_flamingo_perceiver,
+)
 from vlkit.convert import SOURCES, convert_state_dict
+from vlkit.models.fusion import GatedCrossAttentionBlock, MediaContext
 from vlkit.registry import CONNECTORS
 
 TOL = dict(atol=1e-5, rtol=1e-4)
@@ -51,9 +56,7 @@ def _padded(b: int = 2, n: int = 12, dim: int = 24, real: int = 7):
 
 @pytest.mark.parametrize('depth', [2, 3])
 def test_mlp_projector_matches_llava(depth):
-    builder = pytest.importorskip('llava.model.multimodal_projector.builder')
-    cfg = SimpleNamespace(mm_projector_type=f'mlp{depth}x_gelu', mm_hidden_size=24, hidden_size=40)
-    ref = _perturb(builder.build_vision_projector(cfg))
+    ref = _perturb(llava_projector(24, 40, depth))
     ours = _converted('llava.mlp', ref.state_dict(), 'MLPProjector', in_dim=24, out_dim=40, depth=depth)
     x = torch.randn(2, 9, 24)
     torch.testing.assert_close(ours(x), ref(x), **TOL)
@@ -116,8 +119,8 @@ def test_qformer_matches_transformers_blip2_with_padding(num_tokens):
     ref = _blip2()
     ours = _converted('hf.blip2', ref.state_dict(), 'QFormer', **_QFORMER)
     x, mask = _padded(n=num_tokens)
-    in_context = ours.layers[0].cross_attn._cheaper_in_context_space(_QFORMER['num_queries'], num_tokens)
-    assert in_context == (num_tokens == 64)
+    queries = torch.zeros(1, _QFORMER['num_queries'], _QFORMER['dim'])
+    assert ours.layers[0].cross_attn.attends_in_context_space(queries, x) == (num_tokens == 64)
     with torch.no_grad():
         queries = ref.query_tokens.expand(x.shape[0], -1, -1)
         hidden = ref.qformer(
@@ -160,17 +163,15 @@ def test_instruction_aware_qformer_matches_transformers_instructblip():
 
 # -- Flamingo / BLIP-3 ---------------------------------------------------------------------------------
 
-_PERCEIVER = dict(dim=24, depth=2, dim_head=8, heads=3, num_latents=5, ff_mult=2)
+_PERCEIVER = dict(depth=2, head_dim=8, num_heads=3, num_latents=5, mlp_ratio=2)
 
 
-def _open_flamingo_perceiver():
-    helpers = pytest.importorskip('open_flamingo.src.helpers')
-    return _perturb(helpers.PerceiverResampler(**_PERCEIVER))
+def _open_flamingo_perceiver(projection_dim: int | None = None):
+    return _perturb(open_flamingo_perceiver(24, projection_dim=projection_dim, **_PERCEIVER))
 
 
 def _ours_perceiver(source: str, state_dict: dict, out_dim: int | None, **kwargs) -> nn.Module:
-    args = dict(num_latents=5, depth=2, num_heads=3, head_dim=8, mlp_ratio=2)
-    connector = CONNECTORS.build(dict(type='PerceiverResampler', in_dim=24, out_dim=out_dim, **args))
+    connector = CONNECTORS.build(dict(type='PerceiverResampler', in_dim=24, out_dim=out_dim, **_PERCEIVER))
     connector.load_state_dict(convert_state_dict(source, state_dict, **kwargs), strict=True)
     return connector.eval()
 
@@ -194,9 +195,7 @@ def test_perceiver_matches_open_flamingo():
 def test_perceiver_matches_blip3_with_projection_from_a_whole_checkpoint():
     # BLIP-3 (xGen-MM): open_flamingo's perceiver with a ``projection`` Linear after the final norm; in the
     # released checkpoint it sits under ``vlm.vision_tokenizer.`` next to the encoder and the LLM.
-    ref = _open_flamingo_perceiver()
-    ref.projection = nn.Linear(24, 40)
-    _perturb(ref.projection)
+    ref = _open_flamingo_perceiver(projection_dim=40)
     checkpoint = {f'vlm.vision_tokenizer.{k}': v for k, v in ref.state_dict().items()}
     checkpoint['vlm.lang_model.lm_head.weight'] = torch.zeros(3, 40)
     ours = _ours_perceiver('xgen_mm.perceiver', checkpoint, out_dim=40, prefix='vlm.vision_tokenizer.')
@@ -204,38 +203,6 @@ def test_perceiver_matches_blip3_with_projection_from_a_whole_checkpoint():
 
 
 # -- Honeybee ------------------------------------------------------------------------------------------
-
-
-class HoneybeeCAbstractor(nn.Module):
-    """Honeybee's C-Abstractor composed from timm's RegStage as kakaobrain/honeybee's ``projectors.py``
-    builds it (``pos_emb``, ``net`` = RegStage -> AdaptiveAvgPool2d -> RegStage, ``readout`` MLP with SiLU),
-    with the token grid given instead of assumed square."""
-
-    def __init__(
-        self, in_dim: int, hidden_dim: int, out_dim: int, depth: int, mlp_depth: int, grid, side: int
-    ):
-        super().__init__()
-        from timm.layers import LayerNorm2d
-        from timm.models.regnet import RegStage
-
-        stage = partial(RegStage, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d)
-        self.grid = grid
-        self.pos_emb = nn.Parameter(torch.randn(1, grid[0] * grid[1], in_dim) * 0.02)
-        pool = nn.AdaptiveAvgPool2d((side, side))
-        if depth:
-            self.net = nn.Sequential(
-                stage(depth, in_dim, hidden_dim), pool, stage(depth, hidden_dim, hidden_dim)
-            )
-        else:  # honeybee keeps only the pooling, and reads out from the encoder's width
-            self.net, hidden_dim = pool, in_dim
-        readout = [nn.Linear(hidden_dim, out_dim)]
-        for _ in range(mlp_depth - 1):
-            readout += [nn.SiLU(), nn.Linear(out_dim, out_dim)]
-        self.readout = nn.Sequential(*readout)
-
-    def forward(self, x):
-        x = rearrange(x + self.pos_emb, 'b (h w) d -> b d h w', h=self.grid[0], w=self.grid[1])
-        return self.readout(rearrange(self.net(x), 'b d h w -> b (h w) d'))
 
 
 @pytest.mark.parametrize('depth', [2, 0])
@@ -311,3 +278,28 @@ def test_blip2_keeps_only_the_connector_and_fuses_key_and_value():
     fused = converted['layers.0.cross_attn.to_kv.weight']
     prefix = 'qformer.encoder.layer.0.crossattention.attention.'
     assert torch.equal(fused, torch.cat([state[prefix + 'key.weight'], state[prefix + 'value.weight']]))
+
+
+# -- Flamingo's gated cross-attention block ------------------------------------------------------------
+
+
+def test_gated_block_matches_open_flamingo():
+    ref = open_flamingo_gated_block(24, 20, dim_head=8, heads=3, ff_mult=2)
+    with torch.no_grad():  # move every weight off its initial value, gates included, so that each one matters
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    ref.eval()
+    ours = GatedCrossAttentionBlock(24, kv_dim=20, num_heads=3, head_dim=8, ff_mult=2)
+    ours.load_state_dict(convert_state_dict('open_flamingo.gated_xattn', ref.state_dict()), strict=True)
+    ours.eval()
+    # sample 0: text, image 1, text, image 2, text (its third slot is padding); sample 1: three images
+    locations = torch.zeros(2, 9, dtype=torch.bool)
+    locations[0, [2, 5]] = True
+    locations[1, [0, 3, 4]] = True
+    x, media = torch.randn(2, 9, 24), torch.randn(2, 3, 5, 20)
+    context = MediaContext(media, locations.long().cumsum(1))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, media, context.media_index), ref(x, media, locations), **TOL)
+        new = torch.randn(2, 1, 24)  # a decoding step: after the last image
+        expected = ref(new, media, locations, use_cached_media=True)
+        torch.testing.assert_close(ours(new, media, context.index_for(new)), expected, **TOL)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import TINY_IMAGE_SIZE, tiny_model_cfg, write_shard
-from vlkit.data import SyntheticShards, vlm_collate
-from vlkit.data.shards import InterleavedShards
-from vlkit.models.fusion import IGNORE_INDEX
+from tests.helpers import write_shard
+from vlkit.constants import IGNORE_INDEX
+from vlkit.data import InterleavedShards, SyntheticShards, vlm_collate
 from vlkit.registry import MODELS
+from vlkit.testing import TINY_IMAGE_SIZE, tiny_model_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 RED, GREEN, BLUE = (220, 20, 20), (20, 220, 20), (20, 20, 220)

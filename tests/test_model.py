@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from tests.conftest import tiny_model_cfg
 from vlkit.data import SyntheticShards, vlm_collate
 from vlkit.registry import MODELS
+from vlkit.testing import tiny_model_cfg
 
 
 @pytest.fixture(scope='module')

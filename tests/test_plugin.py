@@ -6,24 +6,23 @@ the page cannot drift from what is tested.
 """
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests import test_connectors
-from tests.conftest import tiny_options, tiny_overrides
+from tests.helpers import run_tool
 from vlkit.config import load_config
+from vlkit.engine import load_checkpoint_file
 from vlkit.registry import CONNECTORS
+from vlkit.testing import tiny_options, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / 'docs' / 'adding_a_connector.md'
 PLUGIN, MODULE = 'TokenMerger', 'token_merger'
-CONFIG = 'token_merger_config.py'
+CONFIG, PRESETS = 'token_merger_config.py', 'token_merger_presets.py'
 
 
 def _project_files() -> dict[str, str]:
@@ -41,7 +40,7 @@ def _project_files() -> dict[str, str]:
 def project(tmp_path) -> Path:
     """The page's layout: ``my_project/`` with its two files, beside a ``vlkit/`` checkout (this one)."""
     files = _project_files()
-    assert set(files) == {f'{MODULE}.py', CONFIG}, f'{DOC.name} code blocks: {sorted(files)}'
+    assert set(files) == {f'{MODULE}.py', CONFIG, PRESETS}, f'{DOC.name} code blocks: {sorted(files)}'
     project = tmp_path / 'my_project'
     project.mkdir()
     for name, text in files.items():
@@ -64,10 +63,7 @@ def registered(project, monkeypatch):
 
 def _tool(project: Path, tool: str, *args: str) -> str:
     """Runs ``PYTHONPATH=../my_project python tools/TOOL ARGS`` from vlkit's root, as the page does."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(project), str(ROOT)]))
-    result = subprocess.run([sys.executable, str(ROOT / 'tools' / tool), *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_tool(tool, *args, pythonpath=[str(project)])
     return result.stdout + result.stderr
 
 
@@ -78,24 +74,29 @@ def test_the_config_names_the_plugin_and_vlkit_bases(registered):
     assert CONNECTORS.get(PLUGIN).__module__ == MODULE
 
 
-def test_an_uncovered_plugin_fails_the_contract_coverage_then_passes_the_contract(registered, monkeypatch):
-    with pytest.raises(AssertionError, match=PLUGIN):
-        test_connectors.test_every_connector_is_covered()
-    monkeypatch.setitem(test_connectors.TINY, PLUGIN, dict(factor=2, depth=2))  # as the page's step 6 says
-    test_connectors.test_every_connector_is_covered()
-    test_connectors.test_connector_contract(PLUGIN)
-    test_connectors.test_connector_ignores_masked_tokens(PLUGIN)
-    test_connectors.test_connector_is_stateless(PLUGIN)
-    test_connectors.test_out_dim_none_keeps_in_dim(PLUGIN)
+@pytest.mark.slow
+def test_an_uncovered_plugin_fails_the_contract_coverage_then_passes_the_contract(project):
+    # the page's step 6: pytest with the plug-in imported, then with its presets too
+    tests = ['tests/test_connectors.py', '-p', 'no:cacheprovider', '-p', MODULE]
+    uncovered = run_tool('-m pytest', *tests, check=False, pythonpath=[str(project)])
+    assert uncovered.returncode == 1 and 'test_every_connector_is_covered' in uncovered.stdout
+    assert PLUGIN in uncovered.stdout
+    covered = run_tool(
+        '-m pytest', *tests, '-v', '-p', PRESETS.removesuffix('.py'), pythonpath=[str(project)]
+    )
+    assert f'test_connector_contract[{PLUGIN}] PASSED' in covered.stdout
+    assert f'test_connector_ignores_masked_tokens[{PLUGIN}] PASSED' in covered.stdout
+    assert 'failed' not in covered.stdout
 
 
+@pytest.mark.slow
 def test_the_plugin_trains_and_is_evaluated_with_vlkit_tools(project, synthetic_root):
     work_dir = project.parent / 'work_dir'
     config = str(project / CONFIG)
     opts = tiny_overrides(synthetic_root, str(work_dir), 10)
     _tool(project, 'train.py', config, *opts)
 
-    state = torch.load(work_dir / 'iter_10.pth', map_location='cpu', weights_only=False)['state_dict']
+    state = load_checkpoint_file(str(work_dir / 'iter_10.pth'))['state_dict']
     assert {'connector.merge_weights', 'connector.net.0.weight', 'connector.net.2.weight'} <= set(state)
     assert not torch.allclose(state['connector.merge_weights'], torch.full((4,), 0.25)), 'it did not train'
     (scalars,) = work_dir.glob('*/vis_data/scalars.json')
@@ -109,6 +110,7 @@ def test_the_plugin_trains_and_is_evaluated_with_vlkit_tools(project, synthetic_
     assert result['checkpoint'].endswith('iter_10.pth') and set(result) >= {'images', 'blank images', 'gain'}
 
 
+@pytest.mark.slow
 def test_the_plugin_sits_beside_a_builtin_connector_in_a_comparison(project, synthetic_root):
     out = project.parent / 'compare'
     opts = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 2).items()]

@@ -1,12 +1,12 @@
 import pytest
 
+from vlkit.constants import IGNORE_INDEX
 from vlkit.data.templates import format_prompt, tokenize_conversation
-from vlkit.models.fusion import IGNORE_INDEX
 
 
 @pytest.fixture(scope='module')
 def tokenizer(synthetic_root):
-    from vlkit.models.llms import build_tokenizer
+    from vlkit.tokenization import build_tokenizer
 
     return build_tokenizer(dict(type='synthetic_tokenizer', data_root=synthetic_root))
 

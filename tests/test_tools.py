@@ -3,30 +3,22 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import tiny_options, tiny_overrides
+from tests.helpers import run_tool
 from vlkit.config import load_config
+from vlkit.engine import load_checkpoint_file
 from vlkit.registry import MODELS
+from vlkit.testing import tiny_options, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in glob.glob(str(ROOT / 'configs' / '*.py')))
 
 
-def _run(tool, *args, cwd=ROOT):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / tool), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def _run(tool, *args):
+    result = run_tool(tool, *args)
     return result.stdout + result.stderr
 
 
@@ -42,6 +34,7 @@ def test_every_config_builds(config, synthetic_root):
     assert model.connector.out_dim == model.language_model.hidden_size
 
 
+@pytest.mark.slow
 def test_train_writes_logs_and_checkpoints_then_resumes(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     out = _run('train.py', 'configs/llava_mlp.py', *tiny_overrides(synthetic_root, work_dir, 20))
@@ -55,10 +48,11 @@ def test_train_writes_logs_and_checkpoints_then_resumes(synthetic_root, tmp_path
     opts = tiny_overrides(synthetic_root, work_dir, 30)
     out = _run('train.py', 'configs/llava_mlp.py', '--resume', *opts)
     assert 'resumed' in out.lower() and 'Iter(train) [30/30]' in out
-    ckpt = torch.load(os.path.join(work_dir, 'iter_30.pth'), map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint_file(os.path.join(work_dir, 'iter_30.pth'))
     assert ckpt['meta']['iter'] == 30
 
 
+@pytest.mark.slow
 def test_test_tool_compares_real_and_blank_images(synthetic_root, tmp_path):
     work_dir = str(tmp_path / 'run')
     opts = tiny_overrides(synthetic_root, work_dir, 5)
@@ -69,18 +63,18 @@ def test_test_tool_compares_real_and_blank_images(synthetic_root, tmp_path):
     result = json.load(open(os.path.join(work_dir, 'accuracy_val.json')))
     assert set(result) >= {'images', 'blank images', 'gain', 'question only'}
     assert 'question only' in out and 'blank images' in out
+    assert set(result['gain']) == set(result['images']) == set(result['blank images'])
+    for key, gain in result['gain'].items():  # the gain is images minus blank images, task by task
+        assert gain == pytest.approx(result['images'][key] - result['blank images'][key])
 
 
+@pytest.mark.slow
 def test_test_tool_names_a_missing_checkpoint(synthetic_root, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'test.py'), 'configs/llava_mlp.py', str(tmp_path / 'nope.pth')],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = run_tool('test.py', 'configs/llava_mlp.py', str(tmp_path / 'nope.pth'), check=False)
     assert result.returncode != 0 and 'nope.pth' in result.stderr and 'does not exist' in result.stderr
 
 
+@pytest.mark.slow
 def test_print_config_shows_the_assembled_model(synthetic_root):
     out = _run('print_config.py', 'configs/blip3_perceiver.py')
     assert "type='VisionLanguageModel'" in out and "type='PerceiverResampler'" in out
