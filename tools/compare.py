@@ -199,6 +199,15 @@ def train(config: str, work_dir: str, options: list[str], run: RunResult, force:
     say(f'  trained in {time.monotonic() - start:.0f} s')
 
 
+def training_seconds(work_dir: str) -> float | None:
+    """The training's wall seconds that tools/train.py recorded in the work dir (a reused run's too)."""
+    path = osp.join(work_dir, 'timings.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get('training')
+
+
 def evaluate(config: str, work_dir: str, options: list[str], run: RunResult, args) -> None:
     """``tools/test.py`` once per ``--shots`` value (reusing results already there for a reused run)."""
     checkpoint = last_checkpoint(work_dir)
@@ -218,6 +227,7 @@ def evaluate(config: str, work_dir: str, options: list[str], run: RunResult, arg
         with open(result) as f:
             record = json.load(f)
         run.metrics[f'{args.split} {shots}-shot'] = record['images']
+        run.seconds['evaluation'] = run.seconds.get('evaluation', 0.0) + record.get('seconds', 0.0)
         if record.get('question only'):
             run.references['question only'] = record['question only']
 
@@ -266,6 +276,7 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
         os.makedirs(work_dir, exist_ok=True)
         train(config, work_dir, options, run, args.force)
         if not run.failed:
+            run.seconds['training'] = training_seconds(work_dir)
             evaluate(config, work_dir, options, run, args)
         run.loss_curve = load_loss_curve(work_dir)
     say('  profiling')
@@ -275,6 +286,7 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
 
 def main(argv=None) -> list[RunResult]:
     args = parse_args(argv)
+    started = time.monotonic()
     todo = variants(args)
     options = run_options(args)
     say(f'comparing {len(todo)} architectures into {args.out}: {", ".join(v.name for v in todo)}')
@@ -296,6 +308,7 @@ def main(argv=None) -> list[RunResult]:
         if args.profile_only
         else f'max_iters={args.max_iters or "as configured"}',
         'evaluation': 'none' if args.profile_only else f'{args.split} split, shots {args.shots}',
+        'wall seconds': round(time.monotonic() - started),
     }
     written = write_report(runs, args.out, meta)
     failed = [r.name for r in runs if r.failed]

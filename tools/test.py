@@ -19,6 +19,7 @@ import os
 import os.path as osp
 import shutil
 import sys
+import time
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
@@ -99,11 +100,12 @@ class ProgressBarHook(Hook):
         self.bar.close()
 
 
-def write_results(work_dir: str, args: argparse.Namespace, columns: dict) -> str:
-    """One JSON file per evaluation (split, shots and checkpoint in its name); zero-shot results also
-    refresh ``accuracy_SPLIT[_blank].json``."""
+def write_results(work_dir: str, args: argparse.Namespace, columns: dict, seconds: float) -> str:
+    """One JSON file per evaluation (split, shots and checkpoint in its name; ``seconds`` its wall time);
+    zero-shot results also refresh ``accuracy_SPLIT[_blank].json``."""
     out = osp.join(work_dir, result_filename(args.split, args.shots, args.checkpoint, args.blank_images))
     record = {'checkpoint': args.checkpoint, 'split': args.split, 'shots': args.shots, **columns}
+    record['seconds'] = round(seconds, 1)
     if args.shots:
         record['shots_seed'] = args.shots_seed
     with open(out, 'w') as f:
@@ -116,6 +118,7 @@ def write_results(work_dir: str, args: argparse.Namespace, columns: dict) -> str
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    start = time.perf_counter()
     from mmengine.runner import TestLoop
 
     from vlkit.config import load_config
@@ -160,7 +163,7 @@ def main(argv=None) -> dict:
     shots = f', {args.shots}-shot (seed {args.shots_seed})' if args.shots else ''
     runner.logger.info(f'{args.split} accuracy (%){shots}, checkpoint {args.checkpoint}:\n{table}')
     print(table)
-    out = write_results(cfg.work_dir, args, columns)
+    out = write_results(cfg.work_dir, args, columns, time.perf_counter() - start)
     runner.logger.info(f'results written to {out}')
     return columns
 

@@ -10,8 +10,10 @@ encoder weights that ``vision_encoder.checkpoint`` then loads (vlkit.engine.enco
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import os.path as osp
+import time
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
@@ -106,6 +108,16 @@ def init_cpu_distributed(cfg) -> None:
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
 
 
+def write_timings(runner, seconds: dict[str, float]) -> None:
+    """``{work_dir}/timings.json``: wall seconds of the stages (0 when a stage's result was cached) and of the
+    training (building the runner, data on first use, training and validation), for reports."""
+    from mmengine.dist import is_main_process
+
+    if is_main_process():
+        with open(osp.join(runner.work_dir, 'timings.json'), 'w') as f:
+            json.dump({k: round(v, 1) for k, v in seconds.items()}, f, indent=2)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = configure(args)
@@ -114,10 +126,14 @@ def main(argv=None) -> None:
     from vlkit.data import BadSampleError
     from vlkit.engine import CheckpointLoadError, TrainingFault, build_runner, ensure_pretrained_encoder
 
+    start = time.perf_counter()
     ensure_pretrained_encoder(cfg)
+    seconds = {'encoder_pretraining': time.perf_counter() - start}
     runner = build_runner(cfg)
     try:
         runner.train()
+        seconds['training'] = time.perf_counter() - start - seconds['encoder_pretraining']
+        write_timings(runner, seconds)
     except CheckpointLoadError as err:
         raise SystemExit(f'training stopped: {err}') from err
     except (TrainingFault, BadSampleError) as err:

@@ -1,4 +1,5 @@
-"""State-dict conversion from the reference implementations of the built-in connectors (DESIGN §7).
+"""State-dict conversion from the reference implementations of the built-in connectors
+(docs/architecture.md, "Reference implementations").
 
 Each source is a table of rename rules; :func:`convert_state_dict` applies one table. The result loads with
 ``strict=True`` into the vlkit connector built with the reference's hyper-parameters::

@@ -52,6 +52,8 @@ class RunResult:
         config_hash: hash of the run's config and options.
         seed: ``randomness.seed`` of the run's config.
         train_samples: samples seen in training (iterations x batch size), for the training compute.
+        seconds: wall seconds of the run's parts (``training``: ``tools/train.py``'s own record;
+            ``evaluation``: every ``tools/test.py`` run, summed).
         profile: :func:`vlkit.analysis.profile_config`'s figures.
         metrics: evaluation name (e.g. ``val 0-shot``) -> metric name -> value.
         loss_curve: ``(iteration, loss)`` pairs.
@@ -70,6 +72,7 @@ class RunResult:
     config_hash: str = ''
     seed: int | None = None
     train_samples: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
     profile: dict = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)

@@ -1,0 +1,74 @@
+"""The README's figures come from docs/results/ through tools/results.py: collected from the files the runs
+wrote, rendered into the README, and a README edited by hand fails here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / 'tools'))
+import results  # noqa: E402
+
+
+def test_the_readme_blocks_are_what_docs_results_renders():
+    assert results.render(check=True), (
+        'README.md differs from docs/results/: run python tools/results.py render'
+    )
+
+
+def _demo_work_dir(tmp_path):
+    work_dir, data_root = tmp_path / 'work', tmp_path / 'data'
+    (work_dir / 'run' / 'vis_data').mkdir(parents=True)
+    data_root.mkdir()
+    (work_dir / 'timings.json').write_text(json.dumps({'encoder_pretraining': 120.0, 'training': 310.0}))
+    accuracy = {
+        'images': {'exact_match/colour': 50.0, 'exact_match/overall': 70.0},
+        'blank images': {'exact_match/colour': 20.0, 'exact_match/overall': 30.0},
+        'gain': {'exact_match/colour': 30.0, 'exact_match/overall': 40.0},
+        'question only': {'colour': 16.0, 'overall': 25.0},
+        'seconds': 35.0,
+    }
+    (work_dir / 'accuracy_val.json').write_text(json.dumps(accuracy))
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_1500.pth'))
+    (data_root / 'manifest.json').write_text(json.dumps({'generation_seconds': 10.0}))
+    rows = [{'loss': 1.0, 'time': t, 'data_time': 0.01} for t in (0.2, 0.3, 0.1)]
+    (work_dir / 'run' / 'vis_data' / 'scalars.json').write_text('\n'.join(map(json.dumps, rows)))
+    return work_dir, data_root
+
+
+def test_collect_demo_keeps_the_files_figures_and_renders_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
+    work_dir, data_root = _demo_work_dir(tmp_path)
+    record = results.collect_demo(str(work_dir), str(data_root))
+    assert record['seconds'] == {
+        'data_generation': 10.0, 'encoder_pretraining': 120.0, 'training': 300.0, 'evaluation': 35.0
+    }  # fmt: skip
+    assert record['iterations'] == 1500 and record['seconds_per_iteration'] == 0.2
+    assert record['data_time_share'] == pytest.approx(0.05)
+    assert json.loads((tmp_path / 'default_run.json').read_text()) == record
+    text = results.render_default_run(record)
+    assert '**7 min 45 s** after setup' in text  # 10 + 120 + 300 + 35 s
+    assert '1,500 iterations, 0.2 s each' in text
+    assert (
+        '| colour | 50.0 | 20.0 | 30.0 | 16.0 |' in text and '| overall | 70.0 | 30.0 | 40.0 | 25.0 |' in text
+    )
+
+
+def test_render_rewrites_only_the_marked_block(tmp_path, monkeypatch):
+    readme = tmp_path / 'README.md'
+    readme.write_text(
+        'before\n<!-- results:default_run -->\nold figures\n<!-- /results:default_run -->\nafter\n'
+    )
+    work_dir, data_root = _demo_work_dir(tmp_path)
+    monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
+    monkeypatch.setattr(results, 'README', str(readme))
+    results.collect_demo(str(work_dir), str(data_root))
+    assert not results.render(check=True)
+    results.render()
+    text = readme.read_text()
+    assert text.startswith('before\n<!-- results:default_run -->\n`make demo`') and text.endswith('after\n')
+    assert 'old figures' not in text and results.render(check=True)

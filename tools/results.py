@@ -1,0 +1,231 @@
+"""The figures the README shows, kept as small files in docs/results/ and rendered into the README.
+
+    python tools/results.py collect-demo WORK_DIR [--data-root DIR]   # after `make demo`
+    python tools/results.py collect-compare OUT                        # after tools/compare.py --out OUT
+    python tools/results.py render [--check]
+
+``collect-demo`` reads what ``make demo`` wrote into its work dir (``timings.json`` from tools/train.py,
+``accuracy_val.json`` from ``tools/test.py --compare-blank``, the training log's per-iteration times) and the
+benchmark's manifest, and writes ``docs/results/default_run.json`` with the commit, date and machine.
+``collect-compare`` keeps the figures of a comparison's ``results.json`` in
+``docs/results/compare_default.json`` and copies its two plots into ``docs/images/``. ``render`` rewrites
+each README block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` from
+``docs/results/NAME.json``; with ``--check`` it changes nothing and exits 1 when the README differs
+(tests/test_results.py runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os.path as osp
+import re
+import shutil
+import statistics
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+RESULTS = osp.join(ROOT, 'docs', 'results')
+README = osp.join(ROOT, 'README.md')
+COMPARE_PLOTS = {'quality_vs_train_flops.png': 'compare_quality_vs_train_flops.png',
+                 'loss_curves.png': 'compare_loss_curves.png'}  # fmt: skip
+TASK_ORDER = ('colour', 'count', 'shape', 'spatial', 'text')
+
+
+def _load(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write(path: str, record: dict) -> None:
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1, sort_keys=False)
+        f.write('\n')
+    print(f'wrote {osp.relpath(path, ROOT)}')
+
+
+def _provenance() -> dict:
+    from vlkit.analysis.report import environment
+
+    env = environment()
+    machine = f'{env["cpu"]}, {env["cores"]} cores, {env["threads"]} threads, torch {env["torch version"]}'
+    return {'commit': env.get('vlkit commit'), 'date': time.strftime('%Y-%m-%d'), 'machine': machine}
+
+
+def _iteration_times(work_dir: str) -> tuple[float | None, float | None]:
+    """Median seconds per training iteration and median data_time share, from the newest run's log."""
+    logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not logs:
+        return None, None
+    rows = [json.loads(line) for line in open(logs[-1])]
+    times = [r['time'] for r in rows if 'time' in r and 'loss' in r]
+    data = [r['data_time'] / r['time'] for r in rows if 'data_time' in r and 'loss' in r and r['time']]
+    return (statistics.median(times) if times else None), (statistics.median(data) if data else None)
+
+
+def collect_demo(work_dir: str, data_root: str) -> dict:
+    from vlkit.engine import read_last_checkpoint
+
+    accuracy = _load(osp.join(work_dir, 'accuracy_val.json'))
+    timings = _load(osp.join(work_dir, 'timings.json'))
+    manifest = _load(osp.join(data_root, 'manifest.json'))
+    per_iteration, data_share = _iteration_times(work_dir)
+    checkpoint = read_last_checkpoint(work_dir) or ''
+    iterations = int(re.search(r'iter_(\d+)', checkpoint).group(1)) if 'iter_' in checkpoint else None
+    seconds = {
+        'data_generation': manifest.get('generation_seconds'),
+        'encoder_pretraining': timings.get('encoder_pretraining'),
+        'training': round(timings['training'] - (manifest.get('generation_seconds') or 0), 1),
+        'evaluation': accuracy.get('seconds'),
+    }
+    record = {
+        'command': 'make demo',
+        **_provenance(),
+        'iterations': iterations,
+        'seconds': seconds,
+        'seconds_per_iteration': per_iteration and round(per_iteration, 3),
+        'data_time_share': data_share and round(data_share, 3),
+        'accuracy': {
+            k: accuracy[k] for k in ('images', 'blank images', 'gain', 'question only') if k in accuracy
+        },
+    }
+    _write(osp.join(RESULTS, 'default_run.json'), record)
+    return record
+
+
+def collect_compare(out: str) -> dict:
+    results = _load(osp.join(out, 'results.json'))
+    runs = []
+    for run in results['runs']:
+        metrics = next(iter(run['metrics'].values()), {})
+        runs.append({
+            'name': run['name'], 'status': run['status'],
+            'connector': run['connector'], 'fusion': run['fusion'],
+            'visual_tokens': run['profile'].get('visual_tokens_per_image'),
+            'train_flops': run['profile'].get('flops/train_step_per_sample') and run['train_samples']
+            and run['profile']['flops/train_step_per_sample'] * run['train_samples'],
+            'seconds': run.get('seconds', {}),
+            'accuracy': {k.split('/')[-1]: v for k, v in metrics.items()},
+        })  # fmt: skip
+    references = next((r['references'] for r in results['runs'] if r.get('references')), {})
+    record = {
+        'command': results['meta'].get('command'),
+        **_provenance(),
+        'training': results['meta'].get('training'),
+        'evaluation': results['meta'].get('evaluation'),
+        'wall_seconds': results['meta'].get('wall seconds'),
+        'runs': runs,
+        'question_only': references.get('question only'),
+    }
+    for source, target in COMPARE_PLOTS.items():
+        shutil.copyfile(osp.join(out, source), osp.join(ROOT, 'docs', 'images', target))
+    _write(osp.join(RESULTS, 'compare_default.json'), record)
+    return record
+
+
+def _minutes(seconds: float) -> str:
+    return f'{int(seconds // 60)} min {round(seconds % 60):02d} s'
+
+
+def _table(columns: dict[str, dict[str, float]]) -> list[str]:
+    tasks = [t for t in TASK_ORDER if any(t in c for c in columns.values())] + ['overall']
+    lines = ['| task | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
+    for task in tasks:
+        cells = [columns[c].get(task) for c in columns]
+        row = ' | '.join('—' if v is None else f'{v:.1f}' for v in cells)
+        lines.append(f'| {task} | {row} |')
+    return lines
+
+
+def render_default_run(r: dict) -> str:
+    s = r['seconds']
+    total = sum(v for v in s.values() if v)
+    per_it = f', {r["seconds_per_iteration"]} s each' if r.get('seconds_per_iteration') else ''
+    acc = {name: {k.split('/')[-1]: v for k, v in values.items()} for name, values in r['accuracy'].items()}
+    lines = [
+        f'`{r["command"]}` from a fresh clone, {r["machine"]}, commit {r["commit"]} ({r["date"]}): '
+        f'**{_minutes(total)}** after setup: benchmark generation {s["data_generation"]:.0f} s, encoder '
+        f'pretraining {s["encoder_pretraining"]:.0f} s, VLM training {s["training"]:.0f} s '
+        f'({r["iterations"]:,} iterations{per_it}, validation included), evaluation with real and blank '
+        f'images {s["evaluation"]:.0f} s. Exact-match accuracy (%) on the 1,000 val questions:',
+        '',
+        *_table(acc),
+    ]
+    return '\n'.join(lines)
+
+
+def render_compare_default(r: dict) -> str:
+    runs = [x for x in r['runs'] if x['status'] != 'failed']
+    by_overall = sorted(runs, key=lambda x: -x['accuracy'].get('overall', 0))
+    scores = '; '.join(
+        f'{x["name"]} {x["accuracy"].get("overall", 0):.1f} / {x["accuracy"].get("colour", 0):.1f} / '
+        f'{x["accuracy"].get("shape", 0):.1f}'
+        for x in by_overall
+    )
+    tokens = ', '.join(f'{x["name"]} {x["visual_tokens"]}' for x in runs)
+    wall = f' {_minutes(r["wall_seconds"])} in all.' if r.get('wall_seconds') else ''
+    prior = (r.get('question_only') or {}).get('overall')
+    prior_text = f' The dotted line is the question-only prior ({prior:.1f}%).' if prior is not None else ''
+    return (
+        f'*Made by `{r["command"]}` on {r["machine"]}, commit {r["commit"]} ({r["date"]}): training '
+        f'{r["training"]}, evaluation {r["evaluation"]}; visual tokens per image: {tokens}.{wall}'
+        f'{prior_text} Val accuracy (%), overall / colour / shape: {scores}.*'
+    )
+
+
+RENDERERS = {'default_run': render_default_run, 'compare_default': render_compare_default}
+
+
+def render(check: bool = False) -> bool:
+    """Rewrites (or, with ``check``, compares) every README results block; True when it is up to date."""
+    with open(README) as f:
+        text = f.read()
+    new = text
+    for name, renderer in RENDERERS.items():
+        path = osp.join(RESULTS, f'{name}.json')
+        pattern = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.DOTALL)
+        if not osp.isfile(path) or not pattern.search(new):
+            continue
+        block = renderer(_load(path))
+        new = pattern.sub(lambda m, b=block: m.group(1) + b + m.group(2), new)
+    if check:
+        return new == text
+    if new != text:
+        with open(README, 'w') as f:
+            f.write(new)
+        print('README.md: results blocks rendered')
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest='command', required=True)
+    demo = sub.add_parser('collect-demo', help="keep make demo's figures")
+    demo.add_argument('work_dir')
+    demo.add_argument('--data-root', default='data/synthetic')
+    compare = sub.add_parser('collect-compare', help="keep a comparison's figures and plots")
+    compare.add_argument('out')
+    check = sub.add_parser('render', help='render the README blocks')
+    check.add_argument('--check', action='store_true', help='only compare; exit 1 when they differ')
+    args = parser.parse_args(argv)
+    if args.command == 'collect-demo':
+        collect_demo(args.work_dir, args.data_root)
+    elif args.command == 'collect-compare':
+        collect_compare(args.out)
+    if args.command == 'render' and args.check:
+        if not render(check=True):
+            print('README.md results blocks differ from docs/results/: run python tools/results.py render')
+            return 1
+        return 0
+    render()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
