@@ -67,6 +67,33 @@ def test_gradients_flow_through_every_backend_on_cpu():
         assert all(t.grad is not None and t.grad.isfinite().all() for t in (q, k, v))
 
 
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts what reads a tensor's value on the host (a device sync): bool(), item(), tolist(), int()."""
+
+    READS = {torch.Tensor.__bool__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__int__}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS:
+            self.reads.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('backend', ['math', 'sdpa'])
+@pytest.mark.parametrize('causal', [False, True])
+def test_masked_and_causal_attention_reads_nothing_on_the_host(backend, causal):
+    q, k, v = _qkv()
+    mask = torch.ones(2, 5, 7, dtype=torch.bool)
+    mask[0, 1] = False  # an empty row too
+    with _HostReads() as spy:
+        attention(q, k, v, mask, causal=causal, backend=backend)
+        attention(q, k, v, _padding_mask(), causal=causal, backend=backend)
+    assert spy.reads == [], f'{backend} attention read values on the host: {spy.reads}'
+
+
 def test_explicit_backend_that_cannot_run_lists_why():
     q, k, v = _qkv()
     with pytest.raises(AttentionBackendError, match="'xformers' cannot run.*needs cuda"):

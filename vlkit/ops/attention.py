@@ -48,13 +48,12 @@ def _full_mask(mask: Tensor | None, causal: bool, q: Tensor, k: Tensor) -> Tenso
 
 
 def _zero_empty_rows(out: Tensor, mask: Tensor | None) -> Tensor:
-    """Rows of queries that see no key at all output zeros (Flamingo text before its first image)."""
+    """Rows of queries that see no key at all output zeros (Flamingo text before its first image). Always
+    applied when there is a mask: asking first whether any row is empty would read a value on the host
+    (a device sync, and a graph break under ``torch.compile``)."""
     if mask is None:
         return out
-    has_key = mask.any(-1, keepdim=True)  # [B, 1|H, Lq, 1]
-    if bool(has_key.all()):
-        return out
-    return out.masked_fill(~has_key, 0.0)
+    return out.masked_fill(~mask.any(-1, keepdim=True), 0.0)
 
 
 def _math(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
@@ -69,7 +68,7 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) ->
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
     safe = mask | ~mask.any(-1, keepdim=True)  # empty rows attend everywhere, then are zeroed
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bool(safe.all()) else safe, scale=scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, scale=scale)
     return _zero_empty_rows(out, mask)
 
 
