@@ -81,3 +81,16 @@ def test_more_images_than_text_tokens_is_refused():
     bench = fs.build_bench(QUICK)
     with pytest.raises(ValueError, match='3 images need at least as many text tokens'):
         fs.make_inputs(bench, 2, 3, QUICK.visual_tokens)
+
+
+@pytest.mark.slow
+def test_overhead_compares_the_runner_with_a_plain_loop_on_tiny_models(synthetic_root):
+    from benchmarks import overhead
+    from vlkit.testing import tiny_options
+
+    options = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 4).items()]
+    result = overhead.main(['--iters', '4', '--warmup', '1', '--no-save', '--cfg-options', *options])
+    assert result['precision'] in ('fp32', 'bf16') and result['iters'] == 4
+    assert result['vlkit_ms'] > 0 and result['plain_ms'] > 0
+    assert result['ratio'] == pytest.approx(result['vlkit_ms'] / result['plain_ms'])
+    assert 0 <= result['data_share'] < 1

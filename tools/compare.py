@@ -244,6 +244,15 @@ def profile(config: str, options: list[str], run: RunResult, profile_only: bool)
         say(f'  profiling FAILED ({note})')
 
 
+def run_precision(cfg: Config) -> str:
+    """The precision tools/train.py will run ``cfg`` at on this machine ('fp32' or 'bf16')."""
+    import torch
+
+    from vlkit.engine import resolve_precision
+
+    return resolve_precision(cfg.get('precision'), 'cuda' if torch.cuda.is_available() else 'cpu')
+
+
 def training_samples(cfg: Config) -> int | None:
     """Samples a run sees: iterations x batch size (None for a config without a training schedule)."""
     iters = cfg.get('train_cfg', {}).get('max_iters')
@@ -261,6 +270,8 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
     with open(config) as f:
         digest = config_hash(f.read(), options)
     cfg = load_config(config, parse_options(options))
+    # the precision this machine runs the config at is part of the run's identity
+    digest = config_hash(f'{digest}|precision={run_precision(cfg)}', [])
     run = RunResult(
         name=variant.name,
         connector=cfg.model.connector.type,

@@ -119,13 +119,18 @@ def write_results(work_dir: str, args: argparse.Namespace, columns: dict, second
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
+    import torch
     from mmengine.runner import TestLoop
 
     from vlkit.config import load_config
-    from vlkit.engine import CheckpointLoadError, Runner
+    from vlkit.engine import CheckpointLoadError, PrecisionError, Runner, apply_precision
     from vlkit.evaluation import format_accuracy_table
 
     cfg = load_config(args.config, args.cfg_options)
+    try:
+        apply_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu')
+    except PrecisionError as err:
+        raise SystemExit(f'config error: {args.config}: {err}') from err
     cfg.work_dir = (
         args.work_dir
         or cfg.get('work_dir')

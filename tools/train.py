@@ -33,7 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
     )
-    parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument(
+        '--amp', action='store_true', help="bf16 autocast (precision='bf16'; needs bf16 units on a CPU)"
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
@@ -60,6 +62,7 @@ def configure(args: argparse.Namespace):
 
     from vlkit.config import load_config
     from vlkit.config_check import ConfigError, check_config
+    from vlkit.engine.precision import PrecisionError, apply_precision
 
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
@@ -74,13 +77,10 @@ def configure(args: argparse.Namespace):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise SystemExit(
-                "--amp needs a CUDA device (MMEngine's AmpOptimWrapper asserts on CPU); drop --amp"
-            )
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    try:
+        apply_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu', 'bf16' if args.amp else None)
+    except PrecisionError as err:
+        raise SystemExit(f'config error: {args.config}: {err}') from err
     if 'strategy' in cfg and not torch.cuda.is_available():
         raise SystemExit(
             f'config error: {args.config}: strategy={cfg.strategy.type!r} (configs/_base_/strategies) needs '

@@ -46,6 +46,7 @@ VLKIT_KEYS = {
     'image_size',
     'encoder_pretraining',
     'load_parts',
+    'precision',
 }
 PART_REGISTRIES = {
     'vision_encoder': R.VISION_ENCODERS,

@@ -10,6 +10,7 @@ from .checkpoint import (
     read_last_checkpoint,
 )
 from .encoder_pretraining import ensure_pretrained_encoder
+from .precision import PrecisionError, apply_precision, resolve_precision
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
 from .runner import FlexibleRunner, Runner, build_runner
@@ -24,12 +25,15 @@ __all__ = [
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
+    'PrecisionError',
     'RNGStateHook',
     'Runner',
     'TrainingFault',
+    'apply_precision',
     'build_runner',
     'ensure_pretrained_encoder',
     'find_resumable_checkpoint',
     'load_checkpoint_file',
     'read_last_checkpoint',
+    'resolve_precision',
 ]

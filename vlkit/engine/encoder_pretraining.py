@@ -8,7 +8,8 @@ targets come from the synthetic generator's ground truth (:func:`vlkit.data.synt
 maps).
 
 A config asks for the stage with a top-level ``encoder_pretraining`` dict (``iters``, ``batch_size``,
-``lr``, ``bank_size``, ``seed``; ``data_root`` and ``image_size`` default to the config's own).
+``lr``, ``bank_size``, ``seed``, ``precision``; ``data_root`` and ``image_size`` default to the config's own,
+and the tools set ``precision`` to the run's, vlkit.engine.precision).
 ``tools/train.py`` runs :func:`ensure_pretrained_encoder` before it builds the model
 (``tools/pretrain_encoder.py`` runs it alone): the stage trains once, writes
 ``{data_root}/encoders/{key}.pth`` (the state dict of the encoder's ``model``, keyed by the encoder's config
@@ -39,11 +40,12 @@ from tqdm import tqdm
 from ..data import synthetic
 from ..data.prepare import default_data_root
 from ..data.transforms import normalize_uint8
+from ..ops import autocast
 from ..registry import VISION_ENCODERS
 from .checkpoint import publish_file
 
 CONFIG_KEY = 'encoder_pretraining'
-DEFAULTS = dict(iters=800, batch_size=64, lr=1e-3, bank_size=16_384, seed=0)
+DEFAULTS = dict(iters=800, batch_size=64, lr=1e-3, bank_size=16_384, seed=0, precision='fp32')
 GLOBAL_HEADS = ('count', 'tags')  # read from the mean token; the others from every patch token
 BACKGROUND_WEIGHT = 0.1  # most patches are background: without this the encoder learns mostly "nothing here"
 TAG_POSITIVE_WEIGHT = 4.0  # a scene has few of its possible tags
@@ -238,8 +240,9 @@ def _pretrain(encoder: nn.Module, settings: dict) -> dict[str, float]:
     with tqdm(range(iters), desc='encoder pretraining') as bar:
         for it in bar:
             idx = torch.randint(0, bank_size, (batch_size,), generator=gen)
-            preds = _predictions(encoder, heads, {k: v[idx] for k, v in bank.items()})
-            loss = sum(_loss(name, *pair) for name, pair in preds.items())
+            with autocast('cpu', settings['precision']):
+                preds = _predictions(encoder, heads, {k: v[idx] for k, v in bank.items()})
+            loss = sum(_loss(name, logits.float(), labels) for name, (logits, labels) in preds.items())
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()

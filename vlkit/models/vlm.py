@@ -8,6 +8,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from ..constants import IGNORE_INDEX
+from ..ops import autocast
 from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS, component_class
 from .connector import Connector
 from .fusion import DEFAULT_FUSION, FusionInputs, LanguageModelInputs
@@ -35,6 +36,8 @@ class VisionLanguageModel(BaseModel):
         crop_separator: with any-resolution crops (``crop_counts`` in the batch), put a learned vector
             between the tokens of consecutive crops of an image, so the language model sees where each
             crop ends (BLIP-3 and Idefics2 mark crop boundaries too; theirs are text tokens).
+        precision: ``'fp32'``, or ``'bf16'`` to run every forward pass under bf16 autocast (weights stay
+            fp32); the tools resolve the config's ``precision`` per machine (vlkit.engine.precision).
     """
 
     PARTS = ('vision_encoder', 'connector', 'language_model', 'fusion')
@@ -49,6 +52,7 @@ class VisionLanguageModel(BaseModel):
         freeze_vision_encoder: bool = True,
         max_new_tokens: int = 8,
         crop_separator: bool = False,
+        precision: str = 'fp32',
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -59,6 +63,8 @@ class VisionLanguageModel(BaseModel):
         self.fusion.attach(self.language_model)
         self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
         self.image_size = image_size
+        self.precision = precision
+        autocast('cpu', precision)  # refuses anything but 'fp32' and 'bf16' at build time
         self.freeze_vision_encoder = freeze_vision_encoder
         self.max_new_tokens = max_new_tokens
         out_dim = self.connector.out_dim
@@ -149,14 +155,15 @@ class VisionLanguageModel(BaseModel):
         crop_counts: Tensor | None = None,
         **meta,
     ):
-        if mode == 'loss':
-            return {'loss': self.loss(images, input_ids, attention_mask, labels, crop_counts)}
-        if mode == 'predict':
-            return self.predict(images, input_ids, attention_mask, crop_counts=crop_counts, **meta)
-        if mode == 'tensor':
+        if mode not in ('loss', 'predict', 'tensor'):
+            raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+        with autocast(images.device.type, self.precision):
+            if mode == 'loss':
+                return {'loss': self.loss(images, input_ids, attention_mask, labels, crop_counts)}
+            if mode == 'predict':
+                return self.predict(images, input_ids, attention_mask, crop_counts=crop_counts, **meta)
             inputs = self.fuse(images, input_ids, attention_mask, crop_counts=crop_counts)
             return self.fusion.call_language_model(self.language_model.model, inputs).logits
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, images, input_ids, attention_mask, labels, crop_counts=None) -> Tensor:
         inputs = self.fuse(images, input_ids, attention_mask, labels, crop_counts=crop_counts)
@@ -176,6 +183,10 @@ class VisionLanguageModel(BaseModel):
     ) -> Tensor:
         """Greedy continuations [B, new tokens] of left-padded prompts (``generate_kwargs`` override the
         defaults: ``max_new_tokens`` = the model's, no ``<image>`` token in an answer)."""
+        with autocast(images.device.type, self.precision):
+            return self._generate_ids(images, input_ids, attention_mask, crop_counts, generate_kwargs)
+
+    def _generate_ids(self, images, input_ids, attention_mask, crop_counts, generate_kwargs) -> Tensor:
         inputs = self.fuse(images, input_ids, attention_mask, align_right=True, crop_counts=crop_counts)
         tok = self.tokenizer
         settings = dict(

@@ -4,6 +4,7 @@ exactly what a plain composition does (each with its "equivalent PyTorch code" a
 from .attention import AttentionBackendError, attention, available_backends
 from .context_space import context_space_attention, context_space_is_cheaper
 from .layer_norm_linear import layer_norm_linear, needs_only_parameter_grads
+from .precision import PRECISIONS, autocast
 
 __all__ = [
     'attention',
@@ -13,4 +14,6 @@ __all__ = [
     'context_space_is_cheaper',
     'layer_norm_linear',
     'needs_only_parameter_grads',
+    'PRECISIONS',
+    'autocast',
 ]

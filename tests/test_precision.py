@@ -1,0 +1,70 @@
+"""The precision switch: resolved per machine, refused where it cannot run, and bf16 autocast that keeps fp32
+weights and gives the fp32 results within bf16's rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from vlkit.engine import precision as P
+from vlkit.registry import MODELS
+from vlkit.testing import TEXTS, text_batch, tiny_model_cfg
+
+
+def test_auto_takes_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: ['avx512_bf16'])
+    assert P.resolve_precision('auto', 'cpu') == 'bf16' and P.resolve_precision('bf16', 'cpu') == 'bf16'
+    assert P.resolve_precision('fp32', 'cpu') == 'fp32' and P.resolve_precision(None, 'cpu') == P.DEFAULT
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: [])
+    assert P.resolve_precision('auto', 'cpu') == 'fp32'
+    with pytest.raises(
+        P.PrecisionError, match=r"precision='bf16' \(--amp\) needs bf16 units: this CPU reports none"
+    ):
+        P.resolve_precision('bf16', 'cpu')
+    with pytest.raises(P.PrecisionError, match=r"precision='fp16' is not one of \('auto', 'fp32', 'bf16'\)"):
+        P.resolve_precision('fp16', 'cpu')
+
+
+def test_the_resolved_precision_goes_into_the_model_and_the_pretraining_stage(monkeypatch):
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: ['amx_bf16'])
+    cfg = Config(
+        dict(precision='auto', model=dict(type='VisionLanguageModel'), encoder_pretraining=dict(iters=2))
+    )
+    assert P.apply_precision(cfg, 'cpu') == 'bf16'
+    assert cfg.precision == cfg.model.precision == cfg.encoder_pretraining.precision == 'bf16'
+    assert P.apply_precision(cfg, 'cpu', 'fp32') == 'fp32' and cfg.model.precision == 'fp32'
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / 'cpuinfo'
+    info.write_text('processor : 0\nflags : fpu avx2 avx512f avx512_bf16 sse\n')
+    real_open = open
+    monkeypatch.setattr(
+        'builtins.open', lambda path, *a, **k: real_open(info if path == '/proc/cpuinfo' else path, *a, **k)
+    )
+    P.cpu_bf16_units.cache_clear()
+    try:
+        assert P.cpu_bf16_units() == ['avx512_bf16']
+    finally:
+        P.cpu_bf16_units.cache_clear()
+
+
+@pytest.mark.skipif(not P.cpu_bf16_units(), reason='this CPU has no bf16 units')
+def test_bf16_keeps_fp32_weights_and_the_fp32_loss_within_rounding(synthetic_root):
+    losses = {}
+    for precision in ('fp32', 'bf16'):
+        torch.manual_seed(0)
+        model = MODELS.build(dict(tiny_model_cfg(synthetic_root), precision=precision))
+        batch = text_batch(model, TEXTS)
+        loss = model(**batch, mode='loss')['loss']
+        loss.backward()
+        losses[precision] = loss.item()
+        assert loss.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+    assert losses['bf16'] != losses['fp32'] and losses['bf16'] == pytest.approx(losses['fp32'], rel=2e-2)
+
+
+def test_a_model_refuses_an_unresolved_precision(synthetic_root):
+    with pytest.raises(ValueError, match="resolved to 'fp32' or 'bf16' before running, got 'auto'"):
+        MODELS.build(dict(tiny_model_cfg(synthetic_root), precision='auto'))
