@@ -122,7 +122,7 @@ def table(r: dict) -> str:
     cells = [r['config'], r['precision'], f'{r["vlkit_ms"]:.1f}', f'{r["plain_ms"]:.1f}',
              f'{r["ratio"]:.3f}', f'{r["data_ms"]:.1f}', f'{100 * r["data_share"]:.1f}%']  # fmt: skip
     return '\n'.join([
-        f'**framework overhead** (benchmarks/overhead.py; median of {r["iters"]} training iterations each)', '',
+        f'**framework overhead** (benchmarks/overhead.py; median of {r["iters"]} iterations each)', '',
         '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|', '| ' + ' | '.join(cells) + ' |',
     ])  # fmt: skip
 

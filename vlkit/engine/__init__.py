@@ -10,9 +10,9 @@ from .checkpoint import (
     read_last_checkpoint,
 )
 from .encoder_pretraining import ensure_pretrained_encoder
-from .precision import PrecisionError, apply_precision, resolve_precision
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
+from .precision import PrecisionError, apply_precision, resolve_precision
 from .runner import FlexibleRunner, Runner, build_runner
 
 __all__ = [
