@@ -12,9 +12,9 @@ from vlkit.registry import CONNECTORS
 # timm's LayerNorm-with-activation over channels, which RegStage builds from Honeybee's LayerNorm2d.
 NORM_EPS = 1e-5
 
-# The network runs on channels-last maps [B, h, w, C]: the 1x1 convolutions are then matrix products over
-# C, the LayerNorms over channels need no permutes, and the depthwise convolution and the pooling see an
-# NCHW view in channels_last memory format. Parameter names and shapes are those of timm's RegStage.
+# The network runs on channels-last maps [B, h, w, C]: the LayerNorms over channels need no permutes, and
+# the convolutions and the pooling see an NCHW view of them in channels_last memory format (no copy), which
+# the CPU's convolution kernels take directly. Parameter names and shapes are those of timm's RegStage.
 
 
 class PositionedTokens(NamedTuple):
@@ -64,8 +64,8 @@ class _PositionedLinear(torch.autograd.Function):
 
 
 class PointwiseConv(nn.Conv2d):
-    """A 1x1 convolution of channels-last maps [B, h, w, C_in] -> [B, h, w, C_out], run as a Linear layer;
-    its weight keeps Conv2d's shape [C_out, C_in, 1, 1] (and its initialisation)."""
+    """A 1x1 convolution of channels-last maps [B, h, w, C_in] -> [B, h, w, C_out], run on their NCHW
+    view (a convolution kernel beat a matrix product over C on a CPU: benchmarks/RESULTS.md)."""
 
     def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
         super().__init__(in_dim, out_dim, 1, bias=bias)
@@ -75,7 +75,7 @@ class PointwiseConv(nn.Conv2d):
             if self.bias is None and needs_only_parameter_grads(x.tokens):
                 return _PositionedLinear.apply(x.tokens, x.pos, x.keep, self.weight.flatten(1))
             x = x.materialize()
-        return F.linear(x, self.weight.flatten(1), self.bias)
+        return _nhwc(super().forward(_nchw(x)))
 
 
 class SqueezeExcite(nn.Module):

@@ -94,3 +94,18 @@ def test_overhead_compares_the_runner_with_a_plain_loop_on_tiny_models(synthetic
     assert result['vlkit_ms'] > 0 and result['plain_ms'] > 0
     assert result['ratio'] == pytest.approx(result['vlkit_ms'] / result['plain_ms'])
     assert 0 <= result['data_share'] < 1
+
+
+@pytest.mark.slow
+def test_gpu_step_runs_its_smoke_path_on_whatever_device_there_is(tmp_path):
+    from benchmarks import gpu_step
+
+    out = tmp_path / 'gpu_step.md'
+    report = gpu_step.main(['--smoke', '--configs', 'llava15_mlp', '--out', str(out)])
+    assert out.read_text() == report
+    rows = [line for line in report.splitlines() if line.startswith('| llava15_mlp |')]
+    assert [row.split(' | ')[1] for row in rows] == ['eager', 'compiled']
+    assert all(float(row.split(' | ')[3]) > 0 for row in rows)  # step ms
+    checks = {line.split(' | ')[0][2:]: float(line.split(' | ')[1].rstrip(' |')) for line in report.splitlines()
+              if line.startswith(('| no mask', '| key padding', '| per-query'))}  # fmt: skip
+    assert set(checks) == {'no mask', 'key padding', 'per-query'} and max(checks.values()) < 1e-4

@@ -86,3 +86,34 @@ def test_predict_returns_answers_and_tasks(synthetic_root, batches):
     out = model(**val, mode='predict')
     assert len(out) == 12 and set(out[0]) == {'prediction', 'answer', 'task'}
     assert [o['answer'] for o in out] == val['answers']
+
+
+@pytest.mark.slow
+def test_compiled_parts_give_the_eager_values(synthetic_root, fusion='CrossAttentionFusion'):
+    # cross-attention: both the connector and the fusion's blocks are compiled
+    from vlkit.testing import TEXTS, TINY_CONNECTORS, TINY_FUSIONS, text_batch
+
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        cfg = tiny_model_cfg(
+            synthetic_root,
+            connector=dict(type='PerceiverResampler', **TINY_CONNECTORS['PerceiverResampler']),
+            fusion=dict(type=fusion, **TINY_FUSIONS[fusion]),
+        )
+        model = MODELS.build(dict(cfg, compile=compile))
+        with torch.no_grad():
+            for name, p in model.fusion.named_parameters():
+                if name.endswith('_gate'):
+                    p.fill_(1.0)  # open the cross-attention gates, so the blocks count
+        batch = text_batch(model, TEXTS)
+        loss = model(**batch, mode='loss')['loss']
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads, sorted(model.state_dict())))
+    (eager, eager_grads, eager_keys), (compiled, compiled_grads, compiled_keys) = results
+    assert compiled_keys == eager_keys  # checkpoints load either way
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+    assert compiled_grads.keys() == eager_grads.keys()
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -5,8 +5,9 @@
 
 ``--shots K`` puts K demonstrations (image, question, answer), drawn with a fixed seed from the train split,
 before every query's image and question (BLIP-3's k-shot protocol; vlkit.evaluation.FewShotDataset).
-``--blank-images`` replaces every image by a constant grey one; ``--compare-blank`` evaluates both and
-prints the gain per task beside the question-only prior, which shows how much the model takes from images.
+``--blank-images`` replaces every image by a constant grey one; ``--compare-blank`` evaluates both, each
+question with its images and with blank ones in the same batches, and prints the gain per task beside the
+question-only prior, which shows how much the model takes from images.
 Each evaluation writes ``accuracy_SPLIT_Kshot[_blank]_CHECKPOINT.json``; a zero-shot one also refreshes
 ``accuracy_SPLIT[_blank].json``, the latest result.
 """
@@ -81,6 +82,29 @@ def set_blank_images(dataset: dict, blank: bool) -> None:
         dataset['blank_images'] = blank
 
 
+def pair_with_blank_images(cfg) -> None:
+    """Every question also asked with blank images, in the same batches (twice the batch size, so a batch
+    holds as many questions as before), each variant scored on its own (vlkit.evaluation.blank_images)."""
+    loader = cfg.test_dataloader
+    loader.dataset = dict(type='BlankImagePairs', dataset=loader.dataset)
+    loader.batch_size = 2 * loader.batch_size
+    cfg.test_evaluator = dict(type='ByVariant', metric=cfg.test_evaluator)
+
+
+def split_variants(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``ByVariant``'s keys (``exact_match/colour``, ``exact_match/blank images/colour``) as the columns
+    ``images`` and ``blank images`` with the metric's own keys."""
+    columns: dict[str, dict[str, float]] = {'images': {}, 'blank images': {}}
+    for key, value in metrics.items():
+        prefix, _, rest = key.partition('/')
+        variant, _, name = rest.partition('/')
+        if variant == 'blank images':
+            columns['blank images'][f'{prefix}/{name}'] = value
+        else:
+            columns['images'][key] = value
+    return columns
+
+
 class ProgressBarHook(Hook):
     """A progress bar over the evaluation batches on stderr (MMEngine logs only every few batches)."""
 
@@ -120,7 +144,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
     import torch
-    from mmengine.runner import TestLoop
 
     from vlkit.config import load_config
     from vlkit.engine import CheckpointLoadError, PrecisionError, Runner, apply_precision
@@ -142,6 +165,8 @@ def main(argv=None) -> dict:
     if args.shots:
         use_demonstrations(cfg, args.shots, args.shots_seed)
     set_blank_images(cfg.test_dataloader.dataset, args.blank_images)
+    if args.compare_blank:
+        pair_with_blank_images(cfg)
     # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them),
     # and the checkpoint holds every weight: no stage or part initialisation is needed
     for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'encoder_pretraining'):
@@ -151,13 +176,14 @@ def main(argv=None) -> dict:
     runner = Runner.from_cfg(cfg)
     runner.register_hook(ProgressBarHook(), priority='VERY_LOW')
     try:
-        results = {'images' if not args.blank_images else 'blank images': runner.test()}
+        metrics = runner.test()
     except CheckpointLoadError as err:
         raise SystemExit(f'evaluation stopped: {err}') from err
-    if args.compare_blank:
-        blank = json.loads(json.dumps(cfg.test_dataloader))
-        set_blank_images(blank['dataset'], True)
-        results['blank images'] = TestLoop(runner, blank, cfg.test_evaluator).run()
+    results = (
+        split_variants(metrics)
+        if args.compare_blank
+        else {'blank images' if args.blank_images else 'images': metrics}
+    )
     columns = dict(results)
     if 'images' in results and 'blank images' in results:
         columns['gain'] = {k: v - results['blank images'][k] for k, v in results['images'].items()}

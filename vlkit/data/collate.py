@@ -51,4 +51,6 @@ def vlm_collate(samples: list[dict]) -> dict:
     else:
         batch['labels'] = _pad([s['labels'] for s in samples], IGNORE_INDEX, left=False)
     batch['tasks'] = [s.get('task') for s in samples]
+    if any('variant' in s for s in samples):  # which evaluation a sample belongs to (blank-image copies)
+        batch['variants'] = [s.get('variant') for s in samples]
     return batch

@@ -38,6 +38,8 @@ class VisionLanguageModel(BaseModel):
             crop ends (BLIP-3 and Idefics2 mark crop boundaries too; theirs are text tokens).
         precision: ``'fp32'``, or ``'bf16'`` to run every forward pass under bf16 autocast (weights stay
             fp32); the tools resolve the config's ``precision`` per machine (vlkit.engine.precision).
+        compile: compile the connector and the fusion's layers with ``torch.compile`` (``True``, or a dict of
+            its options); the same values as eager, the parameters' names unchanged (``nn.Module.compile``).
     """
 
     PARTS = ('vision_encoder', 'connector', 'language_model', 'fusion')
@@ -53,6 +55,7 @@ class VisionLanguageModel(BaseModel):
         max_new_tokens: int = 8,
         crop_separator: bool = False,
         precision: str = 'fp32',
+        compile: bool | dict = False,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
@@ -72,6 +75,15 @@ class VisionLanguageModel(BaseModel):
         if freeze_vision_encoder:
             self.vision_encoder.requires_grad_(False)
             self.vision_encoder.eval()
+        if compile:
+            self._compile({} if compile is True else dict(compile))
+
+    def _compile(self, options: dict) -> None:
+        """The connector and each of the fusion's own layers, compiled in place (their names unchanged)."""
+        self.connector.compile(**options)
+        for layer in self.fusion.children():
+            for module in layer if isinstance(layer, nn.ModuleList) else [layer]:
+                module.compile(**options)
 
     def _connector_args(self, connector: dict, image_size: int) -> dict:
         """What the builder supplies: ``in_dim``, ``out_dim``, ``input_grid`` (where a connector takes it)."""
@@ -208,11 +220,24 @@ class VisionLanguageModel(BaseModel):
         return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def predict(
-        self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, **meta
+        self,
+        images,
+        input_ids,
+        attention_mask,
+        answers=None,
+        tasks=None,
+        crop_counts=None,
+        variants=None,
+        **meta,
     ) -> list[dict]:
+        """Greedy answers, each with its reference ``answer``, ``task`` and (when the batch has them)
+        ``variant``, the evaluation it belongs to."""
         predictions = self.generate(images, input_ids, attention_mask, crop_counts)
-        answers = answers or [None] * len(predictions)
-        tasks = tasks or [None] * len(predictions)
-        return [
-            dict(prediction=p, answer=a, task=t) for p, a, t in zip(predictions, answers, tasks, strict=True)
+        none = [None] * len(predictions)
+        out = [
+            dict(prediction=p, answer=a, task=t)
+            for p, a, t in zip(predictions, answers or none, tasks or none, strict=True)
         ]
+        for row, variant in zip(out, variants or [], strict=False):
+            row['variant'] = variant
+        return out
