@@ -123,6 +123,13 @@ LANGUAGE_MODELS = Registry(
     build_func=build_component,
     locations=['vlkit.models.llms'],
 )
+# Source formats that tools/prepare_data.py converts into shards (one file per format in vlkit/data/formats/)
+DATA_FORMATS = Registry(
+    'data format',
+    scope='vlkit_data_format',
+    build_func=build_component,
+    locations=['vlkit.data.formats'],
+)
 
 
 def shared_settings(*names: str):
