@@ -32,7 +32,8 @@ def vlm_collate(samples: list[dict]) -> dict:
 
     ``images`` holds every sample's images (their crops, with any-resolution encoding) in order, and
     ``image_counts`` the number of images per sample; ``crop_counts`` (crops per image) is added when an
-    image has more than one crop. Keys beginning with ``__`` are dropped.
+    image has more than one crop; ``metas`` (the samples' ``meta``: question and image ids) when a sample
+    has one. Keys beginning with ``__`` are dropped.
     """
     generating = 'labels' not in samples[0]
     ids = [s['input_ids'] for s in samples]
@@ -51,4 +52,6 @@ def vlm_collate(samples: list[dict]) -> dict:
     else:
         batch['labels'] = _pad([s['labels'] for s in samples], IGNORE_INDEX, left=False)
     batch['tasks'] = [s.get('task') for s in samples]
+    if any('meta' in s for s in samples):  # ids for benchmark submission files, answer types
+        batch['metas'] = [s.get('meta') for s in samples]
     return batch

@@ -197,11 +197,15 @@ class VisionLanguageModel(BaseModel):
         return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def predict(
-        self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, **meta
+        self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, metas=None, **meta
     ) -> list[dict]:
         predictions = self.generate(images, input_ids, attention_mask, crop_counts)
         answers = answers or [None] * len(predictions)
         tasks = tasks or [None] * len(predictions)
-        return [
+        outputs = [
             dict(prediction=p, answer=a, task=t) for p, a, t in zip(predictions, answers, tasks, strict=True)
         ]
+        for output, sample_meta in zip(outputs, metas or [], strict=False):
+            if sample_meta:
+                output['meta'] = sample_meta  # question and image ids, for benchmark submission files
+        return outputs
