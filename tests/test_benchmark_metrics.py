@@ -20,15 +20,18 @@ def test_gqa_exact_match_per_type_and_its_submission(tmp_path):
     samples = [
         dict(prediction='Red.', answer=['red'], task='query', meta={'question_id': '201'}),  # case, period
         dict(prediction='no', answer=['yes'], task='verify', meta={'question_id': '202'}),
-        dict(prediction='the table', answer=['table'], task='query', meta={'question_id': '203'}),  # no article rule
+        dict(
+            prediction='the table', answer=['table'], task='query', meta={'question_id': '203'}
+        ),  # no article rule
     ]
     path = tmp_path / 'gqa.json'
     scores = _run(GQAAccuracy(submission_file=str(path)), samples)
     assert scores == {'query': 50.0, 'verify': 0.0, 'overall': pytest.approx(100 / 3)}
     assert json.loads(path.read_text()) == [
-        {'questionId': '201', 'prediction': 'Red.'}, {'questionId': '202', 'prediction': 'no'},
+        {'questionId': '201', 'prediction': 'Red.'},
+        {'questionId': '202', 'prediction': 'no'},
         {'questionId': '203', 'prediction': 'the table'},
-    ]  # fmt: skip
+    ]
 
 
 def test_vizwiz_scores_unanswerable_like_any_answer():
@@ -38,9 +41,21 @@ def test_vizwiz_scores_unanswerable_like_any_answer():
     x "dog": 0."""
     unanswerable = ['unanswerable'] * 9 + ['sofa']
     samples = [
-        dict(prediction='Unanswerable', answer=unanswerable, meta={'image_name': 'a.jpg', 'answer_type': 'unanswerable'}),
-        dict(prediction='soup', answer=['soup'] * 2 + ['can'] * 8, meta={'image_name': 'b.jpg', 'answer_type': 'other'}),
-        dict(prediction='unanswerable', answer=['dog'] * 10, meta={'image_name': 'c.jpg', 'answer_type': 'other'}),
+        dict(
+            prediction='Unanswerable',
+            answer=unanswerable,
+            meta={'image_name': 'a.jpg', 'answer_type': 'unanswerable'},
+        ),
+        dict(
+            prediction='soup',
+            answer=['soup'] * 2 + ['can'] * 8,
+            meta={'image_name': 'b.jpg', 'answer_type': 'other'},
+        ),
+        dict(
+            prediction='unanswerable',
+            answer=['dog'] * 10,
+            meta={'image_name': 'c.jpg', 'answer_type': 'other'},
+        ),
     ]
     scores = _run(VizWizAccuracy(), samples)
     assert scores['unanswerable'] == pytest.approx(100.0)
@@ -59,14 +74,20 @@ def test_bleu4_and_cider_by_hand():
     on the street": every n-gram matches, brevity penalty exp(1 - 6/4) -> BLEU-4 = 100 * e^-0.5."""
     refs = [['a red bus on the street'], ['two dogs play on the beach']]
     same, _, _ = caption_scores(['a red bus on the street', 'two dogs play on the beach'], refs, 'python')
-    assert same['BLEU_4'] == pytest.approx(100.0, abs=1e-4) and same['CIDEr'] == pytest.approx(1000.0, abs=1e-3)
+    assert same['BLEU_4'] == pytest.approx(100.0, abs=1e-4) and same['CIDEr'] == pytest.approx(
+        1000.0, abs=1e-3
+    )
     short, _, _ = caption_scores(['a red bus on'], [['a red bus on the street']], 'python')
     assert short['BLEU_4'] == pytest.approx(100 * math.exp(-0.5), abs=1e-4)
 
 
 def test_caption_metric_says_which_tokenizer_ran(tmp_path, monkeypatch):
-    samples = [dict(prediction='A red bus, on the street.', answer=['a red bus on the street'], meta={'image_id': 1}),
-               dict(prediction='two dogs', answer=['two dogs play on the beach'], meta={'image_id': 2})]  # fmt: skip
+    samples = [
+        dict(
+            prediction='A red bus, on the street.', answer=['a red bus on the street'], meta={'image_id': 1}
+        ),
+        dict(prediction='two dogs', answer=['two dogs play on the beach'], meta={'image_id': 2}),
+    ]
     metric = COCOCaption(submission_file=str(tmp_path / 'coco.json'))
     scores = _run(metric, samples)
     assert metric.tokenizer_used == 'ptb'  # java is on this machine's PATH
@@ -84,11 +105,18 @@ def test_benchmark_configs_use_the_benchmark_prompt_and_metric(name):
     bench = benchmark(name)
     dataset = cfg.test_dataloader.dataset
     assert dataset.question_prompt == bench.question_prompt and dataset.caption_prompt == bench.caption_prompt
-    assert cfg.test_evaluator.type == bench.metric and cfg.model_settings.max_new_tokens == bench.max_new_tokens
+    assert (
+        cfg.test_evaluator.type == bench.metric and cfg.model_settings.max_new_tokens == bench.max_new_tokens
+    )
 
 
 def test_textvqa_ocr_tokens_are_a_named_option():
-    assert benchmark('textvqa').notes == {'ocr_tokens': False} and '{ocr_tokens}' not in benchmark('textvqa').question_prompt
-    assert benchmark('textvqa', ocr_tokens=True).question_prompt.startswith('{question}\nReference OCR token: {ocr_tokens}')
+    assert (
+        benchmark('textvqa').notes == {'ocr_tokens': False}
+        and '{ocr_tokens}' not in benchmark('textvqa').question_prompt
+    )
+    assert benchmark('textvqa', ocr_tokens=True).question_prompt.startswith(
+        '{question}\nReference OCR token: {ocr_tokens}'
+    )
     with pytest.raises(KeyError, match="unknown benchmark 'vqa3'"):
         benchmark('vqa3')

@@ -15,22 +15,25 @@ from vlkit.testing import byte_level_tokenizer
 
 # The public chat templates of Meta-Llama-3-8B-Instruct, Phi-3-mini-4k-instruct and Qwen2-7B-Instruct.
 LLAMA3 = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' "
-    "+ message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if "
-    'loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if '
-    "add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    '{% set loop_messages = messages %}{% for message in loop_messages %}'
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    '{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}'
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 PHI3 = (
-    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
-    "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% "
-    "elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif "
-    "%}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+    '{% endif %}{% endfor %}'
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
 QWEN2 = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system"
-    "\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
-    "'<|im_start|>assistant\n' }}{% endif %}"
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 CORPUS = [
     'what is in the picture ? a red bus parked beside a green tree .',
@@ -154,7 +157,9 @@ def test_smollm2_own_template():
     tokenizer.add_tokens(['<image>'], special_tokens=True)  # as vlkit.tokenization.build_tokenizer does
     out = tokenize_chat(tokenizer, 'chat', MESSAGES, key='k1')
     assert _supervised_runs(tokenizer, out) == ['a red bus .<|im_end|>', 'two dogs .<|im_end|>']
-    assert tokenizer.decode(out['input_ids']).startswith('<|im_start|>system\nYou are a helpful AI assistant named SmolLM')
+    assert tokenizer.decode(out['input_ids']).startswith(
+        '<|im_start|>system\nYou are a helpful AI assistant named SmolLM'
+    )
     assert out['input_ids'].count(tokenizer.convert_tokens_to_ids('<image>')) == 1
 
 
@@ -167,7 +172,9 @@ def test_synthetic_sample_token_ids_are_pinned(synthetic_root):
     assert train['input_ids'] == [2, 4, 24, 45, 9, 46, 7, 8, 6, 30, 3]
     assert train['labels'] == [IGNORE_INDEX] * 9 + [30, 3]
     assert float(train['image'].sum()) == pytest.approx(2265.5217, abs=1e-3)
-    query = next(iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok, mode='generate')))
+    query = next(
+        iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok, mode='generate'))
+    )
     assert query['input_ids'] == [2, 4, 24, 26, 9, 5, 16, 7, 8, 6] and query['answer'] == 'orange'
     assert float(query['image'].sum()) == pytest.approx(2555.3647, abs=1e-3)
     assert sorted(query) == ['__key__', 'answer', 'image', 'input_ids', 'task']

@@ -183,7 +183,9 @@ def test_benchmark_evaluation_reads_the_prepared_folder(tmp_path, monkeypatch):
     """--benchmark passes to tools/test.py with its folder; the split defaults to the folder's only one."""
     compare = _compare_tool()
     (tmp_path / 'gqa').mkdir()
-    (tmp_path / 'gqa' / 'manifest.json').write_text(json.dumps({'splits': {'test-dev': {'num_samples': 2, 'shards': []}}}))
+    (tmp_path / 'gqa' / 'manifest.json').write_text(
+        json.dumps({'splits': {'test-dev': {'num_samples': 2, 'shards': []}}})
+    )
     args = compare.parse_args(['configs/llava_mlp.py', '--benchmark', 'gqa', '--data', str(tmp_path / 'gqa')])
     compare.resolve_split(args)
     assert args.split == 'test-dev'
@@ -192,8 +194,12 @@ def test_benchmark_evaluation_reads_the_prepared_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, 'last_checkpoint', lambda work_dir: str(tmp_path / 'iter_5.pth'))
     run = RunResult('x', status='trained')
     compare.evaluate('configs/llava_mlp.py', str(tmp_path / 'run'), [], run, args)
-    (name, cli), = calls
-    assert name == 'test.py' and cli[cli.index('--benchmark') + 1] == 'gqa' and cli[cli.index('--split') + 1] == 'test-dev'
+    ((name, cli),) = calls
+    assert (
+        name == 'test.py'
+        and cli[cli.index('--benchmark') + 1] == 'gqa'
+        and cli[cli.index('--split') + 1] == 'test-dev'
+    )
     assert cli[cli.index('--data') + 1] == str(tmp_path / 'gqa')
     with pytest.raises(SystemExit):
         compare.parse_args(['configs/llava_mlp.py', '--benchmark', 'vqa3'])

@@ -70,19 +70,30 @@ def _preprocessor_folder(tmp_path, **config):
 
 def test_hf_encoder_declares_the_checkpoints_preprocessing(tmp_path):
     clip = _preprocessor_folder(
-        tmp_path, image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
-        size={'shortest_edge': 336}, crop_size={'height': 336, 'width': 336}, do_center_crop=True, resample=3,
-    )  # fmt: skip
+        tmp_path,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={'shortest_edge': 336},
+        crop_size={'height': 336, 'width': 336},
+        do_center_crop=True,
+        resample=3,
+    )
     assert HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}}) == {
-        'mean': (0.48145466, 0.4578275, 0.40821073), 'std': (0.26862954, 0.26130258, 0.27577711),
-        'size': 336, 'resample': 'bicubic',
-    }  # fmt: skip
+        'mean': (0.48145466, 0.4578275, 0.40821073),
+        'std': (0.26862954, 0.26130258, 0.27577711),
+        'size': 336,
+        'resample': 'bicubic',
+    }
     assert HFVisionEncoder.declared_preprocessing({'model': {'model_type': 'siglip_vision_model'}}) is None
 
 
 def test_load_config_fills_the_declared_preprocessing_into_datasets_that_take_it(tmp_path, synthetic_root):
     siglip = _preprocessor_folder(
-        tmp_path, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], size={'height': 32, 'width': 32}, resample=2
+        tmp_path,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        size={'height': 32, 'width': 32},
+        resample=2,
     )
     config = tmp_path / 'exp.py'
     config.write_text(
@@ -99,13 +110,17 @@ def test_load_config_fills_the_declared_preprocessing_into_datasets_that_take_it
 
 def test_preprocessing_normalises_by_the_declared_mean_and_std_and_pads_with_the_mean_colour():
     image = Image.new('RGB', (4, 2), (255, 0, 51))  # wide: padded above and below
-    processor = resolve_image_processor({'mean': (0.5, 0.25, 0.2), 'std': (0.5, 0.25, 0.1)}, pad_to_square=True)
+    processor = resolve_image_processor(
+        {'mean': (0.5, 0.25, 0.2), 'std': (0.5, 0.25, 0.1)}, pad_to_square=True
+    )
     x = image_to_tensor(image, 4, processor)
     assert x.shape == (3, 4, 4)
     # image rows (1 and 2) keep their colour: (255/255 - .5)/.5 = 1, (0 - .25)/.25 = -1, (51/255 - .2)/.1 = 0
     assert torch.allclose(x[:, 1:3], torch.tensor([1.0, -1.0, 0.0]).view(3, 1, 1).expand(3, 2, 4), atol=1e-6)
     # padding rows are the mean colour int(mean * 255) = (127, 63, 51): about 0 once normalised
-    pad = (torch.tensor([127, 63, 51]) / 255.0 - torch.tensor([0.5, 0.25, 0.2])) / torch.tensor([0.5, 0.25, 0.1])
+    pad = (torch.tensor([127, 63, 51]) / 255.0 - torch.tensor([0.5, 0.25, 0.2])) / torch.tensor(
+        [0.5, 0.25, 0.1]
+    )
     assert torch.allclose(x[:, 0], pad.view(3, 1).expand(3, 4), atol=1e-6)
     assert resolve_image_processor(None) is None  # the default path: mean and std 0.5, bicubic, as ever
     default = image_to_tensor(image, 4)

@@ -62,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--max-iters', type=int, help='shorter training: train_cfg.max_iters=N')
     parser.add_argument('--shots', type=int, nargs='+', default=[0], help='evaluate k-shot for each k (0)')
     parser.add_argument('--split', help="evaluation split (default val; a benchmark folder's only split)")
-    parser.add_argument('--benchmark', choices=BENCHMARKS, help='a standard benchmark (tools/test.py --benchmark)')
+    parser.add_argument(
+        '--benchmark', choices=BENCHMARKS, help='a standard benchmark (tools/test.py --benchmark)'
+    )
     parser.add_argument('--data', help='the folder prepared for --benchmark (default data/NAME)')
     parser.add_argument('--profile-only', action='store_true', help='cost only: no training, no evaluation')
     parser.add_argument('--force', action='store_true', help='retrain even where a finished run matches')

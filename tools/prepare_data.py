@@ -22,7 +22,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('format', help='a registered data format (llava, coco_captions, vqa, ...)')
     parser.add_argument('sources', nargs='+', help="the format's source files")
     parser.add_argument('--out', required=True, help='the folder the shards and the manifest go to')
@@ -30,7 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--workers', type=int, default=1, help='processes writing shards (default 1)')
     parser.add_argument('--shard-size', type=int, default=1000, help='records per shard (default 1000)')
     parser.add_argument('--max-samples', type=int, help='convert only the first N records')
-    parser.add_argument('--resize', type=int, help='downscale images to this shorter side (default: copy bytes)')
+    parser.add_argument(
+        '--resize', type=int, help='downscale images to this shorter side (default: copy bytes)'
+    )
     parser.add_argument('--strict', action='store_true', help='stop at the first bad record, naming it')
     parser.add_argument('--option', nargs='+', default=[], metavar='KEY=VALUE', help="the format's options")
     return parser.parse_args(argv)
@@ -58,7 +62,8 @@ def main(argv=None) -> dict:
 
     if args.format == 'img2dataset':
         raise SystemExit(
-            "img2dataset shards need no conversion: read them with dict(type='Img2DatasetShards', shards=FOLDER)"
+            'img2dataset shards need no conversion: read them with '
+            "dict(type='Img2DatasetShards', shards=FOLDER)"
         )
     options = format_options(args.option)
     try:

@@ -51,9 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--blank-images', action='store_true', help='evaluate with every image blanked')
     group.add_argument('--compare-blank', action='store_true', help='evaluate with real and blank images')
-    parser.add_argument('--benchmark', choices=BENCHMARKS, help='a standard benchmark (needs --data or data/NAME)')
-    parser.add_argument('--data', help='the folder tools/prepare_data.py wrote for --benchmark (default data/NAME)')
-    parser.add_argument('--ocr-tokens', action='store_true', help="TextVQA: the OCR tokens in the prompt")
+    parser.add_argument(
+        '--benchmark', choices=BENCHMARKS, help='a standard benchmark (needs --data or data/NAME)'
+    )
+    parser.add_argument(
+        '--data', help='the folder tools/prepare_data.py wrote for --benchmark (default data/NAME)'
+    )
+    parser.add_argument('--ocr-tokens', action='store_true', help='TextVQA: the OCR tokens in the prompt')
     parser.add_argument('--template', help="--benchmark prompts' template (default: the training dataset's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     args = parser.parse_args(argv)
@@ -88,7 +92,8 @@ def use_demonstrations(cfg, shots: int, seed: int) -> None:
 
 
 def use_benchmark(cfg, args: argparse.Namespace) -> dict:
-    """Sets the test data, evaluator and answer length for ``--benchmark``; returns what the result records."""
+    """Sets the test data, evaluator and answer length for ``--benchmark``; returns what the result
+    records."""
     from vlkit.config import assemble
     from vlkit.data.shards import read_manifest
     from vlkit.evaluation import benchmark
@@ -102,24 +107,44 @@ def use_benchmark(cfg, args: argparse.Namespace) -> dict:
     if args.split is None and len(splits) == 1:
         args.split = next(iter(splits))
     if args.split not in splits:
-        raise SystemExit(f'--benchmark {args.benchmark}: {data_dir} has splits {sorted(splits)}; name one with --split')
-    template = args.template or (cfg.get('train_dataloader') or {}).get('dataset', {}).get('template') or 'vlkit'
+        raise SystemExit(
+            f'--benchmark {args.benchmark}: {data_dir} has splits {sorted(splits)}; name one with --split'
+        )
+    template = (
+        args.template or (cfg.get('train_dataloader') or {}).get('dataset', {}).get('template') or 'vlkit'
+    )
     common = dict(
-        type='PreparedShards', data_dir=data_dir, template=template, question_prompt=bench.question_prompt,
-        caption_prompt=bench.caption_prompt, tokenizer=None, image_size=None, image_processor=None,
-    )  # fmt: skip
+        type='PreparedShards',
+        data_dir=data_dir,
+        template=template,
+        question_prompt=bench.question_prompt,
+        caption_prompt=bench.caption_prompt,
+        tokenizer=None,
+        image_size=None,
+        image_processor=None,
+    )
     cfg.test_dataloader.dataset = dict(common, split=args.split, mode='generate')
     if args.shots:
         if 'train' not in splits:
-            raise SystemExit(f'--shots {args.shots}: {data_dir} has no train split to draw demonstrations from')
+            raise SystemExit(
+                f'--shots {args.shots}: {data_dir} has no train split to draw demonstrations from'
+            )
         cfg.train_dataloader = dict(dataset=dict(common, split='train', mode='train'))
-    submission = osp.join(cfg.work_dir, f'submission_{args.benchmark}_{args.split}_{_stem(args.checkpoint)}.json')
+    submission = osp.join(
+        cfg.work_dir, f'submission_{args.benchmark}_{args.split}_{_stem(args.checkpoint)}.json'
+    )
     cfg.test_evaluator = dict(type=bench.metric, submission=bench.submission, submission_file=submission)
     cfg.model.max_new_tokens = bench.max_new_tokens
     assemble(cfg)  # fills the new dataset's tokenizer, image size and preprocessing
     prompt = bench.caption_prompt if args.benchmark == 'coco_caption' else bench.question_prompt
-    return {'benchmark': args.benchmark, 'data': data_dir, 'template': template, 'prompt': prompt,
-            'submission_file': submission, **bench.notes}  # fmt: skip
+    return {
+        'benchmark': args.benchmark,
+        'data': data_dir,
+        'template': template,
+        'prompt': prompt,
+        'submission_file': submission,
+        **bench.notes,
+    }
 
 
 def _stem(path: str) -> str:
@@ -143,9 +168,13 @@ class ProgressBarHook(Hook):
         from tqdm import tqdm
 
         self.bar = tqdm(
-            total=len(runner.test_dataloader), desc='evaluating', unit='batch', file=sys.stderr,
-            mininterval=2.0, disable=not is_main_process(),
-        )  # fmt: skip
+            total=len(runner.test_dataloader),
+            desc='evaluating',
+            unit='batch',
+            file=sys.stderr,
+            mininterval=2.0,
+            disable=not is_main_process(),
+        )
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.bar.update(1)
@@ -161,7 +190,13 @@ def write_results(
     zero-shot results also refresh ``accuracy_SPLIT[_blank].json`` (``BENCHMARK_SPLIT.json``)."""
     name = result_filename(args.split, args.shots, args.checkpoint, args.blank_images, args.benchmark)
     out = osp.join(work_dir, name)
-    record = {'checkpoint': args.checkpoint, 'split': args.split, 'shots': args.shots, **(setting or {}), **columns}
+    record = {
+        'checkpoint': args.checkpoint,
+        'split': args.split,
+        'shots': args.shots,
+        **(setting or {}),
+        **columns,
+    }
     record['seconds'] = round(seconds, 1)
     if args.shots:
         record['shots_seed'] = args.shots_seed

@@ -188,7 +188,8 @@ def _check_shards(cfg: Config, where: str) -> None:
         data_dir, shards = dataset.get('data_dir'), dataset.get('shards')
         if isinstance(data_dir, str) and not osp.isfile(osp.join(data_dir, 'manifest.json')):
             raise ConfigError(
-                f'{where}: {split}_dataloader.dataset.data_dir: {data_dir} has no manifest.json; prepare it with '
+                f'{where}: {split}_dataloader.dataset.data_dir: {data_dir} has no manifest.json; '
+                'prepare it with '
                 f'tools/prepare_data.py FORMAT SOURCE --out {data_dir} (docs/data.md)'
             )
         if shards is None:

@@ -1,6 +1,6 @@
 from .collate import sample_crops, vlm_collate
-from .prepare import synthetic_tokenizer
 from .mixture import MixtureDataset
+from .prepare import synthetic_tokenizer
 from .shards import ConversationShards, Img2DatasetShards, InterleavedShards, PreparedShards, SyntheticShards
 from .skips import BadSampleError, SkipCounter
 

@@ -89,7 +89,9 @@ def _end_token_ids(tokenizer) -> set[int]:
     return ids
 
 
-def tokenize_chat(tokenizer, template: str, messages: list[dict], key: str, for_generation: bool = False) -> dict:
+def tokenize_chat(
+    tokenizer, template: str, messages: list[dict], key: str, for_generation: bool = False
+) -> dict:
     """Token ids and labels of ``messages`` rendered by ``template`` (module docstring).
 
     Returns ``input_ids`` and ``labels``; with ``for_generation`` the prompt before the last assistant

@@ -1,4 +1,5 @@
-"""Source formats -> vlkit's shards, streamed, in parallel, resumable (``tools/prepare_data.py``; docs/data.md).
+"""Source formats -> vlkit's shards, streamed, in parallel, resumable (``tools/prepare_data.py``;
+docs/data.md).
 
 * **Deterministic sharding.** Records are numbered in the format's stream order; the n-th record of a
   split goes to shard ``n // shard_size`` of that split, under the key ``%09d`` of its number in the whole
@@ -39,7 +40,15 @@ from PIL import Image
 from .formats.base import BadRecord, DataFormat, Record
 
 PROGRESS = '_progress'
-IMAGE_FORMATS = {'JPEG': 'jpg', 'MPO': 'jpg', 'PNG': 'png', 'GIF': 'gif', 'WEBP': 'webp', 'BMP': 'bmp', 'TIFF': 'tiff'}
+IMAGE_FORMATS = {
+    'JPEG': 'jpg',
+    'MPO': 'jpg',
+    'PNG': 'png',
+    'GIF': 'gif',
+    'WEBP': 'webp',
+    'BMP': 'bmp',
+    'TIFF': 'tiff',
+}
 MAX_LISTED_SKIPS = 1000  # skipped records listed one by one in data_skips.json (all are counted)
 
 
@@ -75,10 +84,14 @@ def read_image(path: str, options: Options) -> tuple[bytes, str]:
         image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as err:  # noqa: BLE001 - PIL raises many types for a bad file
-        raise BadRecord(f'image {full} does not decode: {type(err).__name__}: {err}', reason='corrupt_image') from None
+        raise BadRecord(
+            f'image {full} does not decode: {type(err).__name__}: {err}', reason='corrupt_image'
+        ) from None
     ext = IMAGE_FORMATS.get(image.format)
     if ext is None:
-        raise BadRecord(f'image {full} is a {image.format}, not one of {sorted(IMAGE_FORMATS)}', reason='corrupt_image')
+        raise BadRecord(
+            f'image {full} is a {image.format}, not one of {sorted(IMAGE_FORMATS)}', reason='corrupt_image'
+        )
     if options.resize and min(image.size) > options.resize:
         return _resized(image, options.resize, ext)
     return data, ext
@@ -86,7 +99,9 @@ def read_image(path: str, options: Options) -> tuple[bytes, str]:
 
 def _resized(image: Image.Image, side: int, ext: str) -> tuple[bytes, str]:
     scale = side / min(image.size)
-    image = image.convert('RGB').resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    image = image.convert('RGB').resize(
+        (round(image.width * scale), round(image.height * scale)), Image.BICUBIC
+    )
     out = io.BytesIO()
     if ext == 'jpg':
         image.save(out, format='JPEG', quality=95)
@@ -136,15 +151,31 @@ def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> 
                 members = sample_members(fmt, key, record, options)
             except BadRecord as err:
                 if options.strict:
-                    raise ConversionError(f'record {key} (id {record.id!r}, {record.where}): {err.reason}: {err}') from None
+                    raise ConversionError(
+                        f'record {key} (id {record.id!r}, {record.where}): {err.reason}: {err}'
+                    ) from None
                 skipped[err.reason] += 1
-                skips.append({'key': key, 'id': record.id, 'where': record.where, 'reason': err.reason, 'message': str(err)})
+                skips.append(
+                    {
+                        'key': key,
+                        'id': record.id,
+                        'where': record.where,
+                        'reason': err.reason,
+                        'message': str(err),
+                    }
+                )
                 continue
             for name, data in members:
                 _add(tar, name, data)
             samples += 1
     _atomic_write(out / job.name, buffer.getvalue())
-    stats = {'shard': job.name, 'records': len(job.entries), 'samples': samples, 'skipped': dict(skipped), 'skips': skips}
+    stats = {
+        'shard': job.name,
+        'records': len(job.entries),
+        'samples': samples,
+        'skipped': dict(skipped),
+        'skips': skips,
+    }
     _atomic_write(out / PROGRESS / f'{job.name}.json', json.dumps(stats).encode())
     return stats
 
@@ -256,7 +287,12 @@ def _count(progress, stats: dict) -> int:
 
 
 def write_manifest(
-    out: Path, sources: list[str], names: list[str], options: Options, shard_size: int, description: dict | None
+    out: Path,
+    sources: list[str],
+    names: list[str],
+    options: Options,
+    shard_size: int,
+    description: dict | None,
 ) -> dict:
     """``manifest.json`` and ``data_skips.json`` from the complete shards' counts."""
     stats = [json.loads((out / PROGRESS / f'{name}.json').read_text()) for name in names]
@@ -269,7 +305,10 @@ def write_manifest(
         skipped.update(s['skipped'])
     manifest = {
         **(description or {}),
-        'sources': [{'name': os.path.basename(p), 'path': os.path.abspath(p), 'bytes': os.path.getsize(p)} for p in sources],
+        'sources': [
+            {'name': os.path.basename(p), 'path': os.path.abspath(p), 'bytes': os.path.getsize(p)}
+            for p in sources
+        ],
         'images': options.images,
         'resize': options.resize,
         'shard_size': shard_size,

@@ -70,17 +70,24 @@ class MixtureDataset(IterableDataset):
         log_interval: samples between two log lines of the per-source counts (0: never).
     """
 
-    def __init__(self, sources: list[dict], seed: int = 0, num_samples: int | None = None, log_interval: int = 1000):
+    def __init__(
+        self, sources: list[dict], seed: int = 0, num_samples: int | None = None, log_interval: int = 1000
+    ):
         super().__init__()
         if not sources:
             raise ValueError('MixtureDataset needs at least one source')
         names = [s.get('name', f'source{i}') for i, s in enumerate(sources)]
         weights = [s.get('weight') for s in sources]
         if len(set(names)) < len(names) or any(not isinstance(w, int | float) or w <= 0 for w in weights):
-            raise ValueError(f'MixtureDataset sources need distinct names and positive weights; got {list(zip(names, weights))}')
+            raise ValueError(
+                'MixtureDataset sources need distinct names and positive weights; '
+                f'got {list(zip(names, weights, strict=True))}'
+            )
         self.names = names
         self.weights = [w / sum(weights) for w in weights]
-        self.datasets = [DATASETS.build(s['dataset']) if isinstance(s['dataset'], dict) else s['dataset'] for s in sources]
+        self.datasets = [
+            DATASETS.build(s['dataset']) if isinstance(s['dataset'], dict) else s['dataset'] for s in sources
+        ]
         self.seed = seed
         self.num_samples = num_samples or sum(len(d) for d in self.datasets)
         self.log_interval = log_interval
@@ -102,6 +109,8 @@ class MixtureDataset(IterableDataset):
             self.drawn[self.names[i]] += 1
             total = sum(self.drawn.values())
             if self.log_interval and total % self.log_interval == 0:
-                shares = ', '.join(f'{n} {c} ({100 * c / total:.1f}%)' for n, c in self.source_counts().items())
+                shares = ', '.join(
+                    f'{n} {c} ({100 * c / total:.1f}%)' for n, c in self.source_counts().items()
+                )
                 print_log(f'data mixture: {total} samples drawn; {shares}', logger='current')
             yield dict(sample, source=self.names[i])

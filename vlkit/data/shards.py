@@ -134,7 +134,9 @@ class ConversationShards(IterableDataset):
             # seeded like the shard resampling (seed, rank, worker), so a resumed run replays the stream
             rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed))
             order = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
-            self.caption_rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed, 1))
+            self.caption_rng = random.Random(
+                wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed, 1)
+            )
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             order = [_split_by_rank]
@@ -161,7 +163,9 @@ class ConversationShards(IterableDataset):
             return self.document_sample(raw, record)
         conversations, references, task = self.conversation(raw, record, key)
         images = [raw[m] for m in _image_members(raw)]
-        markers = sum(str(turn.get('value', turn.get('content', ''))).count(IMAGE_TOKEN) for turn in conversations)
+        markers = sum(
+            str(turn.get('value', turn.get('content', ''))).count(IMAGE_TOKEN) for turn in conversations
+        )
         if record is None and not images:
             raise MissingField(f'sample {key!r} has no image ({"/".join(IMAGE_EXTENSIONS)})')
         if markers != len(images):
@@ -205,7 +209,9 @@ class ConversationShards(IterableDataset):
             return record['conversations'], None, task
         if 'question' in record:
             ocr = ', '.join(record.get('ocr_tokens') or [])
-            human = f'{IMAGE_TOKEN}\n' + self.question_prompt.format(question=record['question'], ocr_tokens=ocr)
+            human = f'{IMAGE_TOKEN}\n' + self.question_prompt.format(
+                question=record['question'], ocr_tokens=ocr
+            )
             references = record.get('answers') or None
             answer = record.get('answer') or (references[0] if references else '')
             return _turns(human, answer), references, task
@@ -244,7 +250,9 @@ def _image_members(raw: dict) -> list[str]:
     if single is not None:
         return [single]
     members = []
-    while (found := next((f'{len(members)}.{e}' for e in IMAGE_EXTENSIONS if f'{len(members)}.{e}' in raw), None)):
+    while found := next(
+        (f'{len(members)}.{e}' for e in IMAGE_EXTENSIONS if f'{len(members)}.{e}' in raw), None
+    ):
         members.append(found)
     return members
 
@@ -311,7 +319,8 @@ def read_manifest(data_dir: str | os.PathLike) -> dict:
     path = Path(data_dir) / 'manifest.json'
     if not path.is_file():
         raise FileNotFoundError(
-            f'{data_dir} has no manifest.json: prepare it with tools/prepare_data.py FORMAT SOURCE --out {data_dir} '
+            f'{data_dir} has no manifest.json: prepare it with tools/prepare_data.py FORMAT SOURCE '
+            f'--out {data_dir} '
             '(a conversion that has not finished writes its manifest last)'
         )
     return json.loads(path.read_text())
@@ -355,7 +364,9 @@ class Img2DatasetShards(ConversationShards):
             folder = Path(shards)
             shards = [str(p) for p in sorted(folder.glob('*.tar'))]
             if not shards:
-                raise FileNotFoundError(f'{folder} holds no .tar shards (img2dataset --output_format webdataset)')
+                raise FileNotFoundError(
+                    f'{folder} holds no .tar shards (img2dataset --output_format webdataset)'
+                )
             stats = [json.loads(p.read_text()) for p in sorted(folder.glob('*_stats.json'))]
             if stats:
                 kwargs.setdefault('num_samples', sum(s.get('successes', 0) for s in stats))

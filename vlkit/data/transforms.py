@@ -37,14 +37,22 @@ def resolve_image_processor(image_processor: dict | None, pad_to_square: bool = 
     processor = dict(image_processor or {})
     unknown = set(processor) - {'mean', 'std', 'size', 'resample'}
     if unknown:
-        raise ValueError(f'image_processor takes mean, std, size and resample; got unknown keys {sorted(unknown)}')
+        raise ValueError(
+            f'image_processor takes mean, std, size and resample; got unknown keys {sorted(unknown)}'
+        )
     mean, std = tuple(processor.get('mean', (MEAN,) * 3)), tuple(processor.get('std', (STD,) * 3))
     resample = processor.get('resample', 'bicubic')
     if len(mean) != 3 or len(std) != 3 or resample not in RESAMPLE:
         raise ValueError(
             f'image_processor needs 3-tuples mean and std and resample in {sorted(RESAMPLE)}; got {processor}'
         )
-    return {'mean': mean, 'std': std, 'size': processor.get('size'), 'resample': resample, 'pad': pad_to_square}
+    return {
+        'mean': mean,
+        'std': std,
+        'size': processor.get('size'),
+        'resample': resample,
+        'pad': pad_to_square,
+    }
 
 
 def expand_to_square(image: Image.Image, colour: tuple[int, int, int]) -> Image.Image:

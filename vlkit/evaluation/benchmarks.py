@@ -1,12 +1,13 @@
 """The standard benchmarks: each one's metric, prompt and official submission file (``tools/test.py
 --benchmark NAME --data DIR``, on a split that ``tools/prepare_data.py`` wrote; docs/data.md).
 
-| benchmark | metric | submission file |
-|---|---|---|
-| ``vqav2``, ``okvqa``, ``textvqa`` | VQA accuracy (``BenchmarkVQAAccuracy``: official normalisation, 10-answer averaging) | ``[{question_id, answer}]`` |
-| ``gqa`` | exact match (``GQAAccuracy``) | ``[{questionId, prediction}]`` |
-| ``vizwiz`` | VQA accuracy per answer type, ``unanswerable`` included (``VizWizAccuracy``) | ``[{image, answer}]`` |
-| ``coco_caption`` | CIDEr-D and BLEU-4 (``COCOCaption``; PTB tokenizer where Java is, else pure Python) | ``[{image_id, caption}]`` |
+* ``vqav2``, ``okvqa``, ``textvqa``: VQA accuracy (``BenchmarkVQAAccuracy``: official normalisation,
+  10-answer averaging); submission ``[{question_id, answer}]``;
+* ``gqa``: exact match (``GQAAccuracy``); submission ``[{questionId, prediction}]``;
+* ``vizwiz``: VQA accuracy per answer type, ``unanswerable`` included (``VizWizAccuracy``); submission
+  ``[{image, answer}]``;
+* ``coco_caption``: CIDEr-D and BLEU-4 (``COCOCaption``; the PTB tokenizer where Java is, else the
+  pure-Python one); submission ``[{image_id, caption}]``.
 
 Prompts are LLaVA-1.5's: short answers are asked for with "Answer the question using a single word or
 phrase."; TextVQA's OCR tokens are in the prompt only with ``ocr_tokens=True`` (recorded in the result,
@@ -73,7 +74,7 @@ def submission_entry(fmt: str, sample: dict) -> dict:
     key, source, answer = SUBMISSION_FIELDS[fmt]
     meta = sample.get('meta') or {}
     if source not in meta:
-        raise KeyError(f'a {fmt} submission needs each sample\'s {source!r}; this one has {sorted(meta)}')
+        raise KeyError(f"a {fmt} submission needs each sample's {source!r}; this one has {sorted(meta)}")
     return {key: meta[source], answer: sample['prediction']}
 
 
@@ -177,9 +178,11 @@ class COCOCaption(SubmissionMixin, BaseMetric):
     PATH), ``'ptb'`` or ``'python'``; the one that ran is :attr:`tokenizer_used`."""
 
     default_prefix = 'coco_caption'
-    overall_definition = 'CIDEr-D over all images (x100, the COCO caption evaluation\'s corpus score)'
+    overall_definition = "CIDEr-D over all images (x100, the COCO caption evaluation's corpus score)"
 
-    def __init__(self, tokenizer: str = 'auto', submission: str = 'coco', submission_file: str | None = None, **kwargs):
+    def __init__(
+        self, tokenizer: str = 'auto', submission: str = 'coco', submission_file: str | None = None, **kwargs
+    ):
         super().__init__(**kwargs)
         self._init_submission(submission, submission_file)
         self.tokenizer = tokenizer
@@ -188,7 +191,9 @@ class COCOCaption(SubmissionMixin, BaseMetric):
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
             refs = reference_answers(s)
-            self.results.append((s['prediction'], [refs] if isinstance(refs, str) else list(refs), self._entry(s)))
+            self.results.append(
+                (s['prediction'], [refs] if isinstance(refs, str) else list(refs), self._entry(s))
+            )
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)

@@ -94,7 +94,9 @@ def caption_scores(
     if tokenizer == 'auto':
         tokenizer = 'ptb' if ptb_tokenizer_available() else 'python'
     if len(predictions) != len(references) or not predictions:
-        raise ValueError(f'{len(predictions)} predictions and {len(references)} reference lists; need as many, >= 1')
+        raise ValueError(
+            f'{len(predictions)} predictions and {len(references)} reference lists; need as many, >= 1'
+        )
     gts = _tokenized({i: [r] if isinstance(r, str) else list(r) for i, r in enumerate(references)}, tokenizer)
     res = _tokenized({i: [p] for i, p in enumerate(predictions)}, tokenizer)
     cider, per_image = Cider().compute_score(gts, res)

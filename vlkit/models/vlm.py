@@ -197,7 +197,15 @@ class VisionLanguageModel(BaseModel):
         return [s.strip() for s in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def predict(
-        self, images, input_ids, attention_mask, answers=None, tasks=None, crop_counts=None, metas=None, **meta
+        self,
+        images,
+        input_ids,
+        attention_mask,
+        answers=None,
+        tasks=None,
+        crop_counts=None,
+        metas=None,
+        **meta,
     ) -> list[dict]:
         predictions = self.generate(images, input_ids, attention_mask, crop_counts)
         answers = answers or [None] * len(predictions)

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 from ..skips import SampleError
 
@@ -99,3 +101,77 @@ def expect_files(sources: Iterable[str], count: int, what: str) -> list[str]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'source file {path} does not exist')
     return sources
+
+
+def caption_sample(record: Record) -> Sample:
+    """One image with all its captions (``captions``), ``image_id`` and the task ``caption``."""
+    captions = [c.strip() for c in record.data['captions'] if isinstance(c, str) and c.strip()]
+    if not captions:
+        raise BadRecord(f'{record.where}: image {record.id} has no caption', reason='empty_conversation')
+    stored = {'id': record.id, 'image_id': record.id, 'captions': captions, 'task': 'caption'}
+    return Sample(stored, [record.data['file']])
+
+
+SPLIT_NAMES = {'train': 'train', 'val': 'val', 'test': 'test', 'testdev': 'test-dev', 'test-dev': 'test-dev'}
+
+
+def split_of(name: str) -> str:
+    """``val2014`` -> ``val``, ``test-dev2015`` -> ``test-dev``."""
+    return SPLIT_NAMES.get(re.sub(r'\d+$', '', name), name)
+
+
+def qa_sample(record: Record, image: str) -> Sample:
+    """A question record (``question``, ``answer``, ``answers``, ids, ``task``) with its image."""
+    data = record.data
+    if not isinstance(data.get('question'), str) or not data['question'].strip():
+        raise BadRecord(f'{record.where}: question {record.id} has no text', reason='empty_conversation')
+    return Sample({k: v for k, v in data.items() if v is not None and k != 'image_file'}, [image])
+
+
+def answer_texts(answers) -> list[str]:
+    """Human answers as texts (VQA-style ``{'answer': ...}`` entries or plain strings)."""
+    return [a['answer'] if isinstance(a, dict) else str(a) for a in answers or []]
+
+
+class UrlImages:
+    """Image URLs to local files: through a ``url_map`` JSON file, else the URL's file name."""
+
+    def __init__(self, url_map: str | None) -> None:
+        self.url_map_path = url_map
+        self._map = None
+
+    def path_of(self, url: str) -> str:
+        if self.url_map_path is not None:
+            if self._map is None:
+                with open(self.url_map_path) as f:
+                    self._map = json.load(f)
+            if url not in self._map:
+                raise BadRecord(
+                    f'image {url} is not in the url_map {self.url_map_path}', reason='missing_image'
+                )
+            return self._map[url]
+        return os.path.basename(urlparse(url).path)
+
+
+def document_sample(record: Record, texts: list, images: list, paths: list[str]) -> Sample:
+    """A checked document: at each position exactly one of text and image (``empty_position`` when both
+    are null, ``bad_document`` otherwise)."""
+    if not isinstance(texts, list) or not isinstance(images, list) or len(texts) != len(images):
+        raise BadRecord(
+            f'{record.where}: "texts" and "images" must be lists of equal length', reason='bad_document'
+        )
+    for i, (text, image) in enumerate(zip(texts, images, strict=True)):
+        if text is None and image is None:
+            raise BadRecord(
+                f'{record.where}: position {i} has neither text nor image', reason='empty_position'
+            )
+        if text is not None and image is not None:
+            raise BadRecord(
+                f'{record.where}: position {i} has both a text and an image', reason='bad_document'
+            )
+    if not any(t is not None and t.strip() for t in texts):
+        raise BadRecord(f'{record.where}: the document has no text', reason='empty_conversation')
+    stored = {'texts': texts, 'images': images}
+    if record.id is not None:
+        stored['id'] = record.id
+    return Sample(stored, paths)

@@ -30,11 +30,16 @@ def conversation_turns(turns, where: str) -> list[dict]:
         role = ROLES.get(turn.get('from', turn.get('role')) if isinstance(turn, dict) else None)
         value = turn.get('value', turn.get('content')) if isinstance(turn, dict) else None
         if role is None or not isinstance(value, str):
-            raise BadRecord(f'{where}: turn {i} has no known role or no text: {turn!r}', reason='bad_conversation')
+            raise BadRecord(
+                f'{where}: turn {i} has no known role or no text: {turn!r}', reason='bad_conversation'
+            )
         out.append({'from': role, 'value': value})
     spoken = {t['from'] for t in out if t['value'].replace(IMAGE_TOKEN, '').strip() or t['from'] == 'human'}
     if not {'human', 'gpt'} <= spoken:
-        raise BadRecord(f'{where}: a one-sided conversation (roles {[t["from"] for t in out]})', reason='empty_conversation')
+        raise BadRecord(
+            f'{where}: a one-sided conversation (roles {[t["from"] for t in out]})',
+            reason='empty_conversation',
+        )
     return out
 
 
@@ -53,7 +58,9 @@ class LLaVA(DataFormat):
         if isinstance(item, Exception):
             raise item
         if not isinstance(item, dict):
-            raise BadRecord(f'{record.where}: a record must be a JSON object, got {item!r:.80}', reason='bad_record')
+            raise BadRecord(
+                f'{record.where}: a record must be a JSON object, got {item!r:.80}', reason='bad_record'
+            )
         turns = conversation_turns(item.get('conversations'), record.where)
         image = item.get('image')
         images = [image] if isinstance(image, str) else list(image or [])

@@ -74,7 +74,9 @@ class HFVisionEncoder(VisionEncoder):
         size = config.get('crop_size') if config.get('do_center_crop') else None
         size = size or config.get('size')
         if isinstance(size, Mapping):
-            size = size.get('shortest_edge') or (size['height'] if size['height'] == size['width'] else (size['height'], size['width']))
+            size = size.get('shortest_edge') or (
+                size['height'] if size['height'] == size['width'] else (size['height'], size['width'])
+            )
         return {
             'mean': tuple(config.get('image_mean', (0.5,) * 3)),
             'std': tuple(config.get('image_std', (0.5,) * 3)),
