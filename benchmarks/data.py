@@ -9,7 +9,8 @@ conversations):
 * **reader**: ``PreparedShards`` (chat template with labels, 64 px images) through a ``DataLoader`` with one
   worker process, in samples per second, beside a single-process plain Python loop doing the same decode
   + tokenize from the source (the JSON and the image files): the reader should be at least as fast (each
-  measured three times, alternated, the best kept);
+  measured three times, alternated, the best kept; the reader also with ``num_workers=0``, in the calling
+  process, which shows the cost of the worker's hand-over apart from the reading);
 * **converter memory**: the peak resident memory of a conversion (one process) of ``--records`` and of
   ``--large`` records: flat in the data's size, within 10%.
 
@@ -152,9 +153,10 @@ def run(args: argparse.Namespace, folder: Path) -> str:
     sizes = ((args.records, small), (args.large, large))
     memory = {n: convert(src, images, folder / f'mem{n}', 1)['peak_mib'] for n, src in sizes}
     tokenizer = tokenizer_dir(folder)
-    reader, plain = 0.0, 0.0
+    reader, in_process, plain = 0.0, 0.0, 0.0
     for _ in range(ROUNDS):  # alternated, best of each: a busy machine slows one side less than the other
         reader = max(reader, read_with_reader(folder / 'small', tokenizer, args.read))
+        in_process = max(in_process, read_with_reader(folder / 'small', tokenizer, args.read, workers=0))
         plain = max(plain, read_plain(small, images, tokenizer, args.read))
     cpu = next((ln.split(':', 1)[1].strip() for ln in Path('/proc/cpuinfo').read_text().splitlines()
                 if ln.startswith('model name')), platform.processor())  # fmt: skip
@@ -171,6 +173,8 @@ def run(args: argparse.Namespace, folder: Path) -> str:
             f'{plain:.0f} samples/s',
         ),
         ('reader / plain loop', f'{reader / plain:.2f}'),
+        ('reader in the calling process (DataLoader num_workers=0)', f'{in_process:.0f} samples/s'),
+        ('reader in the calling process / plain loop', f'{in_process / plain:.2f}'),
         (f'converter peak memory, {args.records} records', f'{memory[args.records]:.0f} MiB'),
         (f'converter peak memory, {args.large} records', f'{memory[args.large]:.0f} MiB'),
         (f'memory {args.large} / {args.records} records', f'{ratio:.3f}'),

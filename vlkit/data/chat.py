@@ -89,47 +89,81 @@ def _end_token_ids(tokenizer) -> set[int]:
     return ids
 
 
+class ChatTokenizer:
+    """Token ids and labels of conversations rendered by ``template`` (module docstring), with the compiled
+    template and the turn-end ids prepared once (a dataset keeps one; :func:`tokenize_chat` makes one per
+    call)."""
+
+    def __init__(self, tokenizer, template: str) -> None:
+        check_template(template, tokenizer)
+        self.tokenizer = tokenizer
+        self.source = NAMED_TEMPLATES.get(template) or tokenizer.chat_template
+        self.compiled = _compile(self.source)
+        self.template_kwargs = dict(tokenizer.special_tokens_map)  # what apply_chat_template passes too
+        self.end_ids = _end_token_ids(tokenizer)
+
+    def __getstate__(self) -> dict:  # a compiled template does not pickle (spawned data-loader workers)
+        return {k: v for k, v in self.__dict__.items() if k != 'compiled'}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, compiled=_compile(state['source']))
+
+    def render(self, messages: list[dict], prompt: bool) -> str:
+        return self.compiled.render(
+            messages=messages,
+            tools=None,
+            documents=None,
+            add_generation_prompt=prompt,
+            **self.template_kwargs,
+        )
+
+    def __call__(self, messages: list[dict], key: str, for_generation: bool = False) -> dict:
+        """Returns ``input_ids`` and ``labels``; with ``for_generation`` the prompt before the last assistant
+        turn (generation prompt included) and that turn's text as ``answer``.
+
+        Raises:
+            AnswerSpanError: an assistant turn cannot be located in the rendered text or its tokens.
+        """
+        tokenizer = self.tokenizer
+        answers = [i for i, m in enumerate(messages) if m['role'] == 'assistant']
+        if not answers:
+            raise SampleError(f'sample {key!r} has no assistant turn', reason='empty_conversation')
+        if for_generation:
+            last = answers[-1]
+            ids = tokenizer(self.render(messages[:last], True), add_special_tokens=False)['input_ids']
+            return {'input_ids': ids, 'answer': messages[last]['content'].strip()}
+        text = self.render(messages, False)
+        spans = [
+            _answer_span(text, self.render(messages[:i], True), messages[i]['content'], key, i)
+            for i in answers
+        ]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = encoded['input_ids'], encoded['offset_mapping']
+        labels = [IGNORE_INDEX] * len(ids)
+        for turn, (start, end) in zip(answers, spans, strict=True):
+            covered = [t for t, (a, b) in enumerate(offsets) if a < end and b > start]
+            if not covered:
+                raise AnswerSpanError(f'sample {key!r}: no token covers the answer of turn {turn}')
+            for t in covered:
+                labels[t] = ids[t]
+            after = covered[-1] + 1
+            if after < len(ids) and ids[after] in self.end_ids:
+                labels[after] = ids[after]
+        return {'input_ids': ids, 'labels': labels}
+
+
+def _compile(source: str):
+    """The Jinja template compiled as ``apply_chat_template`` compiles it (sandboxed, trimmed blocks)."""
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    return _compile_jinja_template(source)
+
+
 def tokenize_chat(
     tokenizer, template: str, messages: list[dict], key: str, for_generation: bool = False
 ) -> dict:
-    """Token ids and labels of ``messages`` rendered by ``template`` (module docstring).
-
-    Returns ``input_ids`` and ``labels``; with ``for_generation`` the prompt before the last assistant
-    turn (generation prompt included) and that turn's text as ``answer``.
-
-    Raises:
-        AnswerSpanError: an assistant turn cannot be located in the rendered text or its tokens.
-    """
-    jinja = NAMED_TEMPLATES.get(template)
-
-    def render(msgs: list[dict], prompt: bool) -> str:
-        return tokenizer.apply_chat_template(
-            msgs, chat_template=jinja, tokenize=False, add_generation_prompt=prompt
-        )
-
-    answers = [i for i, m in enumerate(messages) if m['role'] == 'assistant']
-    if not answers:
-        raise SampleError(f'sample {key!r} has no assistant turn', reason='empty_conversation')
-    if for_generation:
-        last = answers[-1]
-        ids = tokenizer(render(messages[:last], True), add_special_tokens=False)['input_ids']
-        return {'input_ids': ids, 'answer': messages[last]['content'].strip()}
-    text = render(messages, False)
-    spans = [_answer_span(text, render(messages[:i], True), messages[i]['content'], key, i) for i in answers]
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoded['input_ids'], encoded['offset_mapping']
-    labels = [IGNORE_INDEX] * len(ids)
-    end_ids = _end_token_ids(tokenizer)
-    for turn, (start, end) in zip(answers, spans, strict=True):
-        covered = [t for t, (a, b) in enumerate(offsets) if a < end and b > start]
-        if not covered:
-            raise AnswerSpanError(f'sample {key!r}: no token covers the answer of turn {turn}')
-        for t in covered:
-            labels[t] = ids[t]
-        after = covered[-1] + 1
-        if after < len(ids) and ids[after] in end_ids:
-            labels[after] = ids[after]
-    return {'input_ids': ids, 'labels': labels}
+    """:class:`ChatTokenizer` for one conversation."""
+    return ChatTokenizer(tokenizer, template)(messages, key, for_generation)
 
 
 def _answer_span(text: str, prompt: str, content: str, key: str, turn: int) -> tuple[int, int]:

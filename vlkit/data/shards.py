@@ -21,7 +21,7 @@ from ..constants import IMAGE_TOKEN
 from ..registry import DATASETS, shared_settings
 from ..tokenization import build_tokenizer
 from .anyres import check_anyres
-from .chat import check_template, to_messages, tokenize_chat
+from .chat import ChatTokenizer, to_messages
 from .interleaved import document_segments, tokenize_document
 from .skips import MissingField, SampleError, SkipCounter
 from .templates import tokenize_conversation
@@ -117,8 +117,8 @@ class ConversationShards(IterableDataset):
         self.skipped = SkipCounter(strict)
         self.blank_images = blank_images
         self.anyres = check_anyres(anyres) if anyres is not None else None
-        check_template(template, self.tokenizer)
         self.template = template
+        self.chat = ChatTokenizer(self.tokenizer, template) if template != 'vlkit' else None
         self.question_prompt = question_prompt
         self.caption_prompt = caption_prompt
         self.processor = resolve_image_processor(image_processor, pad_to_square)
@@ -195,8 +195,7 @@ class ConversationShards(IterableDataset):
                 return tokenize_conversation(self.tokenizer, conversations, for_generation=generate)
             except ValueError as err:
                 raise SampleError(f'sample {key!r}: {err}', reason='bad_conversation') from err
-        messages = to_messages(conversations, key)
-        return tokenize_chat(self.tokenizer, self.template, messages, key, for_generation=generate)
+        return self.chat(to_messages(conversations, key), key, for_generation=generate)
 
     def conversation(self, raw: dict, record: dict | None, key: str) -> tuple[list[dict], list | None, str]:
         """A sample's turns, its reference answers for evaluation (``None``: the last answer) and task."""
