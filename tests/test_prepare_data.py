@@ -570,3 +570,18 @@ def test_a_killed_conversion_rerun_gives_the_same_shards(tmp_path):
     assert _members(killed) == _members(tmp_path / 'straight')  # keys, bytes and order
     manifest = json.loads((killed / 'manifest.json').read_text())
     assert manifest['num_samples'] == 2999 and manifest['skipped'] == {'missing_image': 1}
+
+
+def test_a_config_on_data_not_prepared_is_refused_naming_the_folder(synthetic_root, tmp_path):
+    from vlkit.config import load_config
+    from vlkit.config_check import ConfigError, check_config
+    from vlkit.testing import tiny_options
+
+    missing = tmp_path / 'llava_instruct'
+    options = {**tiny_options(synthetic_root, 2), 'train_dataloader.dataset.data_dir': str(missing)}
+    with pytest.raises(
+        ConfigError, match=f'train_dataloader.dataset.data_dir: {missing} has no manifest.json'
+    ):
+        check_config(load_config('configs/llava15_instruct.py', options))
+    with pytest.raises(FileNotFoundError, match='prepare it with tools/prepare_data.py'):
+        PreparedShards(str(missing), tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))
