@@ -585,3 +585,23 @@ def test_a_config_on_data_not_prepared_is_refused_naming_the_folder(synthetic_ro
         check_config(load_config('configs/llava15_instruct.py', options))
     with pytest.raises(FileNotFoundError, match='prepare it with tools/prepare_data.py'):
         PreparedShards(str(missing), tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))
+
+
+def test_k_shot_prompts_on_prepared_questions(tmp_path, tokenizer_dir):
+    """tools/test.py --benchmark --shots K: demonstrations (with their answers) from the folder's train split
+    before each query, its meta kept for the submission file."""
+    from vlkit.evaluation import FewShotDataset
+
+    q, a, images = vqa_pair(tmp_path)
+    _convert('vqa', [q, a], tmp_path / 'vqa', images)
+    common = dict(tokenizer=tokenizer_dir, image_size=16, template='chat', question_prompt='{question}')
+    queries = PreparedShards(str(tmp_path / 'vqa'), mode='generate', **common)
+    demos = PreparedShards(str(tmp_path / 'vqa'), mode='train', shuffle_buffer=1, **common)
+    shot = next(iter(FewShotDataset(queries, demos, shots=1, pool_size=3)))
+    (query,) = [s for s in queries if s['meta'] == shot['meta']]
+    assert shot['input_ids'][-len(query['input_ids']) :] == query['input_ids'] and shot['shots'] == 1
+    assert len(shot['input_ids']) > len(query['input_ids']) and shot['images'].shape[0] == 2
+    from vlkit.tokenization import build_tokenizer
+
+    text = build_tokenizer(tokenizer_dir).decode(shot['input_ids'])
+    assert text.count('<|im_start|>assistant\n') == 2 and text.count('<|im_end|>') == 3  # demo answered

@@ -136,7 +136,8 @@ def shared_settings(*names: str):
     """Declares which experiment-wide settings a registered class or function takes as arguments.
 
     ``data_root`` and ``image_size`` are top-level config keys; ``tokenizer`` is the language model's
-    tokenizer spec. :func:`vlkit.config.load_config` fills each declared argument that a component's config
+    tokenizer spec; ``image_processor`` is the preprocessing the vision encoder declares
+    (``VisionEncoder.declared_preprocessing``). :func:`vlkit.config.load_config` fills each declared argument that a component's config
     leaves ``None`` (and no other), so a config states each of them once::
 
         @DATASETS.register_module()
