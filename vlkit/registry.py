@@ -137,8 +137,9 @@ def shared_settings(*names: str):
 
     ``data_root`` and ``image_size`` are top-level config keys; ``tokenizer`` is the language model's
     tokenizer spec; ``image_processor`` is the preprocessing the vision encoder declares
-    (``VisionEncoder.declared_preprocessing``). :func:`vlkit.config.load_config` fills each declared argument that a component's config
-    leaves ``None`` (and no other), so a config states each of them once::
+    (``VisionEncoder.declared_preprocessing``). :func:`vlkit.config.load_config` fills each declared
+    argument that a component's config leaves ``None`` (and no other), so a config states each of them
+    once::
 
         @DATASETS.register_module()
         @shared_settings('image_size', 'tokenizer')
