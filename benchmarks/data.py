@@ -8,7 +8,8 @@ conversations):
 * **conversion**: ``tools/prepare_data.py llava`` with ``--workers``, in images per second;
 * **reader**: ``PreparedShards`` (chat template with labels, 64 px images) through a ``DataLoader`` with one
   worker process, in samples per second, beside a single-process plain Python loop doing the same decode
-  + tokenize from the source (the JSON and the image files): the reader should be at least as fast (each
+  + tokenize (and batching) from the source (the JSON and the image files): the reader should be at least
+  as fast (each
   measured three times, alternated, the best kept; the reader also with ``num_workers=0``, in the calling
   process, which shows the cost of the worker's hand-over apart from the reading);
 * **converter memory**: the peak resident memory of a conversion (one process) of ``--records`` and of
@@ -104,8 +105,9 @@ def tokenizer_dir(folder: Path) -> str:
     return str(folder / 'tokenizer')
 
 
-def read_with_reader(data: Path, tokenizer: str, samples: int) -> float:
-    """Samples per second of PreparedShards through a DataLoader with one worker (batches of 32)."""
+def read_with_reader(data: Path, tokenizer: str, samples: int, workers: int = 1) -> float:
+    """Samples per second of PreparedShards through a DataLoader (batches of 32) with ``workers`` worker
+    processes (0: in the calling process)."""
     from torch.utils.data import DataLoader
 
     from vlkit.data import PreparedShards, vlm_collate
@@ -118,7 +120,7 @@ def read_with_reader(data: Path, tokenizer: str, samples: int) -> float:
         template='chat',
         shuffle_buffer=100,
     )
-    loader = DataLoader(dataset, batch_size=32, num_workers=1, collate_fn=vlm_collate)
+    loader = DataLoader(dataset, batch_size=32, num_workers=workers, collate_fn=vlm_collate)
     batches = iter(loader)
     next(batches)  # the worker's start
     start = time.perf_counter()
@@ -129,21 +131,28 @@ def read_with_reader(data: Path, tokenizer: str, samples: int) -> float:
 
 def read_plain(source: Path, images: Path, tokenizer: str, samples: int) -> float:
     """Samples per second of a plain loop: the JSON's records, each image file decoded, resized and
-    normalised, each conversation tokenized with its labels, in this one process."""
+    normalised, each conversation tokenized with its labels, every 32 samples padded into a batch (what the
+    reader's data loader hands over too), in this one process."""
     from PIL import Image
 
+    from vlkit.data import vlm_collate
     from vlkit.data.chat import to_messages, tokenize_chat
     from vlkit.data.transforms import image_to_tensor
     from vlkit.tokenization import build_tokenizer
 
     tok = build_tokenizer(tokenizer)
     records = json.loads(source.read_text())
-    start = time.perf_counter()
-    for record in itertools.islice(itertools.cycle(records), samples):
+    start, batch = time.perf_counter(), []
+    for record in itertools.islice(itertools.cycle(records), samples // 32 * 32):
+        key = str(record['id'])
+        sample = tokenize_chat(tok, 'chat', to_messages(record['conversations'], key), key)
         with Image.open(images / record['image']) as image:
-            image_to_tensor(image, IMAGE_SIZE)
-        tokenize_chat(tok, 'chat', to_messages(record['conversations'], str(record['id'])), str(record['id']))
-    return samples / (time.perf_counter() - start)
+            sample['image'] = image_to_tensor(image, IMAGE_SIZE)
+        batch.append(sample)
+        if len(batch) == 32:
+            vlm_collate(batch)
+            batch = []
+    return samples // 32 * 32 / (time.perf_counter() - start)
 
 
 def run(args: argparse.Namespace, folder: Path) -> str:
@@ -169,7 +178,7 @@ def run(args: argparse.Namespace, folder: Path) -> str:
         ),
         ('reader: PreparedShards + DataLoader, 1 worker', f'{reader:.0f} samples/s'),
         (
-            'plain Python loop, 1 process (JSON + image files, same decode + tokenize)',
+            'plain Python loop, 1 process (JSON + image files, same decode + tokenize + batching)',
             f'{plain:.0f} samples/s',
         ),
         ('reader / plain loop', f'{reader / plain:.2f}'),
