@@ -4,6 +4,7 @@ skipped and counted by reason, --strict, and a killed conversion re-run to the s
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -605,3 +606,18 @@ def test_k_shot_prompts_on_prepared_questions(tmp_path, tokenizer_dir):
 
     text = build_tokenizer(tokenizer_dir).decode(shot['input_ids'])
     assert text.count('<|im_start|>assistant\n') == 2 and text.count('<|im_end|>') == 3  # demo answered
+
+
+def test_resize_and_max_samples(tmp_path):
+    """--resize SIDE downscales to that shorter side (re-encoding); --max-samples N takes the first N
+    records."""
+    path, images, source = _llava_source(tmp_path)
+    fmt = DATA_FORMATS.build(dict(type='llava'))
+    manifest = convert(
+        fmt, [str(path)], tmp_path / 'out', Options(images=str(images), resize=8), max_records=2
+    )
+    assert manifest['num_records'] == 2 and manifest['num_samples'] == 2
+    members = dict(_members(tmp_path / 'out'))
+    assert members['000000000.jpg'] != source['a']
+    assert Image.open(io.BytesIO(members['000000000.jpg'])).size == (12, 8)  # 24 x 16 -> shorter side 8
+    assert Image.open(io.BytesIO(members['000000001.png'])).size == (12, 8)  # the GIF re-encoded as PNG
