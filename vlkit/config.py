@@ -48,6 +48,13 @@ def _fill_shared(node: Any, values: dict[str, Any]) -> None:
             _fill_shared(item, values)
 
 
+def _declared_preprocessing(encoder: Any) -> dict | None:
+    """The image preprocessing the encoder's class declares for its config (``None``: the default)."""
+    cls = R.component_class(R.VISION_ENCODERS, encoder.get('type')) if isinstance(encoder, dict) else None
+    declared = getattr(cls, 'declared_preprocessing', None)
+    return declared(encoder) if declared is not None else None
+
+
 def _fill_schedule(cfg: Config) -> None:
     """``end=None`` in a parameter scheduler and a missing ``val_interval`` mean "at ``max_iters``"; a
     schedule longer than ``max_iters`` (``--cfg-options train_cfg.max_iters=30``) is cut to fit."""
@@ -82,6 +89,9 @@ def assemble(cfg: Config) -> Config:
     tokenizer = (cfg.model.get('language_model') or {}).get('tokenizer')
     if tokenizer is not None:
         _fill_shared(cfg._cfg_dict, {'tokenizer': tokenizer})
+    processor = _declared_preprocessing(cfg.model.get('vision_encoder'))
+    if processor is not None:
+        _fill_shared(cfg._cfg_dict, {'image_processor': processor})
     _fill_schedule(cfg)
     return cfg
 

@@ -185,7 +185,14 @@ def _looks_local(path: Any) -> bool:
 def _check_shards(cfg: Config, where: str) -> None:
     """Dataset shards: none found is refused, some missing is a warning."""
     for split in ('train', 'val', 'test'):
-        shards = ((cfg.get(f'{split}_dataloader') or {}).get('dataset') or {}).get('shards')
+        dataset = (cfg.get(f'{split}_dataloader') or {}).get('dataset') or {}
+        data_dir, shards = dataset.get('data_dir'), dataset.get('shards')
+        if isinstance(data_dir, str) and not osp.isfile(osp.join(data_dir, 'manifest.json')):
+            raise ConfigError(
+                f'{where}: {split}_dataloader.dataset.data_dir: {data_dir} has no manifest.json; '
+                'prepare it with '
+                f'tools/prepare_data.py FORMAT SOURCE --out {data_dir} (docs/data.md)'
+            )
         if shards is None:
             continue
         urls = [

@@ -123,14 +123,23 @@ LANGUAGE_MODELS = Registry(
     build_func=build_component,
     locations=['vlkit.models.llms'],
 )
+# Source formats that tools/prepare_data.py converts into shards (one file per format in vlkit/data/formats/)
+DATA_FORMATS = Registry(
+    'data format',
+    scope='vlkit_data_format',
+    build_func=build_component,
+    locations=['vlkit.data.formats'],
+)
 
 
 def shared_settings(*names: str):
     """Declares which experiment-wide settings a registered class or function takes as arguments.
 
     ``data_root`` and ``image_size`` are top-level config keys; ``tokenizer`` is the language model's
-    tokenizer spec. :func:`vlkit.config.load_config` fills each declared argument that a component's config
-    leaves ``None`` (and no other), so a config states each of them once::
+    tokenizer spec; ``image_processor`` is the preprocessing the vision encoder declares
+    (``VisionEncoder.declared_preprocessing``). :func:`vlkit.config.load_config` fills each declared
+    argument that a component's config leaves ``None`` (and no other), so a config states each of them
+    once::
 
         @DATASETS.register_module()
         @shared_settings('image_size', 'tokenizer')

@@ -155,3 +155,41 @@ def text_batch(model, texts: list[str], generating: bool = False, seed: int = 0)
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         batch['labels'] = labels.masked_fill(input_ids == image_token_id, IGNORE_INDEX)
     return batch
+
+
+def byte_level_tokenizer(
+    corpus: list[str],
+    special_tokens: list[str],
+    eos: str,
+    bos: str | None = None,
+    pad: str | None = None,
+    chat_template: str | None = None,
+    vocab_size: int = 600,
+):
+    """A byte-level BPE tokenizer (GPT-2 / Llama-3 style) trained on ``corpus``, with ``special_tokens``
+    (``<image>`` among them), so that tests of real text use a tokenizer that knows their words. Every
+    ``special_tokens`` entry is one token; ``chat_template`` is a Jinja chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from .constants import IMAGE_TOKEN
+
+    specials = list(dict.fromkeys([*special_tokens, IMAGE_TOKEN, eos, *(t for t in (bos, pad) if t)]))
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(corpus, trainer)
+    named = {eos, bos, pad}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        additional_special_tokens=[t for t in specials if t not in named],
+    )
+    tokenizer.chat_template = chat_template
+    return tokenizer

@@ -1,12 +1,16 @@
 from .collate import sample_crops, vlm_collate
+from .mixture import MixtureDataset
 from .prepare import synthetic_tokenizer
-from .shards import ConversationShards, InterleavedShards, SyntheticShards
+from .shards import ConversationShards, Img2DatasetShards, InterleavedShards, PreparedShards, SyntheticShards
 from .skips import BadSampleError, SkipCounter
 
 __all__ = [
     'BadSampleError',
     'ConversationShards',
+    'Img2DatasetShards',
     'InterleavedShards',
+    'MixtureDataset',
+    'PreparedShards',
     'SyntheticShards',
     'SkipCounter',
     'sample_crops',

@@ -32,7 +32,8 @@ def vlm_collate(samples: list[dict]) -> dict:
 
     ``images`` holds every sample's images (their crops, with any-resolution encoding) in order, and
     ``image_counts`` the number of images per sample; ``crop_counts`` (crops per image) is added when an
-    image has more than one crop. Keys beginning with ``__`` are dropped.
+    image has more than one crop; ``metas`` (the samples' ``meta``: question and image ids) when a sample
+    has one. Keys beginning with ``__`` are dropped.
     """
     generating = 'labels' not in samples[0]
     ids = [s['input_ids'] for s in samples]
@@ -53,4 +54,6 @@ def vlm_collate(samples: list[dict]) -> dict:
     batch['tasks'] = [s.get('task') for s in samples]
     if any('variant' in s for s in samples):  # which evaluation a sample belongs to (blank-image copies)
         batch['variants'] = [s.get('variant') for s in samples]
+    if any('meta' in s for s in samples):  # ids for benchmark submission files, answer types
+        batch['metas'] = [s.get('meta') for s in samples]
     return batch

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import webdataset as wds
 from PIL import Image
@@ -19,12 +21,15 @@ from ..constants import IMAGE_TOKEN
 from ..registry import DATASETS, shared_settings
 from ..tokenization import build_tokenizer
 from .anyres import check_anyres
+from .chat import ChatTokenizer, to_messages
 from .interleaved import document_segments, tokenize_document
-from .skips import MissingField, SkipCounter
+from .skips import MissingField, SampleError, SkipCounter
 from .templates import tokenize_conversation
-from .transforms import blank_like, image_to_tensor, images_to_crops
+from .transforms import blank_like, image_to_tensor, images_to_crops, resolve_image_processor
 
-IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp')
+IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp', 'gif', 'bmp', 'tiff')
+# record fields that evaluation needs besides the answer (submission files, per-type scores)
+META_FIELDS = ('id', 'question_id', 'image_id', 'image_name', 'answer_type')
 
 
 def _decode_image(data: bytes) -> Image.Image:
@@ -44,11 +49,15 @@ def _split_by_rank(samples: Iterator[dict]) -> Iterator[dict]:
 
 
 @DATASETS.register_module()
-@shared_settings('image_size', 'tokenizer')
+@shared_settings('image_size', 'tokenizer', 'image_processor')
 class ConversationShards(IterableDataset):
     """Samples of ``KEY.<image>`` + ``KEY.json`` (``{"conversations": [...]}``) or ``KEY.txt`` (a caption),
     and interleaved documents (``KEY.json`` with ``texts``/``images`` + ``KEY.0.<image>``, ...; see
     :mod:`vlkit.data.interleaved`), so one stream may mix all the formats of docs/architecture.md, "Data".
+    What ``tools/prepare_data.py`` writes is read too (docs/data.md): conversations with no image or
+    several (``KEY.0.<image>``, ``KEY.1.<image>``, ...), questions (``question`` with ``answer`` and the
+    human ``answers``) and captions (``captions``: in train mode one drawn per read, all of them as the
+    references in generate mode).
 
     Args:
         shards: shard paths or a brace pattern (``data/train-{00000..00019}.tar``).
@@ -66,6 +75,15 @@ class ConversationShards(IterableDataset):
             (:mod:`vlkit.data.anyres`): each image becomes a global view plus a grid of ``image_size``
             crops, and samples carry ``images`` [crops, 3, S, S] and ``crop_counts``. ``None``: each image
             is resized to ``image_size``.
+        template: how conversations become tokens (:mod:`vlkit.data.chat`): ``'vlkit'`` (the synthetic
+            benchmark's format), ``'chat'`` (the tokenizer's own chat template), ``'plain'`` or
+            ``'vicuna_v1'``.
+        question_prompt: the human turn of a question record, a format string of ``{question}`` (and
+            ``{ocr_tokens}``, the record's OCR tokens joined by ", "), after the ``<image>`` marker.
+        caption_prompt: the human turn of a caption record, after the ``<image>`` marker.
+        image_processor: the encoder's preprocessing (mean, std, size, resample;
+            :mod:`vlkit.data.transforms`), filled by ``load_config``; ``None``: mean and std 0.5, bicubic.
+        pad_to_square: pad each image to a square in the mean colour before resizing (LLaVA's ``pad``).
     """
 
     def __init__(
@@ -80,6 +98,11 @@ class ConversationShards(IterableDataset):
         strict: bool = False,
         blank_images: bool = False,
         anyres: dict | None = None,
+        template: str = 'vlkit',
+        question_prompt: str = '{question}',
+        caption_prompt: str = '',
+        image_processor: dict | None = None,
+        pad_to_square: bool = False,
     ) -> None:
         super().__init__()
         if mode not in ('train', 'generate'):
@@ -94,6 +117,12 @@ class ConversationShards(IterableDataset):
         self.skipped = SkipCounter(strict)
         self.blank_images = blank_images
         self.anyres = check_anyres(anyres) if anyres is not None else None
+        self.template = template
+        self.chat = ChatTokenizer(self.tokenizer, template) if template != 'vlkit' else None
+        self.question_prompt = question_prompt
+        self.caption_prompt = caption_prompt
+        self.processor = resolve_image_processor(image_processor, pad_to_square)
+        self.caption_rng = random.Random(seed)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -105,6 +134,9 @@ class ConversationShards(IterableDataset):
             # seeded like the shard resampling (seed, rank, worker), so a resumed run replays the stream
             rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed))
             order = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
+            self.caption_rng = random.Random(
+                wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed, 1)
+            )
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             order = [_split_by_rank]
@@ -129,29 +161,64 @@ class ConversationShards(IterableDataset):
         record = json.loads(raw['json']) if 'json' in raw else None
         if record is not None and ('texts' in record or 'images' in record):
             return self.document_sample(raw, record)
-        image_ext = next((e for e in IMAGE_EXTENSIONS if e in raw), None)
-        if image_ext is None:
+        conversations, references, task = self.conversation(raw, record, key)
+        images = [raw[m] for m in _image_members(raw)]
+        markers = sum(
+            str(turn.get('value', turn.get('content', ''))).count(IMAGE_TOKEN) for turn in conversations
+        )
+        if record is None and not images:
             raise MissingField(f'sample {key!r} has no image ({"/".join(IMAGE_EXTENSIONS)})')
-        if record is not None:
-            if 'conversations' not in record:
-                raise MissingField(f'sample {key!r}: {key}.json has no "conversations"')
-            conversations, task = record['conversations'], record.get('task')
-        elif 'txt' in raw:
-            conversations = [
-                {'from': 'human', 'value': IMAGE_TOKEN},
-                {'from': 'gpt', 'value': raw['txt'].decode()},
-            ]
-            task = 'caption'
-        else:
-            raise MissingField(f'sample {key!r} has neither .json (conversations) nor .txt (caption)')
-        sample = tokenize_conversation(self.tokenizer, conversations, for_generation=self.mode == 'generate')
-        if self.anyres is not None:
-            sample.update(self.image_fields([_decode_image(raw[image_ext])]))
-        else:
-            image = image_to_tensor(_decode_image(raw[image_ext]), self.image_size)
+        if markers != len(images):
+            raise SampleError(
+                f'sample {key!r} has {markers} {IMAGE_TOKEN} markers but {len(images)} images',
+                reason='image_count_mismatch',
+            )
+        sample = self.tokenize(conversations, key)
+        if references is not None and self.mode == 'generate':
+            sample['answer'] = references
+        if len(images) == 1 and self.anyres is None:
+            image = image_to_tensor(_decode_image(images[0]), self.image_size, self.processor)
             sample['image'] = blank_like(image) if self.blank_images else image
+        else:
+            sample.update(self.image_fields([_decode_image(data) for data in images]))
         sample['task'] = task
+        meta = {k: record[k] for k in META_FIELDS if k in record} if record is not None else {}
+        if meta:
+            sample['meta'] = meta
         return sample
+
+    def tokenize(self, conversations: list[dict], key: str) -> dict:
+        """Token ids and labels (or the prompt and answer) of a conversation, by the dataset's template."""
+        generate = self.mode == 'generate'
+        if self.template == 'vlkit':
+            try:
+                return tokenize_conversation(self.tokenizer, conversations, for_generation=generate)
+            except ValueError as err:
+                raise SampleError(f'sample {key!r}: {err}', reason='bad_conversation') from err
+        return self.chat(to_messages(conversations, key), key, for_generation=generate)
+
+    def conversation(self, raw: dict, record: dict | None, key: str) -> tuple[list[dict], list | None, str]:
+        """A sample's turns, its reference answers for evaluation (``None``: the last answer) and task."""
+        if record is None:
+            if 'txt' not in raw:
+                raise MissingField(f'sample {key!r} has neither .json (conversations) nor .txt (caption)')
+            return _turns(IMAGE_TOKEN + self.caption_prompt, raw['txt'].decode()), None, 'caption'
+        task = record.get('task')
+        if 'conversations' in record:
+            return record['conversations'], None, task
+        if 'question' in record:
+            ocr = ', '.join(record.get('ocr_tokens') or [])
+            human = f'{IMAGE_TOKEN}\n' + self.question_prompt.format(
+                question=record['question'], ocr_tokens=ocr
+            )
+            references = record.get('answers') or None
+            answer = record.get('answer') or (references[0] if references else '')
+            return _turns(human, answer), references, task
+        if record.get('captions'):
+            captions = record['captions']
+            turns = _turns(IMAGE_TOKEN + self.caption_prompt, self.caption_rng.choice(captions))
+            return turns, list(captions), task or 'caption'
+        raise MissingField(f'sample {key!r}: {key}.json has none of "conversations", "question", "captions"')
 
     def document_sample(self, raw: dict, record: dict) -> dict:
         """An interleaved document (:mod:`vlkit.data.interleaved`) -> token ids, its images' crops and
@@ -168,8 +235,25 @@ class ConversationShards(IterableDataset):
 
     def image_fields(self, images: list[Image.Image]) -> dict:
         """A sample's ``images`` [crops, 3, S, S] and ``crop_counts`` (crops per image, in order)."""
-        crops, counts = images_to_crops(images, self.image_size, self.anyres)
+        crops, counts = images_to_crops(images, self.image_size, self.anyres, self.processor)
         return {'images': blank_like(crops) if self.blank_images else crops, 'crop_counts': counts}
+
+
+def _turns(human: str, answer: str) -> list[dict]:
+    return [{'from': 'human', 'value': human}, {'from': 'gpt', 'value': answer}]
+
+
+def _image_members(raw: dict) -> list[str]:
+    """A sample's image members in order: ``KEY.<ext>`` alone, or ``KEY.0.<ext>``, ``KEY.1.<ext>``, ..."""
+    single = next((e for e in IMAGE_EXTENSIONS if e in raw), None)
+    if single is not None:
+        return [single]
+    members = []
+    while found := next(
+        (f'{len(members)}.{e}' for e in IMAGE_EXTENSIONS if f'{len(members)}.{e}' in raw), None
+    ):
+        members.append(found)
+    return members
 
 
 def _document_image(raw: dict, key: str, index: int) -> str:
@@ -227,3 +311,65 @@ class SyntheticShards(ConversationShards):
         kwargs.setdefault('num_samples', manifest['splits'][split]['num_samples'])
         super().__init__(shard_urls(root, split), **kwargs)
         self.question_only_prior = manifest['splits'][split].get('question_only_prior')
+
+
+def read_manifest(data_dir: str | os.PathLike) -> dict:
+    """The ``manifest.json`` of a directory that ``tools/prepare_data.py`` wrote."""
+    path = Path(data_dir) / 'manifest.json'
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'{data_dir} has no manifest.json: prepare it with tools/prepare_data.py FORMAT SOURCE '
+            f'--out {data_dir} '
+            '(a conversion that has not finished writes its manifest last)'
+        )
+    return json.loads(path.read_text())
+
+
+@DATASETS.register_module()
+class PreparedShards(ConversationShards):
+    """A split of a directory that ``tools/prepare_data.py`` wrote: its manifest names the split's shards
+    and sample count (docs/data.md). Takes :class:`ConversationShards`' arguments besides these.
+
+    Args:
+        data_dir: the directory (``--out`` of the conversion).
+        split: the split to read; ``None`` when the directory holds one split only.
+    """
+
+    def __init__(self, data_dir: str, split: str | None = None, **kwargs) -> None:
+        self.manifest = read_manifest(data_dir)
+        splits = self.manifest['splits']
+        if split is None and len(splits) == 1:
+            split = next(iter(splits))
+        if split not in splits:
+            raise KeyError(f'split {split!r} is not in {data_dir}/manifest.json; available: {sorted(splits)}')
+        self.split = split
+        kwargs.setdefault('num_samples', splits[split]['num_samples'])
+        super().__init__([str(Path(data_dir) / name) for name in splits[split]['shards']], **kwargs)
+
+
+@DATASETS.register_module()
+class Img2DatasetShards(ConversationShards):
+    """img2dataset's webdataset output read as it is, with no conversion: ``KEY.jpg`` + ``KEY.txt`` (the
+    caption) + ``KEY.json`` (img2dataset's metadata: url, status, size; not read). Takes
+    :class:`ConversationShards`' arguments.
+
+    Args:
+        shards: a folder (every ``*.tar`` in it, in name order, and the number of samples from
+            img2dataset's ``*_stats.json`` files, ``successes``), shard paths or a brace pattern.
+    """
+
+    def __init__(self, shards: str | list[str], **kwargs) -> None:
+        if isinstance(shards, str) and os.path.isdir(shards):
+            folder = Path(shards)
+            shards = [str(p) for p in sorted(folder.glob('*.tar'))]
+            if not shards:
+                raise FileNotFoundError(
+                    f'{folder} holds no .tar shards (img2dataset --output_format webdataset)'
+                )
+            stats = [json.loads(p.read_text()) for p in sorted(folder.glob('*_stats.json'))]
+            if stats:
+                kwargs.setdefault('num_samples', sum(s.get('successes', 0) for s in stats))
+        super().__init__(shards, **kwargs)
+
+    def to_sample(self, raw: dict) -> dict:
+        return super().to_sample({k: v for k, v in raw.items() if k != 'json'})

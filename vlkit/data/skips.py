@@ -1,7 +1,9 @@
 """Skipping bad samples and shards, counted by reason and by shard (or stopping on the first, when strict).
 
 Every webdataset stage of vlkit's datasets gets a :class:`SkipCounter` as its error handler. Reasons:
-``corrupt_image``, ``truncated_tar``, ``missing_shard``, ``missing_field``, ``other``.
+``corrupt_image``, ``truncated_tar``, ``missing_shard``, ``missing_field``, the ``reason`` of a
+:class:`SampleError` (``image_count_mismatch``, ``empty_conversation``, ``answer_not_located``, ...),
+``other``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,20 @@ class MissingField(KeyError):
     """A sample lacks a field its format needs."""
 
 
+class SampleError(ValueError):
+    """A sample that breaks its format in a named way (``reason``), for the counts and the message."""
+
+    reason = 'bad_sample'
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
 def skip_reason(exn: BaseException) -> str:
+    if isinstance(exn, SampleError):
+        return exn.reason
     if isinstance(exn, MissingField):
         return 'missing_field'
     if isinstance(exn, FileNotFoundError):

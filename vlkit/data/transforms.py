@@ -1,4 +1,12 @@
-"""Image to tensor conversion shared by the data pipelines and the encoder pretraining."""
+"""Image to tensor conversion shared by the data pipelines and the encoder pretraining.
+
+An image processor is the preprocessing an encoder declares
+(:meth:`vlkit.models.encoders.VisionEncoder.declared_preprocessing`; ``load_config`` hands it to the datasets
+as their ``image_processor``): ``mean`` and ``std`` (3-tuples, on 0..1 pixel values), ``size`` (the
+encoder's input side) and ``resample`` (a PIL filter name). ``None`` is vlkit's default: mean 0.5, std 0.5,
+bicubic. ``pad_to_square`` (LLaVA's ``image_aspect_ratio='pad'``) pads an image to a square in the mean
+colour before it is resized.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,10 @@ from torch import Tensor
 from .anyres import select_grid, split_image
 
 MEAN, STD = 0.5, 0.5
+RESAMPLE = {
+    'nearest': Image.NEAREST, 'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC,
+    'lanczos': Image.LANCZOS, 'box': Image.BOX, 'hamming': Image.HAMMING,
+}  # fmt: skip
 
 
 def normalize_uint8(images: Tensor) -> Tensor:
@@ -17,13 +29,59 @@ def normalize_uint8(images: Tensor) -> Tensor:
     return (images.float() / 255.0 - MEAN) / STD
 
 
-def image_to_tensor(image: Image.Image, size: int | tuple[int, int]) -> Tensor:
-    """A PIL image -> normalized float tensor [3, H, W], resized (bicubic) to ``size`` if needed."""
+def resolve_image_processor(image_processor: dict | None, pad_to_square: bool = False) -> dict | None:
+    """A dataset's preprocessing, checked and complete; ``None`` for vlkit's default without padding (the
+    path that keeps the synthetic benchmark's tensors as they always were)."""
+    if image_processor is None and not pad_to_square:
+        return None
+    processor = dict(image_processor or {})
+    unknown = set(processor) - {'mean', 'std', 'size', 'resample'}
+    if unknown:
+        raise ValueError(
+            f'image_processor takes mean, std, size and resample; got unknown keys {sorted(unknown)}'
+        )
+    mean, std = tuple(processor.get('mean', (MEAN,) * 3)), tuple(processor.get('std', (STD,) * 3))
+    resample = processor.get('resample', 'bicubic')
+    if len(mean) != 3 or len(std) != 3 or resample not in RESAMPLE:
+        raise ValueError(
+            f'image_processor needs 3-tuples mean and std and resample in {sorted(RESAMPLE)}; got {processor}'
+        )
+    return {
+        'mean': mean,
+        'std': std,
+        'size': processor.get('size'),
+        'resample': resample,
+        'pad': pad_to_square,
+    }
+
+
+def expand_to_square(image: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
+    """``image`` centred on a square canvas of ``colour`` (LLaVA's ``expand2square``)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), colour)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def image_to_tensor(image: Image.Image, size: int | tuple[int, int], processor: dict | None = None) -> Tensor:
+    """A PIL image -> normalized float tensor [3, H, W], resized to ``size`` if needed (bicubic, mean and std
+    0.5 without a ``processor``, a :func:`resolve_image_processor` result)."""
     hw = (size, size) if isinstance(size, int) else tuple(size)
     image = image.convert('RGB')
+    if processor is None:
+        if image.size != (hw[1], hw[0]):
+            image = image.resize((hw[1], hw[0]), Image.BICUBIC)
+        return normalize_uint8(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
+    if processor['pad']:
+        image = expand_to_square(image, tuple(int(m * 255) for m in processor['mean']))
     if image.size != (hw[1], hw[0]):
-        image = image.resize((hw[1], hw[0]), Image.BICUBIC)
-    return normalize_uint8(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
+        image = image.resize((hw[1], hw[0]), RESAMPLE[processor['resample']])
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
+    mean = torch.tensor(processor['mean']).view(3, 1, 1)
+    return (pixels - mean) / torch.tensor(processor['std']).view(3, 1, 1)
 
 
 def blank_like(images: Tensor) -> Tensor:
@@ -32,12 +90,13 @@ def blank_like(images: Tensor) -> Tensor:
 
 
 def images_to_crops(
-    images: list[Image.Image], image_size: int, anyres: dict | None = None
+    images: list[Image.Image], image_size: int, anyres: dict | None = None, processor: dict | None = None
 ) -> tuple[Tensor, list[int]]:
     """PIL images -> crops [C, 3, S, S] (``S = image_size``) and the number of crops of each image.
 
     Without ``anyres`` each image is one crop, resized to ``S``; with it (checked settings, see
-    :mod:`vlkit.data.anyres`) each image is a global view plus a grid of base-resolution crops.
+    :mod:`vlkit.data.anyres`) each image is a global view plus a grid of base-resolution crops. Each crop is
+    normalised by ``processor`` (:func:`image_to_tensor`).
     """
     crops, counts = [], []
     for image in images:
@@ -45,7 +104,7 @@ def images_to_crops(
         if anyres is not None:
             grid = select_grid((image.height, image.width), anyres['grids'], image_size)
             parts = split_image(image, grid, image_size, anyres['global_view'])
-        crops += [image_to_tensor(part, image_size) for part in parts]
+        crops += [image_to_tensor(part, image_size, processor) for part in parts]
         counts.append(len(parts))
     if not crops:
         return torch.zeros(0, 3, image_size, image_size), counts

@@ -49,7 +49,8 @@ class ByVariant(BaseMetric):
     """Scores each ``variant`` of the predictions with its own copy of ``metric`` (a ``METRICS`` config).
 
     The main variant (``images``, or samples without one) keeps the metric's keys (``exact_match/colour``);
-    another's are ``exact_match/blank images/colour``.
+    another's are ``exact_match/blank images/colour``. Only the main variant writes a benchmark's submission
+    file (``submission_file``).
     """
 
     def __init__(self, metric: dict, collect_device: str = 'cpu') -> None:
@@ -57,9 +58,17 @@ class ByVariant(BaseMetric):
         self.metric_cfg = dict(metric)
         self._metrics: dict[str, BaseMetric] = {}
 
+    @property
+    def main(self) -> BaseMetric:
+        """The metric of the main variant (the real images)."""
+        return self._metric(IMAGES)
+
     def _metric(self, variant: str) -> BaseMetric:
         if variant not in self._metrics:
-            self._metrics[variant] = METRICS.build(dict(self.metric_cfg))
+            cfg = dict(self.metric_cfg)
+            if variant != IMAGES and 'submission_file' in cfg:
+                cfg['submission_file'] = None
+            self._metrics[variant] = METRICS.build(cfg)
         return self._metrics[variant]
 
     def process(self, data_batch, data_samples) -> None:

@@ -1,4 +1,4 @@
-"""CIDEr-D for captions, with the COCO caption evaluation's own scorer (``pycocoevalcap``, no Java).
+"""CIDEr-D and BLEU-4 for captions, with the COCO caption evaluation's own scorers (``pycocoevalcap``).
 
 ``pycocoevalcap.cider.Cider`` is the CIDEr-D of the COCO caption server (Vedantam et al. 2015): TF-IDF
 weighted n-grams (n = 1..4) with the IDF taken over the references of the evaluated set, candidate
@@ -6,8 +6,10 @@ n-gram counts clipped at the reference's, a Gaussian length penalty (sigma 6), t
 n and over the references, times 10. vlkit reports it times 100 more, as papers do (COCO "CIDEr 117.3"
 is the scorer's 1.173).
 
-The COCO server tokenises with the Stanford PTB tokenizer (Java); here captions are lower-cased and
-split into runs of letters, digits and apostrophes, which drops punctuation as the PTB step does.
+The COCO server tokenises with the Stanford PTB tokenizer (Java). :func:`caption_scores` runs it (the
+jar ships with ``pycocoevalcap``) where ``java`` is on the PATH and otherwise falls back to the pure-Python
+tokenizer, and says which ran; :func:`cider_d` always uses the pure-Python one: captions are lower-cased
+and split into runs of letters, digits and apostrophes, which drops punctuation as the PTB step does.
 Because the IDF comes from the evaluated references, a score depends on the whole set: an n-gram found
 in every image's references weighs 0, and a set of one image scores 0.
 """
@@ -15,6 +17,7 @@ in every image's references weighs 0, and a set of one image scores 0.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Sequence
 
 from mmengine.evaluator import BaseMetric
@@ -57,6 +60,49 @@ def cider_d(
         res[i] = [tokenize_caption(pred)]
     score, scores = Cider().compute_score(gts, res)
     return float(score), [float(s) for s in scores]
+
+
+def ptb_tokenizer_available() -> bool:
+    return shutil.which('java') is not None
+
+
+def _tokenized(captions: dict[int, list[str]], tokenizer: str) -> dict[int, list[str]]:
+    if tokenizer == 'python':
+        return {k: [tokenize_caption(c) for c in v] for k, v in captions.items()}
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    return PTBTokenizer().tokenize({k: [{'caption': c} for c in v] for k, v in captions.items()})
+
+
+def caption_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], tokenizer: str = 'auto'
+) -> tuple[dict[str, float], list[float], str]:
+    """The COCO caption evaluation's CIDEr-D and BLEU-4, x100, over a set of images.
+
+    Args:
+        predictions: one caption per image.
+        references: the reference captions of each image.
+        tokenizer: ``'ptb'`` (Stanford PTB, Java), ``'python'`` (module docstring) or ``'auto'``: PTB where
+            ``java`` is on the PATH.
+
+    Returns:
+        ``{'CIDEr': ..., 'BLEU_4': ...}``, each image's CIDEr-D (x100) and the tokenizer that ran.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    if tokenizer == 'auto':
+        tokenizer = 'ptb' if ptb_tokenizer_available() else 'python'
+    if len(predictions) != len(references) or not predictions:
+        raise ValueError(
+            f'{len(predictions)} predictions and {len(references)} reference lists; need as many, >= 1'
+        )
+    gts = _tokenized({i: [r] if isinstance(r, str) else list(r) for i, r in enumerate(references)}, tokenizer)
+    res = _tokenized({i: [p] for i, p in enumerate(predictions)}, tokenizer)
+    cider, per_image = Cider().compute_score(gts, res)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    scores = {'CIDEr': 100.0 * float(cider), 'BLEU_4': 100.0 * float(bleu[3])}
+    return scores, [100.0 * float(s) for s in per_image], tokenizer
 
 
 @METRICS.register_module()

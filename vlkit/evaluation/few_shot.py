@@ -20,11 +20,14 @@ from ..data import sample_crops
 from ..registry import DATASETS
 
 
-def result_filename(split: str, shots: int, checkpoint: str, blank_images: bool = False) -> str:
-    """The JSON file one evaluation writes into the work dir: split, shots and checkpoint in its name,
-    e.g. ``accuracy_val_4shot_iter_1500.json``."""
+def result_filename(
+    split: str, shots: int, checkpoint: str, blank_images: bool = False, benchmark: str | None = None
+) -> str:
+    """The JSON file one evaluation writes into the work dir: benchmark (or ``accuracy``), split, shots and
+    checkpoint in its name, e.g. ``accuracy_val_4shot_iter_1500.json``, ``vqav2_val_0shot_iter_1500.json``."""
     blank = '_blank' if blank_images else ''
-    return f'accuracy_{split}_{shots}shot{blank}_{osp.splitext(osp.basename(checkpoint))[0]}.json'
+    stem = osp.splitext(osp.basename(checkpoint))[0]
+    return f'{benchmark or "accuracy"}_{split}_{shots}shot{blank}_{stem}.json'
 
 
 def _build(dataset: dict | Dataset) -> Dataset:

@@ -228,16 +228,20 @@ class VisionLanguageModel(BaseModel):
         tasks=None,
         crop_counts=None,
         variants=None,
+        metas=None,
         **meta,
     ) -> list[dict]:
         """Greedy answers, each with its reference ``answer``, ``task`` and (when the batch has them)
-        ``variant``, the evaluation it belongs to."""
+        ``variant`` (the evaluation it belongs to) and ``meta`` (a benchmark's question and image ids)."""
         predictions = self.generate(images, input_ids, attention_mask, crop_counts)
         none = [None] * len(predictions)
         out = [
             dict(prediction=p, answer=a, task=t)
             for p, a, t in zip(predictions, answers or none, tasks or none, strict=True)
         ]
-        for row, variant in zip(out, variants or [], strict=False):
-            row['variant'] = variant
+        for row, variant, sample_meta in zip(out, variants or none, metas or none, strict=True):
+            if variant is not None:
+                row['variant'] = variant
+            if sample_meta:
+                row['meta'] = sample_meta  # question and image ids, for benchmark submission files
         return out

@@ -56,6 +56,13 @@ class VisionEncoder(nn.Module, ABC):
         return None
 
     @classmethod
+    def declared_preprocessing(cls, cfg: Mapping) -> dict | None:
+        """The image preprocessing that a config of this class expects: ``mean`` and ``std`` (3-tuples on
+        0..1 pixel values), ``size`` and ``resample`` (a PIL filter name); ``load_config`` hands it to the
+        datasets as their ``image_processor``. ``None``: vlkit's default (mean and std 0.5, bicubic)."""
+        return None
+
+    @classmethod
     def without_weights(cls, cfg: Mapping) -> dict:
         """``cfg`` changed to build the same architecture without loading any weights (for profiling on the
         meta device); raises ``ValueError`` when the architecture is known only from the weights' files."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 
 from torch import Tensor
@@ -7,6 +9,8 @@ from torch import Tensor
 from ...registry import VISION_ENCODERS
 from ..hf_parts import architecture_only
 from .base import VisionEncoder, VisualFeatures, as_hw
+
+PIL_RESAMPLE_NAMES = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
 
 
 @VISION_ENCODERS.register_module()
@@ -59,6 +63,35 @@ class HFVisionEncoder(VisionEncoder):
     @classmethod
     def without_weights(cls, cfg: Mapping) -> dict:
         return architecture_only('vision_encoder', cfg)
+
+    @classmethod
+    def declared_preprocessing(cls, cfg: Mapping) -> dict | None:
+        """Mean, std, size and resample from the checkpoint's own ``preprocessor_config.json``, when
+        ``pretrained`` or ``model`` is a local directory that has one."""
+        config = cls._preprocessor_config(cfg)
+        if config is None:
+            return None
+        size = config.get('crop_size') if config.get('do_center_crop') else None
+        size = size or config.get('size')
+        if isinstance(size, Mapping):
+            size = size.get('shortest_edge') or (
+                size['height'] if size['height'] == size['width'] else (size['height'], size['width'])
+            )
+        return {
+            'mean': tuple(config.get('image_mean', (0.5,) * 3)),
+            'std': tuple(config.get('image_std', (0.5,) * 3)),
+            'size': size,
+            'resample': PIL_RESAMPLE_NAMES.get(config.get('resample', 3), 'bicubic'),
+        }
+
+    @staticmethod
+    def _preprocessor_config(cfg: Mapping) -> dict | None:
+        for source in (cfg.get('pretrained'), cfg.get('model')):
+            path = os.path.join(source, 'preprocessor_config.json') if isinstance(source, str) else None
+            if path is not None and os.path.isfile(path):
+                with open(path) as f:
+                    return json.load(f)
+        return None
 
     def grid_size(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
         h, w = as_hw(image_size)

@@ -1,0 +1,122 @@
+"""The standard benchmarks' metrics on hand-worked cases, their submission files, and their configs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from vlkit.evaluation import BenchmarkVQAAccuracy, COCOCaption, GQAAccuracy, VizWizAccuracy, benchmark
+from vlkit.evaluation.cider import caption_scores
+
+
+def _run(metric, samples: list[dict]) -> dict:
+    metric.process({}, samples)
+    return metric.compute_metrics(metric.results)
+
+
+def test_gqa_exact_match_per_type_and_its_submission(tmp_path):
+    samples = [
+        dict(prediction='Red.', answer=['red'], task='query', meta={'question_id': '201'}),  # case, period
+        dict(prediction='no', answer=['yes'], task='verify', meta={'question_id': '202'}),
+        dict(
+            prediction='the table', answer=['table'], task='query', meta={'question_id': '203'}
+        ),  # no article rule
+    ]
+    path = tmp_path / 'gqa.json'
+    scores = _run(GQAAccuracy(submission_file=str(path)), samples)
+    assert scores == {'query': 50.0, 'verify': 0.0, 'overall': pytest.approx(100 / 3)}
+    assert json.loads(path.read_text()) == [
+        {'questionId': '201', 'prediction': 'Red.'},
+        {'questionId': '202', 'prediction': 'no'},
+        {'questionId': '203', 'prediction': 'the table'},
+    ]
+
+
+def test_vizwiz_scores_unanswerable_like_any_answer():
+    """q1: 9 of 10 say unanswerable, the model says "Unanswerable" -> each 9-subset has >= 8 matches: 1.
+    q2: answers 2 x "soup", 8 others; "soup" -> subsets without a soup voter (8 of them) have 2 matches
+    (2/3), the 2 with one have 1 (1/3): (8 * 2/3 + 2 * 1/3) / 10 = 0.6. q3: "unanswerable" against 10
+    x "dog": 0."""
+    unanswerable = ['unanswerable'] * 9 + ['sofa']
+    samples = [
+        dict(
+            prediction='Unanswerable',
+            answer=unanswerable,
+            meta={'image_name': 'a.jpg', 'answer_type': 'unanswerable'},
+        ),
+        dict(
+            prediction='soup',
+            answer=['soup'] * 2 + ['can'] * 8,
+            meta={'image_name': 'b.jpg', 'answer_type': 'other'},
+        ),
+        dict(
+            prediction='unanswerable',
+            answer=['dog'] * 10,
+            meta={'image_name': 'c.jpg', 'answer_type': 'other'},
+        ),
+    ]
+    scores = _run(VizWizAccuracy(), samples)
+    assert scores['unanswerable'] == pytest.approx(100.0)
+    assert scores['other'] == pytest.approx(30.0) and scores['overall'] == pytest.approx(160 / 3)
+
+
+def test_vqa_benchmark_metric_writes_the_vqav2_submission(tmp_path):
+    path = tmp_path / 'sub.json'
+    samples = [dict(prediction='two', answer=['2'] * 10, task='number', meta={'question_id': 7})]
+    assert _run(BenchmarkVQAAccuracy(submission_file=str(path)), samples)['overall'] == 100.0  # two -> 2
+    assert json.loads(path.read_text()) == [{'question_id': 7, 'answer': 'two'}]
+
+
+def test_bleu4_and_cider_by_hand():
+    """Identical captions: BLEU-4 = 100, CIDEr-D = 10 per image (x100). "a red bus on" against "a red bus
+    on the street": every n-gram matches, brevity penalty exp(1 - 6/4) -> BLEU-4 = 100 * e^-0.5."""
+    refs = [['a red bus on the street'], ['two dogs play on the beach']]
+    same, _, _ = caption_scores(['a red bus on the street', 'two dogs play on the beach'], refs, 'python')
+    assert same['BLEU_4'] == pytest.approx(100.0, abs=1e-4) and same['CIDEr'] == pytest.approx(
+        1000.0, abs=1e-3
+    )
+    short, _, _ = caption_scores(['a red bus on'], [['a red bus on the street']], 'python')
+    assert short['BLEU_4'] == pytest.approx(100 * math.exp(-0.5), abs=1e-4)
+
+
+def test_caption_metric_says_which_tokenizer_ran(tmp_path, monkeypatch):
+    samples = [
+        dict(
+            prediction='A red bus, on the street.', answer=['a red bus on the street'], meta={'image_id': 1}
+        ),
+        dict(prediction='two dogs', answer=['two dogs play on the beach'], meta={'image_id': 2}),
+    ]
+    metric = COCOCaption(submission_file=str(tmp_path / 'coco.json'))
+    scores = _run(metric, samples)
+    assert metric.tokenizer_used == 'ptb'  # java is on this machine's PATH
+    assert json.loads((tmp_path / 'coco.json').read_text())[1] == {'image_id': 2, 'caption': 'two dogs'}
+    monkeypatch.setenv('PATH', '/nonexistent')
+    fallback = COCOCaption()
+    assert _run(fallback, samples) == pytest.approx(scores) and fallback.tokenizer_used == 'python'
+
+
+@pytest.mark.parametrize('name', ['vqav2', 'okvqa', 'textvqa', 'gqa', 'vizwiz', 'coco_caption'])
+def test_benchmark_configs_use_the_benchmark_prompt_and_metric(name):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(f'configs/_base_/data/{name}.py')
+    bench = benchmark(name)
+    dataset = cfg.test_dataloader.dataset
+    assert dataset.question_prompt == bench.question_prompt and dataset.caption_prompt == bench.caption_prompt
+    assert (
+        cfg.test_evaluator.type == bench.metric and cfg.model_settings.max_new_tokens == bench.max_new_tokens
+    )
+
+
+def test_textvqa_ocr_tokens_are_a_named_option():
+    assert (
+        benchmark('textvqa').notes == {'ocr_tokens': False}
+        and '{ocr_tokens}' not in benchmark('textvqa').question_prompt
+    )
+    assert benchmark('textvqa', ocr_tokens=True).question_prompt.startswith(
+        '{question}\nReference OCR token: {ocr_tokens}'
+    )
+    with pytest.raises(KeyError, match="unknown benchmark 'vqa3'"):
+        benchmark('vqa3')

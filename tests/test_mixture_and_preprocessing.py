@@ -1,0 +1,136 @@
+"""Data mixtures by weight (deterministic under the seed) and the encoder's declared image preprocessing,
+filled into the datasets by load_config and applied by the data pipeline."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset
+
+from tests.helpers import ROOT
+from vlkit.config import load_config
+from vlkit.data import MixtureDataset
+from vlkit.data.transforms import image_to_tensor, images_to_crops, resolve_image_processor
+from vlkit.models.encoders.hf_encoder import HFVisionEncoder
+
+
+class Counting(IterableDataset):
+    """An endless stream of ``{'name': name, 'n': 0, 1, ...}``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __len__(self) -> int:
+        return 100
+
+    def __iter__(self):
+        return ({'name': self.name, 'n': n} for n in itertools.count())
+
+
+def _mixture(seed: int = 0) -> MixtureDataset:
+    sources = [
+        dict(name='captions', weight=45, dataset=Counting('captions')),
+        dict(name='documents', weight=45, dataset=Counting('documents')),
+        dict(name='text', weight=10, dataset=Counting('text')),
+    ]
+    return MixtureDataset(sources, seed=seed, log_interval=0)
+
+
+def test_mixture_samples_by_weight_deterministically_under_the_seed():
+    mixture = _mixture()
+    drawn = list(itertools.islice(iter(mixture), 4000))
+    shares = Counter(s['source'] for s in drawn)
+    assert shares['captions'] / 4000 == pytest.approx(0.45, abs=0.03)
+    assert shares['text'] / 4000 == pytest.approx(0.10, abs=0.02)
+    # each source's own stream goes on in order: what a source yields does not depend on the others
+    assert [s['n'] for s in drawn if s['source'] == 'text'] == list(range(shares['text']))
+    replay = [(s['source'], s['n']) for s in itertools.islice(iter(_mixture()), 4000)]
+    assert replay == [(s['source'], s['n']) for s in drawn]  # what a resumed run replays
+    other = [s['source'] for s in itertools.islice(iter(_mixture(seed=1)), 4000)]
+    assert other != [s['source'] for s in drawn]
+    assert mixture.skipped.summary()['sources'] == dict(shares)
+
+
+def test_mixture_refuses_bad_weights():
+    with pytest.raises(ValueError, match='positive weights'):
+        MixtureDataset([dict(name='a', weight=0, dataset=Counting('a'))])
+
+
+def _preprocessor_folder(tmp_path, **config):
+    folder = tmp_path / 'clip'
+    folder.mkdir()
+    (folder / 'preprocessor_config.json').write_text(json.dumps(config))
+    return str(folder)
+
+
+def test_hf_encoder_declares_the_checkpoints_preprocessing(tmp_path):
+    clip = _preprocessor_folder(
+        tmp_path,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={'shortest_edge': 336},
+        crop_size={'height': 336, 'width': 336},
+        do_center_crop=True,
+        resample=3,
+    )
+    assert HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}}) == {
+        'mean': (0.48145466, 0.4578275, 0.40821073),
+        'std': (0.26862954, 0.26130258, 0.27577711),
+        'size': 336,
+        'resample': 'bicubic',
+    }
+    assert HFVisionEncoder.declared_preprocessing({'model': {'model_type': 'siglip_vision_model'}}) is None
+
+
+def test_load_config_fills_the_declared_preprocessing_into_datasets_that_take_it(tmp_path, synthetic_root):
+    siglip = _preprocessor_folder(
+        tmp_path,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        size={'height': 32, 'width': 32},
+        resample=2,
+    )
+    config = tmp_path / 'exp.py'
+    config.write_text(
+        f"_base_ = ['{ROOT}/configs/llava15_instruct.py']\n"
+        + f"vision_encoder = dict(_delete_=True, type='HFVisionEncoder', model={siglip!r})\n"
+    )
+    cfg = load_config(str(config), {'data_root': synthetic_root})
+    expected = {'mean': (0.5,) * 3, 'std': (0.5,) * 3, 'size': 32, 'resample': 'bilinear'}
+    assert cfg.train_dataloader.dataset.image_processor == expected
+    assert cfg.val_dataloader.dataset.image_processor == expected
+    default = load_config('configs/llava_mlp.py', {'data_root': synthetic_root})
+    assert 'image_processor' not in default.train_dataloader.dataset  # the synthetic data is untouched
+
+
+def test_preprocessing_normalises_by_the_declared_mean_and_std_and_pads_with_the_mean_colour():
+    image = Image.new('RGB', (4, 2), (255, 0, 51))  # wide: padded above and below
+    processor = resolve_image_processor(
+        {'mean': (0.5, 0.25, 0.2), 'std': (0.5, 0.25, 0.1)}, pad_to_square=True
+    )
+    x = image_to_tensor(image, 4, processor)
+    assert x.shape == (3, 4, 4)
+    # image rows (1 and 2) keep their colour: (255/255 - .5)/.5 = 1, (0 - .25)/.25 = -1, (51/255 - .2)/.1 = 0
+    assert torch.allclose(x[:, 1:3], torch.tensor([1.0, -1.0, 0.0]).view(3, 1, 1).expand(3, 2, 4), atol=1e-6)
+    # padding rows are the mean colour int(mean * 255) = (127, 63, 51): about 0 once normalised
+    pad = (torch.tensor([127, 63, 51]) / 255.0 - torch.tensor([0.5, 0.25, 0.2])) / torch.tensor(
+        [0.5, 0.25, 0.1]
+    )
+    assert torch.allclose(x[:, 0], pad.view(3, 1).expand(3, 4), atol=1e-6)
+    assert resolve_image_processor(None) is None  # the default path: mean and std 0.5, bicubic, as ever
+    default = image_to_tensor(image, 4)
+    assert torch.equal(default, image_to_tensor(image, 4, None))
+    crops, counts = images_to_crops([image], 2, dict(grids=[(1, 2)], global_view=True), processor)
+    assert counts == [3] and crops.shape == (3, 3, 2, 2)  # any-resolution still works
+
+
+def test_bad_preprocessing_is_refused_naming_it():
+    with pytest.raises(ValueError, match="unknown keys \\['crop'\\]"):
+        resolve_image_processor({'crop': 3})
+    with pytest.raises(ValueError, match='resample in'):
+        resolve_image_processor({'resample': 'cubic'})

@@ -1,0 +1,623 @@
+"""tools/prepare_data.py and the formats: for each format a small source in the public layout, converted,
+read back (counts, texts, image bytes equal to the source's, the tokens that carry loss), the bad inputs
+skipped and counted by reason, --strict, and a killed conversion re-run to the same shards."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helpers import ROOT, run_tool, write_shard
+from vlkit.constants import IGNORE_INDEX
+from vlkit.data import PreparedShards
+from vlkit.data.conversion import ConversionError, Options, convert
+from vlkit.registry import DATA_FORMATS
+from vlkit.testing import byte_level_tokenizer
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    '{% endif %}'
+)
+WORDS = (
+    'what is in the picture a red bus two dogs play on the beach describe the image cat sleeps sofa how many '
+    'colour green blue yes no unanswerable written sign says stop caption a photo of man riding horse '
+    'question answer the word on the sign user assistant system'
+)
+
+
+@pytest.fixture(scope='module')
+def tokenizer_dir(tmp_path_factory) -> str:
+    """A byte-level BPE tokenizer that knows the tests' words, with a ChatML template, saved to a folder (a
+    tokenizer spec the datasets and tools/train.py take)."""
+    tok = byte_level_tokenizer(
+        [WORDS] * 20,
+        special_tokens=['<|im_start|>'],
+        eos='<|im_end|>',
+        pad='<|endoftext|>',
+        chat_template=CHATML,
+    )
+    folder = tmp_path_factory.mktemp('tokenizer')
+    tok.save_pretrained(str(folder))
+    return str(folder)
+
+
+def _image(path: Path, colour, size=(24, 16), fmt=None) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new('RGB', size, colour).save(path, format=fmt)
+    return path.read_bytes()
+
+
+def _convert(name: str, sources, out: Path, images: Path | None = None, shard_size: int = 100, **options):
+    fmt = DATA_FORMATS.build(dict(type=name, **options))
+    opts = Options(images=str(images) if images else None)
+    return convert(
+        fmt, [str(s) for s in sources], out, opts, shard_size=shard_size, description={'format': name}
+    )
+
+
+def _members(out: Path) -> list[tuple[str, bytes]]:
+    """Every shard's members in order, as (name, bytes)."""
+    manifest = json.loads((out / 'manifest.json').read_text())
+    found = []
+    for split in manifest['splits'].values():
+        for shard in split['shards']:
+            with tarfile.open(out / shard) as tar:
+                found += [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    return found
+
+
+def _read(out: Path, tokenizer_dir: str, mode: str = 'generate', **kwargs) -> list[dict]:
+    ds = PreparedShards(
+        str(out), tokenizer=tokenizer_dir, image_size=16, mode=mode, template='chat', **kwargs
+    )
+    if mode == 'generate':
+        return list(ds)
+    from itertools import islice
+
+    return list(
+        islice(
+            iter(
+                PreparedShards(
+                    str(out),
+                    tokenizer=tokenizer_dir,
+                    image_size=16,
+                    mode='train',
+                    template='chat',
+                    shuffle_buffer=1,
+                    **kwargs,
+                )
+            ),
+            len(ds),
+        )
+    )
+
+
+def _supervised(tokenizer_dir: str, sample: dict) -> str:
+    from vlkit.tokenization import build_tokenizer
+
+    tok = build_tokenizer(tokenizer_dir)
+    return tok.decode(
+        [t for t, lab in zip(sample['input_ids'], sample['labels'], strict=True) if lab != IGNORE_INDEX]
+    )
+
+
+# -- llava --------------------------------------------------------------------------------------------------
+
+
+def _llava_source(tmp_path: Path) -> tuple[Path, Path, dict]:
+    images = tmp_path / 'images'
+    source = {
+        'a': _image(images / 'coco/a.jpg', (200, 0, 0), fmt='JPEG'),
+        'gif': _image(images / 'ocr_vqa/b.jpg', (0, 200, 0), fmt='GIF'),  # a GIF named .jpg
+        'png': _image(images / 'ocr_vqa/c.jpg', (0, 0, 200), fmt='PNG'),  # a PNG named .jpg
+    }
+    (images / 'broken.jpg').write_bytes(b'\xff\xd8\xff not a jpeg')
+    turn = lambda h, g: [{'from': 'human', 'value': h}, {'from': 'gpt', 'value': g}]  # noqa: E731
+    records = [
+        {'id': 7, 'image': 'coco/a.jpg', 'conversations': turn('<image>\ndescribe the image', 'a red bus')},
+        {
+            'id': '7',
+            'image': 'ocr_vqa/b.jpg',
+            'conversations': [  # '7' and 7 are two ids (mix665k mixes them)
+                {'role': 'user', 'content': '<image>\nwhat colour'},
+                {'role': 'assistant', 'content': 'green'},
+                {'role': 'user', 'content': 'how many dogs'},
+                {'role': 'assistant', 'content': 'two'},
+            ],
+        },
+        {'id': 'text-only', 'conversations': turn('what is written', 'stop')},
+        {
+            'id': 'two-images',
+            'image': ['coco/a.jpg', 'ocr_vqa/c.jpg'],
+            'conversations': turn('<image> <image> how many', 'two'),
+        },
+        {'id': 'missing', 'image': 'coco/nowhere.jpg', 'conversations': turn('<image>', 'a cat')},
+        {'id': 'broken', 'image': 'broken.jpg', 'conversations': turn('<image>', 'a cat')},
+        {'id': 'count', 'image': 'coco/a.jpg', 'conversations': turn('<image> <image> what', 'a cat')},
+        {
+            'id': 'one-sided',
+            'image': 'coco/a.jpg',
+            'conversations': [{'from': 'human', 'value': '<image> hi'}],
+        },
+        {'id': 'empty', 'image': 'coco/a.jpg', 'conversations': []},
+        {'id': 7, 'image': 'coco/a.jpg', 'conversations': turn('<image>', 'again')},
+    ]
+    path = tmp_path / 'llava_v1_5_mix.json'
+    path.write_text(json.dumps(records))
+    return path, images, source
+
+
+def test_llava_converts_reads_back_and_counts_each_bad_input(tmp_path, tokenizer_dir):
+    path, images, source = _llava_source(tmp_path)
+    out = tmp_path / 'out'
+    manifest = _convert('llava', [path], out, images, shard_size=3)
+    assert manifest['num_records'] == 10 and manifest['num_samples'] == 4
+    assert manifest['skipped'] == {
+        'missing_image': 1,
+        'corrupt_image': 1,
+        'image_count_mismatch': 1,
+        'empty_conversation': 2,
+        'duplicate_id': 1,
+    }
+    assert manifest['sources'] == [{'name': path.name, 'path': str(path), 'bytes': path.stat().st_size}]
+    assert manifest['splits']['train']['shards'] == [f'train-{i:05d}.tar' for i in range(4)]
+    skips = json.loads((out / 'data_skips.json').read_text())
+    assert skips['skipped'] == manifest['skipped']
+    assert {(r['id'], r['reason']) for r in skips['records']} >= {
+        ('missing', 'missing_image'),
+        (7, 'duplicate_id'),
+    }
+    members = dict(_members(out))
+    assert members['000000000.jpg'] == source['a']  # bytes as they are
+    assert members['000000001.gif'] == source['gif'] and members['000000003.1.png'] == source['png']
+    assert members['000000003.0.jpg'] == source['a'] and '000000002.json' in members  # text-only: no image
+
+    samples = _read(out, tokenizer_dir, mode='train')
+    by_id = {json.loads(members[f'{s["__key__"]}.json'])['id']: s for s in samples}
+    assert sorted(by_id, key=str) == sorted([7, '7', 'text-only', 'two-images'], key=str)
+    assert _supervised(tokenizer_dir, by_id['7']) == 'green<|im_end|>two<|im_end|>'
+    assert _supervised(tokenizer_dir, by_id[7]) == 'a red bus<|im_end|>'
+    assert by_id['7']['image'].shape == (3, 16, 16)  # the GIF decodes
+    assert (
+        by_id['two-images']['images'].shape == (2, 3, 16, 16) and by_id['text-only']['images'].shape[0] == 0
+    )
+    queries = {s['meta']['id']: s for s in _read(out, tokenizer_dir)}
+    assert queries[7]['answer'] == 'a red bus' and queries['7']['answer'] == 'two'
+
+
+def test_strict_stops_at_the_first_bad_record_naming_it(tmp_path):
+    path, images, _ = _llava_source(tmp_path)
+    fmt = DATA_FORMATS.build(dict(type='llava'))
+    with pytest.raises(ConversionError, match=r"record 000000004 \(id 'missing'.*missing_image.*nowhere.jpg"):
+        convert(fmt, [str(path)], tmp_path / 'out', Options(images=str(images), strict=True), shard_size=2)
+    assert not (tmp_path / 'out' / 'manifest.json').exists()
+    assert (tmp_path / 'out' / 'train-00001.tar').exists() and not (
+        tmp_path / 'out' / 'train-00002.tar'
+    ).exists()
+
+
+# -- captions -----------------------------------------------------------------------------------------------
+
+
+def test_coco_captions_and_karpathy(tmp_path, tokenizer_dir):
+    images = tmp_path / 'coco'
+    a = _image(images / 'val2017/000000000001.jpg', (10, 20, 30), fmt='JPEG')
+    _image(images / 'val2017/000000000002.jpg', (30, 20, 10), fmt='JPEG')
+    coco = {
+        'images': [
+            {'id': 1, 'file_name': 'val2017/000000000001.jpg'},
+            {'id': 2, 'file_name': 'val2017/000000000002.jpg'},
+            {'id': 3, 'file_name': 'val2017/000000000003.jpg'},
+        ],
+        'annotations': [
+            {'image_id': 1, 'id': 10, 'caption': 'a red bus'},
+            {'image_id': 2, 'id': 11, 'caption': 'a cat'},
+            {'image_id': 1, 'id': 12, 'caption': 'a photo of a bus'},
+            {'image_id': 3, 'id': 13, 'caption': 'x'},
+        ],
+    }
+    (tmp_path / 'captions_val2017.json').write_text(json.dumps(coco))
+    manifest = _convert('coco_captions', [tmp_path / 'captions_val2017.json'], tmp_path / 'out', images)
+    assert manifest['splits']['val']['num_samples'] == 2 and manifest['skipped'] == {'missing_image': 1}
+    assert dict(_members(tmp_path / 'out'))['000000000.jpg'] == a
+    (first, second) = _read(tmp_path / 'out', tokenizer_dir, caption_prompt='caption')
+    assert first['answer'] == ['a red bus', 'a photo of a bus'] and first['meta']['image_id'] == 1
+    (train,) = [
+        s for s in _read(tmp_path / 'out', tokenizer_dir, mode='train') if s['__key__'] == '000000000'
+    ]
+    assert _supervised(tokenizer_dir, train) in ('a red bus<|im_end|>', 'a photo of a bus<|im_end|>')
+
+    karpathy = {
+        'images': [
+            {
+                'filepath': 'val2017',
+                'filename': '000000000001.jpg',
+                'split': 'test',
+                'cocoid': 1,
+                'sentences': [{'raw': 'a red bus'}],
+            },
+            {
+                'filepath': 'val2017',
+                'filename': '000000000002.jpg',
+                'split': 'restval',
+                'cocoid': 2,
+                'sentences': [{'raw': 'a cat'}],
+            },
+            {
+                'filepath': 'val2017',
+                'filename': '000000000002.jpg',
+                'split': 'val',
+                'cocoid': 5,
+                'sentences': [{'raw': 'a cat'}],
+            },
+        ]
+    }
+    (tmp_path / 'dataset_coco.json').write_text(json.dumps(karpathy))
+    manifest = _convert(
+        'karpathy', [tmp_path / 'dataset_coco.json'], tmp_path / 'k', images, splits='test,restval'
+    )
+    assert {k: v['num_samples'] for k, v in manifest['splits'].items()} == {'test': 1, 'train': 1}
+    (test,) = list(
+        PreparedShards(
+            str(tmp_path / 'k'), split='test', tokenizer=tokenizer_dir, image_size=16, mode='generate'
+        )
+    )
+    assert test['answer'] == ['a red bus'] and test['meta']['image_id'] == 1
+
+
+# -- question answering -------------------------------------------------------------------------------------
+
+
+def vqa_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A VQAv2 val questions + annotations pair over two COCO images."""
+    images = tmp_path / 'coco'
+    for image_id, colour in ((1, (200, 0, 0)), (2, (0, 0, 200))):
+        _image(images / f'val2014/COCO_val2014_{image_id:012d}.jpg', colour, fmt='JPEG')
+    questions = {
+        'data_subtype': 'val2014',
+        'questions': [
+            {'image_id': 1, 'question': 'what colour', 'question_id': 101},
+            {'image_id': 2, 'question': 'what colour', 'question_id': 201},
+            {'image_id': 2, 'question': 'how many dogs', 'question_id': 202},
+        ],
+    }
+    answers = lambda *a: [
+        {'answer': x, 'answer_confidence': 'yes', 'answer_id': i + 1} for i, x in enumerate(a)
+    ]  # noqa: E731
+    annotations = {
+        'annotations': [
+            {
+                'question_id': 101,
+                'image_id': 1,
+                'multiple_choice_answer': 'red',
+                'answer_type': 'other',
+                'answers': answers(*['red'] * 10),
+            },
+            {
+                'question_id': 201,
+                'image_id': 2,
+                'multiple_choice_answer': 'blue',
+                'answer_type': 'other',
+                'answers': answers(*['blue'] * 8, 'green', 'green'),
+            },
+            {
+                'question_id': 202,
+                'image_id': 2,
+                'multiple_choice_answer': '2',
+                'answer_type': 'number',
+                'answers': answers(*['2'] * 5, *['two'] * 2, '3', '3', '4'),
+            },
+        ]
+    }
+    q, a = (
+        tmp_path / 'v2_OpenEnded_mscoco_val2014_questions.json',
+        tmp_path / 'v2_mscoco_val2014_annotations.json',
+    )
+    q.write_text(json.dumps(questions))
+    a.write_text(json.dumps(annotations))
+    return q, a, images
+
+
+def test_vqa_textvqa_gqa_vizwiz(tmp_path, tokenizer_dir):
+    q, a, images = vqa_pair(tmp_path)
+    manifest = _convert('vqa', [q, a], tmp_path / 'vqa', images)
+    assert manifest['splits']['val']['num_samples'] == 3
+    samples = _read(
+        tmp_path / 'vqa',
+        tokenizer_dir,
+        question_prompt='{question}\nAnswer the question using a single word or phrase.',
+    )
+    assert [s['meta']['question_id'] for s in samples] == [101, 201, 202]
+    assert samples[1]['answer'] == ['blue'] * 8 + ['green'] * 2 and samples[2]['task'] == 'number'
+    train = _read(tmp_path / 'vqa', tokenizer_dir, mode='train')
+    assert sorted(_supervised(tokenizer_dir, s) for s in train) == [
+        '2<|im_end|>',
+        'blue<|im_end|>',
+        'red<|im_end|>',
+    ]
+
+    text_images = tmp_path / 'textvqa'
+    sign = _image(text_images / 'abc.jpg', (9, 9, 9), fmt='JPEG')
+    textvqa = {
+        'dataset_type': 'val',
+        'data': [
+            {
+                'question': 'what does the sign say',
+                'image_id': 'abc',
+                'question_id': 5,
+                'answers': ['stop'] * 10,
+            }
+        ],
+    }
+    ocr = {'data': [{'image_id': 'abc', 'ocr_tokens': ['stop', 'sign']}]}
+    (tmp_path / 'TextVQA_0.5.1_val.json').write_text(json.dumps(textvqa))
+    (tmp_path / 'TextVQA_Rosetta_OCR_v0.2_val.json').write_text(json.dumps(ocr))
+    _convert(
+        'textvqa',
+        [tmp_path / 'TextVQA_0.5.1_val.json', tmp_path / 'TextVQA_Rosetta_OCR_v0.2_val.json'],
+        tmp_path / 'tv',
+        text_images,
+    )
+    assert dict(_members(tmp_path / 'tv'))['000000000.jpg'] == sign
+    (query,) = _read(
+        tmp_path / 'tv', tokenizer_dir, question_prompt='{question}\nReference OCR token: {ocr_tokens}'
+    )
+    from vlkit.tokenization import build_tokenizer
+
+    assert 'what does the sign say\nReference OCR token: stop, sign' in build_tokenizer(tokenizer_dir).decode(
+        query['input_ids']
+    )
+
+    gqa = {
+        '201': {
+            'imageId': 'n1',
+            'question': 'what colour',
+            'answer': 'red',
+            'types': {'structural': 'query'},
+        },
+        '202': {'imageId': 'n1', 'question': 'is it blue', 'answer': 'no', 'types': {'structural': 'verify'}},
+    }
+    _image(tmp_path / 'gqa/n1.jpg', (200, 0, 0), fmt='JPEG')
+    (tmp_path / 'testdev_balanced_questions.json').write_text(json.dumps(gqa))
+    manifest = _convert(
+        'gqa', [tmp_path / 'testdev_balanced_questions.json'], tmp_path / 'g', tmp_path / 'gqa'
+    )
+    assert list(manifest['splits']) == ['test-dev']
+    assert [
+        (s['meta']['question_id'], s['answer'], s['task']) for s in _read(tmp_path / 'g', tokenizer_dir)
+    ] == [('201', ['red'], 'query'), ('202', ['no'], 'verify')]
+
+    _image(tmp_path / 'vizwiz/VizWiz_val_00000000.jpg', (5, 5, 5), fmt='PNG')  # a PNG named .jpg
+    vizwiz = [
+        {
+            'image': 'VizWiz_val_00000000.jpg',
+            'question': 'what is this',
+            'answerable': 0,
+            'answer_type': 'unanswerable',
+            'answers': [{'answer': 'unanswerable', 'answer_confidence': 'yes'}] * 9
+            + [{'answer': 'sofa', 'answer_confidence': 'no'}],
+        }
+    ]
+    (tmp_path / 'val.json').write_text(json.dumps(vizwiz))
+    _convert('vizwiz', [tmp_path / 'val.json'], tmp_path / 'vw', tmp_path / 'vizwiz')
+    assert '000000000.png' in dict(_members(tmp_path / 'vw'))
+    (query,) = _read(tmp_path / 'vw', tokenizer_dir)
+    assert query['meta'] == {'image_name': 'VizWiz_val_00000000.jpg', 'answer_type': 'unanswerable'}
+    assert query['answer'].count('unanswerable') == 9 and query['task'] == 'unanswerable'
+
+
+# -- interleaved documents ----------------------------------------------------------------------------------
+
+
+def test_obelics_and_mmc4_documents(tmp_path, tokenizer_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = tmp_path / 'web'
+    cat = _image(images / 'cat.jpg', (100, 100, 0), fmt='JPEG')
+    dog = _image(images / 'dog.png', (0, 100, 100), fmt='PNG')
+    rows = {
+        'images': [
+            ['http://x.org/a/cat.jpg', None, 'http://x.org/dog.png?s=1', None],
+            [None, None],
+            [None, 'http://x.org/cat.jpg'],
+        ],
+        'texts': [
+            [None, 'a cat sleeps', None, 'two dogs play'],
+            ['a red bus', None],
+            ['describe the image', None],
+        ],
+    }
+    pq.write_table(pa.table(rows), tmp_path / 'obelics-00000.parquet')
+    manifest = _convert('obelics', [tmp_path / 'obelics-00000.parquet'], tmp_path / 'ob', images)
+    assert manifest['num_samples'] == 2 and manifest['skipped'] == {'empty_position': 1}
+    members = dict(_members(tmp_path / 'ob'))
+    assert (
+        members['000000000.0.jpg'] == cat
+        and members['000000000.1.png'] == dog
+        and members['000000002.0.jpg'] == cat
+    )
+    from vlkit.data import InterleavedShards
+
+    doc = next(
+        iter(
+            InterleavedShards(
+                [str(tmp_path / 'ob' / 'train-00000.tar')],
+                tokenizer=tokenizer_dir,
+                image_size=16,
+                mode='train',
+                shuffle_buffer=1,
+                seed=0,
+            )
+        )
+    )
+    assert doc['images'].shape[0] in (1, 2)
+
+    doc = {
+        'url': 'u',
+        'text_list': ['a red bus', 'a cat sleeps', 'two dogs play'],
+        'image_info': [
+            {'image_name': 'dog.png', 'matched_text_index': 2, 'matched_sim': 0.3},
+            {'image_name': 'cat.jpg', 'matched_text_index': 1, 'matched_sim': 0.3},
+        ],
+    }
+    (tmp_path / 'docs.jsonl').write_text(json.dumps(doc) + '\n')
+    _convert('mmc4', [tmp_path / 'docs.jsonl'], tmp_path / 'mm', images)
+    members = dict(_members(tmp_path / 'mm'))
+    record = json.loads(members['000000000.json'])
+    assert record['texts'] == ['a red bus', None, ' a cat sleeps', None, ' two dogs play']
+    assert members['000000000.0.jpg'] == cat and members['000000000.1.png'] == dog  # each before its sentence
+    (read,) = list(
+        InterleavedShards(
+            [str(tmp_path / 'mm' / 'train-00000.tar')],
+            tokenizer=tokenizer_dir,
+            image_size=16,
+            mode='generate',
+        )
+    )
+    assert read['answer'] == 'two dogs play' and read['images'].shape[0] == 2
+
+
+# -- img2dataset, read directly -----------------------------------------------------------------------------
+
+
+def test_img2dataset_shards_are_read_directly(tmp_path, tokenizer_dir):
+    from vlkit.data import Img2DatasetShards
+
+    photo = _image(tmp_path / 'p.jpg', (1, 2, 3), fmt='JPEG')
+    folder = tmp_path / 'laion'
+    folder.mkdir()
+    meta = lambda k: json.dumps({'key': k, 'url': f'http://x/{k}.jpg', 'status': 'success'}).encode()  # noqa: E731
+    write_shard(
+        folder / '00000.tar',
+        [
+            ('000000000.jpg', photo),
+            ('000000000.txt', b'a red bus'),
+            ('000000000.json', meta('0')),
+            ('000000001.jpg', photo),
+            ('000000001.txt', b'a cat sleeps'),
+            ('000000001.json', meta('1')),
+        ],
+    )
+    write_shard(folder / '00001.tar', [('000010000.jpg', photo), ('000010000.txt', b'two dogs play')])
+    with open(folder / '00001.tar', 'r+b') as f:  # a truncated tar
+        f.truncate(700)
+    (folder / '00000_stats.json').write_text(json.dumps({'successes': 2}))
+    ds = Img2DatasetShards(
+        str(folder), tokenizer=tokenizer_dir, image_size=16, mode='generate', template='chat'
+    )
+    samples = list(ds)
+    assert len(ds) == 2 and [s['answer'] for s in samples] == ['a red bus', 'a cat sleeps']
+    assert set(ds.skipped.counts) == {
+        'truncated_tar'
+    }  # counted by the stage that met it (and the one around it)
+    from vlkit.data.shards import _decode_image
+
+    assert samples[0]['image'].shape == (3, 16, 16) and _decode_image(photo).size == (24, 16)
+    train = Img2DatasetShards(
+        str(folder), tokenizer=tokenizer_dir, image_size=16, mode='train', template='plain', shuffle_buffer=1
+    )
+    sample = next(iter(train))
+    assert _supervised(tokenizer_dir, sample) in ('a red bus<|im_end|>', 'a cat sleeps<|im_end|>')
+
+
+# -- killed and run again -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_killed_conversion_rerun_gives_the_same_shards(tmp_path):
+    images = tmp_path / 'images'
+    for i in range(8):
+        _image(images / f'{i}.jpg', (i * 30, 0, 0), size=(300, 200), fmt='PNG')
+    turn = lambda i: [{'from': 'human', 'value': '<image>\nwhat'}, {'from': 'gpt', 'value': f'answer {i}'}]  # noqa: E731
+    records = [{'id': i, 'image': f'{i % 8}.jpg', 'conversations': turn(i)} for i in range(3000)]
+    records[5]['image'] = 'missing.jpg'
+    (tmp_path / 'src.json').write_text(json.dumps(records))
+    args = [str(tmp_path / 'src.json'), '--images', str(images), '--shard-size', '100', '--workers', '2']
+    run_tool('prepare_data.py', 'llava', *args, '--out', str(tmp_path / 'straight'))
+
+    killed = tmp_path / 'killed'
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tools/prepare_data.py'), 'llava', *args, '--out', str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while len(list((killed / '_progress').glob('*.json'))) < 5 and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    complete = len(list((killed / '_progress').glob('*.json')))
+    assert 5 <= complete < 30 and not (killed / 'manifest.json').exists()
+    (killed / 'train-00029.tar.tmp').write_bytes(b'half a shard')  # what a kill mid-write leaves
+    (killed / 'train-00028.tar').write_bytes(b'renamed, its counts never written')
+    before = {p.name: p.stat().st_mtime_ns for p in (killed / '_progress').glob('*.json')}
+    run_tool('prepare_data.py', 'llava', *args, '--out', str(killed))
+    after = {p.name: p.stat().st_mtime_ns for p in (killed / '_progress').glob('*.json')}
+    assert all(after[name] == t for name, t in before.items())  # complete shards were kept, not redone
+    assert not list(killed.glob('*.tmp'))
+    assert _members(killed) == _members(tmp_path / 'straight')  # keys, bytes and order
+    manifest = json.loads((killed / 'manifest.json').read_text())
+    assert manifest['num_samples'] == 2999 and manifest['skipped'] == {'missing_image': 1}
+
+
+def test_a_config_on_data_not_prepared_is_refused_naming_the_folder(synthetic_root, tmp_path):
+    from vlkit.config import load_config
+    from vlkit.config_check import ConfigError, check_config
+    from vlkit.testing import tiny_options
+
+    missing = tmp_path / 'llava_instruct'
+    options = {**tiny_options(synthetic_root, 2), 'train_dataloader.dataset.data_dir': str(missing)}
+    with pytest.raises(
+        ConfigError, match=f'train_dataloader.dataset.data_dir: {missing} has no manifest.json'
+    ):
+        check_config(load_config('configs/llava15_instruct.py', options))
+    with pytest.raises(FileNotFoundError, match='prepare it with tools/prepare_data.py'):
+        PreparedShards(str(missing), tokenizer=dict(type='synthetic_tokenizer', data_root=synthetic_root))
+
+
+def test_k_shot_prompts_on_prepared_questions(tmp_path, tokenizer_dir):
+    """tools/test.py --benchmark --shots K: demonstrations (with their answers) from the folder's train split
+    before each query, its meta kept for the submission file."""
+    from vlkit.evaluation import FewShotDataset
+
+    q, a, images = vqa_pair(tmp_path)
+    _convert('vqa', [q, a], tmp_path / 'vqa', images)
+    common = dict(tokenizer=tokenizer_dir, image_size=16, template='chat', question_prompt='{question}')
+    queries = PreparedShards(str(tmp_path / 'vqa'), mode='generate', **common)
+    demos = PreparedShards(str(tmp_path / 'vqa'), mode='train', shuffle_buffer=1, **common)
+    shot = next(iter(FewShotDataset(queries, demos, shots=1, pool_size=3)))
+    (query,) = [s for s in queries if s['meta'] == shot['meta']]
+    assert shot['input_ids'][-len(query['input_ids']) :] == query['input_ids'] and shot['shots'] == 1
+    assert len(shot['input_ids']) > len(query['input_ids']) and shot['images'].shape[0] == 2
+    from vlkit.tokenization import build_tokenizer
+
+    text = build_tokenizer(tokenizer_dir).decode(shot['input_ids'])
+    assert text.count('<|im_start|>assistant\n') == 2 and text.count('<|im_end|>') == 3  # demo answered
+
+
+def test_resize_and_max_samples(tmp_path):
+    """--resize SIDE downscales to that shorter side (re-encoding); --max-samples N takes the first N
+    records."""
+    path, images, source = _llava_source(tmp_path)
+    fmt = DATA_FORMATS.build(dict(type='llava'))
+    manifest = convert(
+        fmt, [str(path)], tmp_path / 'out', Options(images=str(images), resize=8), max_records=2
+    )
+    assert manifest['num_records'] == 2 and manifest['num_samples'] == 2
+    members = dict(_members(tmp_path / 'out'))
+    assert members['000000000.jpg'] != source['a']
+    assert Image.open(io.BytesIO(members['000000000.jpg'])).size == (12, 8)  # 24 x 16 -> shorter side 8
+    assert Image.open(io.BytesIO(members['000000001.png'])).size == (12, 8)  # the GIF re-encoded as PNG

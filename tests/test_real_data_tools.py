@@ -1,0 +1,202 @@
+"""Real data through the tools, end to end: a LLaVA-format source converted by tools/prepare_data.py trains
+through tools/train.py with a tokenizer that knows its words (the loss falls), and tools/test.py
+--benchmark vqav2 on a test-made VQAv2 pair gives the hand-worked accuracy and writes the submission file."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.helpers import run_tool
+from vlkit.testing import byte_level_tokenizer, tiny_overrides
+
+CONFIG = 'configs/llava15_instruct.py'
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    '{% endif %}'
+)
+COLOURS = {'red': (200, 0, 0), 'green': (0, 170, 0), 'blue': (0, 0, 200), 'yellow': (220, 200, 0)}
+WORDS = (
+    'what colour is the shape which it a square bar two dogs ? . Answer question using single word or phrase'
+)
+
+
+def _tokenizer(folder: Path) -> str:
+    corpus = [f'{WORDS} {" ".join(COLOURS)}'] * 10
+    tok = byte_level_tokenizer(
+        corpus, special_tokens=['<|im_start|>'], eos='<|im_end|>', pad='<|endoftext|>', chat_template=CHATML
+    )
+    tok.save_pretrained(str(folder))
+    return str(folder)
+
+
+def _llava_source(root: Path, answer=None, n: int = 64) -> Path:
+    """``n`` pictures of a coloured square or bar, each with a two-turn conversation about it."""
+    rng = random.Random(0)
+    records = []
+    (root / 'images').mkdir(parents=True)
+    for i in range(n):
+        colour, shape = rng.choice(list(COLOURS)), rng.choice(['square', 'bar'])
+        image = Image.new('RGB', (32, 32), (255, 255, 255))
+        ImageDraw.Draw(image).rectangle(
+            (4, 4, 28, 28) if shape == 'square' else (4, 12, 28, 20), fill=COLOURS[colour]
+        )
+        image.save(root / 'images' / f'{i}.jpg')
+        records.append(
+            {
+                'id': i if i % 2 else str(i),
+                'image': f'{i}.jpg',
+                'conversations': [
+                    {'from': 'human', 'value': '<image>\nwhat colour is the shape ?'},
+                    {'from': 'gpt', 'value': answer or f'the shape is {colour} .'},
+                    {'from': 'human', 'value': 'which shape is it ?'},
+                    {'from': 'gpt', 'value': answer or f'a {colour} {shape} .'},
+                ],
+            }
+        )
+    (root / 'llava.json').write_text(json.dumps(records))
+    run_tool(
+        'prepare_data.py',
+        'llava',
+        str(root / 'llava.json'),
+        '--images',
+        str(root / 'images'),
+        '--out',
+        str(root / 'llava_instruct'),
+        '--shard-size',
+        '16',
+    )
+    return root / 'llava_instruct'
+
+
+def _train(data: Path, tokenizer: str, work_dir: str, synthetic_root: str, iters: int, *extra: str) -> None:
+    run_tool(
+        'train.py',
+        CONFIG,
+        *tiny_overrides(synthetic_root, work_dir, iters),
+        f'train_dataloader.dataset.data_dir={data}',
+        'train_dataloader.dataset.template=chat',
+        f'language_model.tokenizer={tokenizer}',
+        'val_cfg=None',
+        'val_dataloader=None',
+        'val_evaluator=None',
+        'test_cfg=None',
+        'test_dataloader=None',
+        'test_evaluator=None',
+        'param_scheduler.0.end=5',
+        'optim_wrapper.optimizer.lr=3e-3',
+        *extra,
+        OMP_NUM_THREADS='2',
+    )
+
+
+@pytest.mark.slow
+def test_a_llava_source_trains_with_a_tokenizer_that_knows_its_words(tmp_path, synthetic_root):
+    data = _llava_source(tmp_path)
+    tokenizer = _tokenizer(tmp_path / 'tokenizer')
+    from vlkit.tokenization import build_tokenizer
+
+    tok = build_tokenizer(tokenizer)
+    assert (
+        tok.unk_token_id is None
+        or tok.unk_token_id not in tok('the shape is yellow . a red bar .')['input_ids']
+    )
+    work_dir = str(tmp_path / 'run')
+    _train(data, tokenizer, work_dir, synthetic_root, 30)
+    (scalars,) = glob.glob(os.path.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    losses = [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
+    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_vqav2_benchmark_gives_the_hand_worked_accuracy_and_the_submission_file(tmp_path, synthetic_root):
+    """A model trained to answer "blue" to everything, on the VQAv2 pair of test_prepare_data's layout:
+    q101 (10 x red) scores 0; q201 (8 x blue, 2 x green) scores 1 (every 9-annotator subset has >= 3 blue);
+    q202 (a number) scores 0: overall 100 / 3, other (q101, q201) 50, number 0."""
+    tokenizer = _tokenizer(tmp_path / 'tokenizer')
+    work_dir = str(tmp_path / 'run')
+    _train(_llava_source(tmp_path, answer='blue'), tokenizer, work_dir, synthetic_root, 40)
+    images = tmp_path / 'coco'
+    for image_id, colour in ((1, (200, 0, 0)), (2, (0, 0, 200))):
+        (images / 'val2014').mkdir(parents=True, exist_ok=True)
+        Image.new('RGB', (32, 32), colour).save(images / f'val2014/COCO_val2014_{image_id:012d}.jpg')
+    questions = {
+        'data_subtype': 'val2014',
+        'questions': [
+            {'image_id': 1, 'question': 'what colour is the shape ?', 'question_id': 101},
+            {'image_id': 2, 'question': 'what colour is the shape ?', 'question_id': 201},
+            {'image_id': 2, 'question': 'how many dogs ?', 'question_id': 202},
+        ],
+    }
+    answers = lambda *a: [
+        {'answer': x, 'answer_confidence': 'yes', 'answer_id': i + 1} for i, x in enumerate(a)
+    ]  # noqa: E731
+    annotations = {
+        'annotations': [
+            {
+                'question_id': 101,
+                'image_id': 1,
+                'multiple_choice_answer': 'red',
+                'answer_type': 'other',
+                'answers': answers(*['red'] * 10),
+            },
+            {
+                'question_id': 201,
+                'image_id': 2,
+                'multiple_choice_answer': 'blue',
+                'answer_type': 'other',
+                'answers': answers(*['blue'] * 8, 'green', 'green'),
+            },
+            {
+                'question_id': 202,
+                'image_id': 2,
+                'multiple_choice_answer': '2',
+                'answer_type': 'number',
+                'answers': answers(*['2'] * 5, *['two'] * 2, '3', '3', '4'),
+            },
+        ]
+    }
+    (tmp_path / 'q.json').write_text(json.dumps(questions))
+    (tmp_path / 'a.json').write_text(json.dumps(annotations))
+    data = tmp_path / 'vqav2'
+    run_tool(
+        'prepare_data.py',
+        'vqa',
+        str(tmp_path / 'q.json'),
+        str(tmp_path / 'a.json'),
+        '--images',
+        str(images),
+        '--out',
+        str(data),
+    )
+    opts = tiny_overrides(synthetic_root, work_dir, 40)
+    out = run_tool(
+        'test.py',
+        CONFIG,
+        'last',
+        '--benchmark',
+        'vqav2',
+        '--data',
+        str(data),
+        '--template',
+        'chat',
+        *opts[:2],
+        *opts[2:],
+        f'language_model.tokenizer={tokenizer}',
+    ).stdout
+    submission = json.load(open(os.path.join(work_dir, 'submission_vqav2_val_iter_40.json')))
+    assert submission == [{'question_id': q, 'answer': 'blue'} for q in (101, 201, 202)]
+    result = json.load(open(os.path.join(work_dir, 'vqav2_val_0shot_iter_40.json')))
+    assert result['images']['vqa/overall'] == pytest.approx(100 / 3)
+    assert result['images']['vqa/other'] == pytest.approx(50.0) and result['images']['vqa/number'] == 0.0
+    assert result['benchmark'] == 'vqav2' and result['prompt'].endswith(
+        'Answer the question using a single word or phrase.'
+    )
+    assert 'submission file' in out

@@ -1,0 +1,180 @@
+"""Conversations rendered through a chat template, with loss on the assistant turns only.
+
+A dataset's ``template`` names how a conversation becomes text:
+
+* ``'vlkit'``: vlkit's own format (:func:`vlkit.data.templates.tokenize_conversation`), the synthetic
+  benchmark's; unchanged, so its figures do not move;
+* ``'chat'``: the tokenizer's own ``chat_template`` (Jinja), as the language model was tuned with;
+* a name of :data:`NAMED_TEMPLATES`, for models without a Jinja template: ``'plain'`` (LLaVA's stage 1:
+  ``<image>`` markers, the caption, EOS; the human text is dropped) and ``'vicuna_v1'`` (LLaVA-1.5's
+  ``v1`` conversation).
+
+Labels: the conversation is rendered whole, and each assistant turn is located after the rendering of the
+turns before it with the generation prompt (the text a model sees before it answers). The tokens that
+overlap the answer's text carry loss, plus the turn's end token (a special token right after the answer:
+``<|eot_id|>``, ``<|im_end|>``, ``<|end|>``, ``</s>``). An answer that cannot be located, or that no token
+covers, is an error naming the sample: its labels are never all ignored silently.
+"""
+
+from __future__ import annotations
+
+from ..constants import IGNORE_INDEX, IMAGE_TOKEN
+from .skips import SampleError
+
+PLAIN = (
+    '{% if bos_token %}{{ bos_token }}{% endif %}'
+    '{% for m in messages %}'
+    "{% if m['role'] == 'user' %}{{ '<image>' * m['content'].count('<image>') }}"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+    '{% endfor %}'
+)
+VICUNA_V1_SYSTEM = (
+    'A chat between a curious user and an artificial intelligence assistant. '
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+VICUNA_V1 = (
+    '{% if bos_token %}{{ bos_token }}{% endif %}'
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+    f'{{% else %}}{VICUNA_V1_SYSTEM}{{% endif %}} '
+    '{% for m in messages %}'
+    "{% if m['role'] == 'user' %}{{ 'USER: ' + m['content'] + ' ' }}"
+    "{% elif m['role'] == 'assistant' %}{{ 'ASSISTANT: ' + m['content'] + eos_token }}{% endif %}"
+    '{% endfor %}'
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+NAMED_TEMPLATES = {'plain': PLAIN, 'vicuna_v1': VICUNA_V1}
+TEMPLATES = ('vlkit', 'chat', *NAMED_TEMPLATES)
+ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system'}
+
+
+class AnswerSpanError(SampleError):
+    """An assistant turn's text is not where the template should have put it."""
+
+    reason = 'answer_not_located'
+
+
+def check_template(template: str, tokenizer) -> None:
+    """Refuses an unknown template name, or ``'chat'`` with a tokenizer that has no chat template."""
+    if template not in TEMPLATES:
+        raise ValueError(f'unknown template {template!r}; expected one of {TEMPLATES}')
+    if template == 'chat' and not getattr(tokenizer, 'chat_template', None):
+        raise ValueError(
+            "template='chat' needs the tokenizer's chat_template, and this tokenizer has none; name a "
+            f'template written for models without one: {sorted(NAMED_TEMPLATES)}'
+        )
+
+
+def to_messages(conversations: list[dict], key: str) -> list[dict]:
+    """Turns keyed ``from``/``value`` (LLaVA) or ``role``/``content`` -> ``{'role', 'content'}`` messages
+    with the roles ``system``, ``user``, ``assistant``."""
+    messages = []
+    for i, turn in enumerate(conversations):
+        role = turn.get('from', turn.get('role'))
+        content = turn.get('value', turn.get('content'))
+        if role not in ROLES or not isinstance(content, str):
+            raise SampleError(
+                f'sample {key!r}: turn {i} needs from/value or role/content with a role of {sorted(ROLES)} '
+                f'and text; got {turn!r}',
+                reason='bad_conversation',
+            )
+        messages.append({'role': ROLES[role], 'content': content})
+    return messages
+
+
+def _end_token_ids(tokenizer) -> set[int]:
+    """Special tokens that may close a turn (every special or added special token but ``<image>``)."""
+    ids = set(tokenizer.all_special_ids)
+    ids |= {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    ids.discard(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    return ids
+
+
+class ChatTokenizer:
+    """Token ids and labels of conversations rendered by ``template`` (module docstring), with the compiled
+    template and the turn-end ids prepared once (a dataset keeps one; :func:`tokenize_chat` makes one per
+    call)."""
+
+    def __init__(self, tokenizer, template: str) -> None:
+        check_template(template, tokenizer)
+        self.tokenizer = tokenizer
+        self.source = NAMED_TEMPLATES.get(template) or tokenizer.chat_template
+        self.compiled = _compile(self.source)
+        self.template_kwargs = dict(tokenizer.special_tokens_map)  # what apply_chat_template passes too
+        self.end_ids = _end_token_ids(tokenizer)
+
+    def __getstate__(self) -> dict:  # a compiled template does not pickle (spawned data-loader workers)
+        return {k: v for k, v in self.__dict__.items() if k != 'compiled'}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, compiled=_compile(state['source']))
+
+    def render(self, messages: list[dict], prompt: bool) -> str:
+        return self.compiled.render(
+            messages=messages,
+            tools=None,
+            documents=None,
+            add_generation_prompt=prompt,
+            **self.template_kwargs,
+        )
+
+    def __call__(self, messages: list[dict], key: str, for_generation: bool = False) -> dict:
+        """Returns ``input_ids`` and ``labels``; with ``for_generation`` the prompt before the last assistant
+        turn (generation prompt included) and that turn's text as ``answer``.
+
+        Raises:
+            AnswerSpanError: an assistant turn cannot be located in the rendered text.
+        """
+        tokenizer = self.tokenizer
+        answers = [i for i, m in enumerate(messages) if m['role'] == 'assistant']
+        if not answers:
+            raise SampleError(f'sample {key!r} has no assistant turn', reason='empty_conversation')
+        if for_generation:
+            last = answers[-1]
+            ids = tokenizer(self.render(messages[:last], True), add_special_tokens=False)['input_ids']
+            return {'input_ids': ids, 'answer': messages[last]['content'].strip()}
+        text = self.render(messages, False)
+        spans = [
+            _answer_span(text, self.render(messages[:i], True), messages[i]['content'], key, i)
+            for i in answers
+        ]
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = encoded['input_ids'], encoded['offset_mapping']
+        labels = [IGNORE_INDEX] * len(ids)
+        for start, end in spans:
+            covered = [
+                t for t, (a, b) in enumerate(offsets) if a < end and b > start
+            ]  # never empty: start < end
+            for t in covered:
+                labels[t] = ids[t]
+            after = covered[-1] + 1
+            if after < len(ids) and ids[after] in self.end_ids:
+                labels[after] = ids[after]
+        return {'input_ids': ids, 'labels': labels}
+
+
+def _compile(source: str):
+    """The Jinja template compiled as ``apply_chat_template`` compiles it (sandboxed, trimmed blocks)."""
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    return _compile_jinja_template(source)
+
+
+def tokenize_chat(
+    tokenizer, template: str, messages: list[dict], key: str, for_generation: bool = False
+) -> dict:
+    """:class:`ChatTokenizer` for one conversation."""
+    return ChatTokenizer(tokenizer, template)(messages, key, for_generation)
+
+
+def _answer_span(text: str, prompt: str, content: str, key: str, turn: int) -> tuple[int, int]:
+    """Where turn ``turn``'s answer sits in ``text``: right after ``prompt``, the rendering of the turns
+    before it with the generation prompt."""
+    answer = content.strip()
+    start = text.find(answer, len(prompt)) if answer and text.startswith(prompt) else -1
+    if start < 0 or text[len(prompt) : start].strip():
+        raise AnswerSpanError(
+            f'sample {key!r}: the answer of turn {turn} ({answer[:40]!r}) is not right after its prompt in '
+            'the rendered template; the template renders earlier turns differently once later ones follow, '
+            'or changes the answer text'
+        )
+    return start, start + len(answer)

@@ -1,0 +1,202 @@
+"""The standard benchmarks: each one's metric, prompt and official submission file (``tools/test.py
+--benchmark NAME --data DIR``, on a split that ``tools/prepare_data.py`` wrote; docs/data.md).
+
+* ``vqav2``, ``okvqa``, ``textvqa``: VQA accuracy (``BenchmarkVQAAccuracy``: official normalisation,
+  10-answer averaging); submission ``[{question_id, answer}]``;
+* ``gqa``: exact match (``GQAAccuracy``); submission ``[{questionId, prediction}]``;
+* ``vizwiz``: VQA accuracy per answer type, ``unanswerable`` included (``VizWizAccuracy``); submission
+  ``[{image, answer}]``;
+* ``coco_caption``: CIDEr-D and BLEU-4 (``COCOCaption``; the PTB tokenizer where Java is, else the
+  pure-Python one); submission ``[{image_id, caption}]``.
+
+Prompts are LLaVA-1.5's: short answers are asked for with "Answer the question using a single word or
+phrase."; TextVQA's OCR tokens are in the prompt only with ``ocr_tokens=True`` (recorded in the result,
+since scores depend on it); VizWiz's prompt names "Unanswerable".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from mmengine.evaluator import BaseMetric
+
+from ..registry import METRICS
+from .cider import caption_scores
+from .vqa import VQAAccuracy, per_task_means, reference_answers, vqa_score
+
+SHORT_ANSWER = 'Answer the question using a single word or phrase.'
+UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'."
+SUBMISSION_FIELDS = {  # submission format -> (the file's id key, the meta field it comes from, answer key)
+    'vqa': ('question_id', 'question_id', 'answer'),
+    'gqa': ('questionId', 'question_id', 'prediction'),
+    'vizwiz': ('image', 'image_name', 'answer'),
+    'coco': ('image_id', 'image_id', 'caption'),
+}
+
+
+@dataclass
+class Benchmark:
+    """What ``tools/test.py --benchmark`` sets: the metric config, the dataset's prompts and answer length."""
+
+    metric: str
+    submission: str
+    question_prompt: str = '{question}'
+    caption_prompt: str = ''
+    max_new_tokens: int = 16
+    notes: dict = field(default_factory=dict)
+
+
+def benchmark(name: str, ocr_tokens: bool = False) -> Benchmark:
+    """The benchmark ``name``'s settings; ``ocr_tokens`` puts TextVQA's OCR tokens in its prompt."""
+    short = '{question}\n' + SHORT_ANSWER
+    if name in ('vqav2', 'okvqa'):
+        return Benchmark('BenchmarkVQAAccuracy', 'vqa', short)
+    if name == 'textvqa':
+        prompt = '{question}\nReference OCR token: {ocr_tokens}\n' + SHORT_ANSWER if ocr_tokens else short
+        return Benchmark('BenchmarkVQAAccuracy', 'vqa', prompt, notes={'ocr_tokens': ocr_tokens})
+    if name == 'gqa':
+        return Benchmark('GQAAccuracy', 'gqa', short)
+    if name == 'vizwiz':
+        return Benchmark('VizWizAccuracy', 'vizwiz', f'{{question}}\n{UNANSWERABLE}\n{SHORT_ANSWER}')
+    if name == 'coco_caption':
+        prompt = 'Provide a one-sentence caption for the provided image.'
+        return Benchmark('COCOCaption', 'coco', caption_prompt=f'\n{prompt}', max_new_tokens=32)
+    raise KeyError(f'unknown benchmark {name!r}; expected one of {BENCHMARKS}')
+
+
+BENCHMARKS = ('vqav2', 'okvqa', 'textvqa', 'gqa', 'vizwiz', 'coco_caption')
+
+
+def submission_entry(fmt: str, sample: dict) -> dict:
+    """One prediction in a benchmark's official submission format (``SUBMISSION_FIELDS``)."""
+    key, source, answer = SUBMISSION_FIELDS[fmt]
+    meta = sample.get('meta') or {}
+    if source not in meta:
+        raise KeyError(f"a {fmt} submission needs each sample's {source!r}; this one has {sorted(meta)}")
+    return {key: meta[source], answer: sample['prediction']}
+
+
+def write_submission(path: str, entries: list[dict]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(entries, f)
+
+
+class SubmissionMixin:
+    """A metric that also writes the benchmark's submission file (``submission_file``, in ``submission``
+    format) from the results it collected: each result ends with the sample's submission entry."""
+
+    def _init_submission(self, submission: str | None, submission_file: str | None) -> None:
+        if submission_file is not None and submission not in SUBMISSION_FIELDS:
+            raise ValueError(f'submission must be one of {sorted(SUBMISSION_FIELDS)}, got {submission!r}')
+        self.submission, self.submission_file = submission, submission_file
+
+    def _entry(self, sample: dict) -> dict | None:
+        return submission_entry(self.submission, sample) if self.submission_file else None
+
+    def _write(self, results: list) -> None:
+        if self.submission_file:
+            write_submission(self.submission_file, [r[-1] for r in results])
+
+
+@METRICS.register_module()
+class BenchmarkVQAAccuracy(SubmissionMixin, VQAAccuracy):
+    """:class:`VQAAccuracy` writing a VQAv2-style submission file (VQAv2, OK-VQA, TextVQA)."""
+
+    def __init__(self, submission: str = 'vqa', submission_file: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_submission(submission, submission_file)
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            score = vqa_score(s['prediction'], reference_answers(s))
+            self.results.append((s.get('task') or 'all', score, self._entry(s)))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self._write(results)
+        return per_task_means([r[:2] for r in results])
+
+
+def normalize_gqa_answer(text: str) -> str:
+    """GQA's answers are short lower-case phrases: compare lower-cased, without a final period."""
+    return ' '.join(text.strip().rstrip('.').lower().split())
+
+
+@METRICS.register_module()
+class GQAAccuracy(SubmissionMixin, BaseMetric):
+    """GQA accuracy (%): exact match with the one annotated answer, per structural type (``task``) and
+    ``overall`` (the mean over all questions, as GQA's evaluation reports it)."""
+
+    default_prefix = 'gqa'
+    overall_definition = 'the mean over all questions (exact match, as GQA reports it)'
+
+    def __init__(self, submission: str = 'gqa', submission_file: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_submission(submission, submission_file)
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            refs = reference_answers(s)
+            answer = refs if isinstance(refs, str) else refs[0]
+            hit = float(normalize_gqa_answer(s['prediction']) == normalize_gqa_answer(answer))
+            self.results.append((s.get('task') or 'all', hit, self._entry(s)))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self._write(results)
+        return per_task_means([r[:2] for r in results])
+
+
+@METRICS.register_module()
+class VizWizAccuracy(SubmissionMixin, BaseMetric):
+    """VizWiz VQA accuracy (%): the VQA score against the 10 answers (``unanswerable`` is an answer like
+    any other, and "Unanswerable" normalises to it), per answer type (``other``, ``yes/no``, ``number``,
+    ``unanswerable``; the sample's ``task``) and ``overall`` (the mean over all questions)."""
+
+    default_prefix = 'vizwiz'
+    overall_definition = 'the mean over all questions (VQA accuracy, unanswerable questions included)'
+
+    def __init__(self, submission: str = 'vizwiz', submission_file: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_submission(submission, submission_file)
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            task = (s.get('meta') or {}).get('answer_type') or s.get('task') or 'all'
+            self.results.append((task, vqa_score(s['prediction'], reference_answers(s)), self._entry(s)))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self._write(results)
+        return per_task_means([r[:2] for r in results])
+
+
+@METRICS.register_module()
+class COCOCaption(SubmissionMixin, BaseMetric):
+    """COCO captioning: CIDEr-D and BLEU-4 (x100) over all images, with the COCO evaluation's scorers
+    (:func:`vlkit.evaluation.cider.caption_scores`). ``tokenizer``: ``'auto'`` (PTB where Java is on the
+    PATH), ``'ptb'`` or ``'python'``; the one that ran is :attr:`tokenizer_used`."""
+
+    default_prefix = 'coco_caption'
+    overall_definition = "CIDEr-D over all images (x100, the COCO caption evaluation's corpus score)"
+
+    def __init__(
+        self, tokenizer: str = 'auto', submission: str = 'coco', submission_file: str | None = None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self._init_submission(submission, submission_file)
+        self.tokenizer = tokenizer
+        self.tokenizer_used: str | None = None
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            refs = reference_answers(s)
+            self.results.append(
+                (s['prediction'], [refs] if isinstance(refs, str) else list(refs), self._entry(s))
+            )
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        self._write(results)
+        predictions, references, _ = zip(*results, strict=True)
+        scores, _, self.tokenizer_used = caption_scores(predictions, references, self.tokenizer)
+        return {'CIDEr': scores['CIDEr'], 'BLEU_4': scores['BLEU_4'], 'overall': scores['CIDEr']}
