@@ -32,6 +32,13 @@ def _mixes_devices(flat: list) -> bool:
     return any(t.is_meta for t in tensors) and any(not t.is_meta and t.dim() > 0 for t in tensors)
 
 
+# Functions whose result's shape does not depend on the values of their integer or boolean arguments (an
+# attention mask): they get those arguments as meta up front. Trying them first with the CPU mask would
+# fail part-way, after operations inside them were already counted (SDPA's math decomposition counts Q K^T
+# before it adds the mask), and the retry would count them again.
+SHAPE_ONLY = {torch.nn.functional.scaled_dot_product_attention}
+
+
 class MetaExecution(TorchFunctionMode):
     """Within this mode, a model built on the meta device runs on real CPU token ids and masks (see the
     module docstring). Values computed from weights stay unknown: code that reads them (``.item()`` of an
@@ -45,12 +52,21 @@ class MetaExecution(TorchFunctionMode):
         if func is Tensor.to:  # moving a CPU mask "to the model's device" keeps its values
             out = func(*args, **kwargs)
             return args[0].to(dtype=out.dtype) if _is_index_like(out) and not args[0].is_meta else out
+        flat, spec = tree_flatten((args, kwargs))
+        if func in SHAPE_ONLY and _mixes_devices(flat):
+            args, kwargs = _all_meta(flat, spec)
+            return func(*args, **kwargs)
         try:
             return func(*args, **kwargs)
         except RuntimeError as err:
-            flat, spec = tree_flatten((args, kwargs))
             if 'device' not in str(err) or not _mixes_devices(flat):
                 raise
-        flat = [t.to('meta') if isinstance(t, Tensor) and not t.is_meta else t for t in flat]
-        args, kwargs = tree_unflatten(flat, spec)
+        args, kwargs = _all_meta(flat, spec)
         return func(*args, **kwargs)
+
+
+def _all_meta(flat: list, spec) -> tuple:
+    """``(args, kwargs)`` with every tensor on the meta device."""
+    return tree_unflatten(
+        [t.to('meta') if isinstance(t, Tensor) and not t.is_meta else t for t in flat], spec
+    )

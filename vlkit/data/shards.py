@@ -23,6 +23,7 @@ from ..tokenization import build_tokenizer
 from .anyres import check_anyres
 from .chat import ChatTokenizer, to_messages
 from .interleaved import document_segments, tokenize_document
+from .prefetch import read_ahead
 from .skips import MissingField, SampleError, SkipCounter
 from .templates import tokenize_conversation
 from .transforms import blank_like, image_to_tensor, images_to_crops, resolve_image_processor
@@ -84,6 +85,8 @@ class ConversationShards(IterableDataset):
         image_processor: the encoder's preprocessing (mean, std, size, resample;
             :mod:`vlkit.data.transforms`), filled by ``load_config``; ``None``: mean and std 0.5, bicubic.
         pad_to_square: pad each image to a square in the mean colour before resizing (LLaVA's ``pad``).
+        read_ahead: samples made ahead of the consumer by a background thread (:mod:`vlkit.data.prefetch`),
+            so that decoding and tokenizing overlap the training step; 0: none.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class ConversationShards(IterableDataset):
         caption_prompt: str = '',
         image_processor: dict | None = None,
         pad_to_square: bool = False,
+        read_ahead: int = 256,
     ) -> None:
         super().__init__()
         if mode not in ('train', 'generate'):
@@ -123,6 +127,7 @@ class ConversationShards(IterableDataset):
         self.caption_prompt = caption_prompt
         self.processor = resolve_image_processor(image_processor, pad_to_square)
         self.caption_rng = random.Random(seed)
+        self.read_ahead = read_ahead
 
     def __len__(self) -> int:
         return self.num_samples
@@ -143,7 +148,7 @@ class ConversationShards(IterableDataset):
         return [*source, wds.tarfile_to_samples(handler=h), *order, wds.map(self.read, handler=h)]
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(wds.DataPipeline(*self._stages()))
+        return read_ahead(iter(wds.DataPipeline(*self._stages())), self.read_ahead)
 
     def read(self, raw: dict) -> dict:
         """:meth:`to_sample`, counting good samples and tagging errors with their shard for the handler."""
