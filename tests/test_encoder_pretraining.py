@@ -73,7 +73,7 @@ def test_unknown_settings_and_a_second_source_of_weights_are_refused(synthetic_r
 def test_pretraining_improves_the_dense_targets(synthetic_root):
     enc = VISION_ENCODERS.build(tiny_encoder())
     torch.manual_seed(0)
-    settings = dict(image_size=32, iters=150, batch_size=32, lr=3e-3, bank_size=256, seed=0)
+    settings = dict(image_size=32, iters=150, batch_size=32, lr=3e-3, bank_size=256, seed=0, precision='fp32')
     acc = stage._pretrain(enc, settings)
     assert acc['colour'] > 85 and acc['count'] > 40  # background alone is ~80% of patches; chance count 25%
 
