@@ -25,6 +25,7 @@ from .chat import ChatTokenizer, to_messages
 from .interleaved import document_segments, tokenize_document
 from .prefetch import read_ahead
 from .skips import MissingField, SampleError, SkipCounter
+from .tar_stream import tar_samples
 from .templates import tokenize_conversation
 from .transforms import blank_like, image_to_tensor, images_to_crops, resolve_image_processor
 
@@ -145,7 +146,7 @@ class ConversationShards(IterableDataset):
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             order = [_split_by_rank]
-        return [*source, wds.tarfile_to_samples(handler=h), *order, wds.map(self.read, handler=h)]
+        return [*source, tar_samples(h), *order, wds.map(self.read, handler=h)]
 
     def __iter__(self) -> Iterator[dict]:
         return read_ahead(iter(wds.DataPipeline(*self._stages())), self.read_ahead)
