@@ -14,7 +14,7 @@ from vlkit.data.tar_stream import tar_members, tar_samples
 
 MEMBERS = [
     ('a.json', b'{"x": 1}'), ('a.PNG', b'\x89PNG' * 40), ('b.0.png', b'zero'), ('b.1.jpg', b'one' * 300),
-    ('b.json', b'{}'), ('__meta__', b'skipped'), ('dir/c.txt', b'caption'), ('x' * 150 + '.txt', b'long name'),
+    ('b.json', b'{}'), ('__meta__', b'skipped'), ('dir/c.txt', b'caption'), ('x' * 150 + '.txt', b'long'),
 ]  # fmt: skip
 
 
