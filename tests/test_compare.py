@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from vlkit.analysis.report import PLOTS, RunResult, load_loss_curve, pareto_front, write_report
+from vlkit.analysis.report import (
+    PLOTS,
+    RunResult,
+    Spread,
+    by_architecture,
+    load_loss_curve,
+    loss_figure,
+    pareto_figure,
+    pareto_front,
+    write_report,
+)
 from vlkit.testing import tiny_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +77,82 @@ def test_report_has_one_row_per_architecture_plots_and_a_failure(tmp_path):
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 4 and all(base64.b64decode(i).startswith(b'\x89PNG') for i in images)
     assert json.loads((tmp_path / 'results.json').read_text())['runs'][3]['status'] == 'failed'
+
+
+def test_spread_is_the_mean_and_the_sample_standard_deviation():
+    assert Spread.of([50.0, 54.0, 58.0]) == Spread(54.0, 4.0, 3)  # sqrt((16 + 0 + 16) / 2)
+    assert Spread.of([61.0]) == Spread(61.0, None, 1) and Spread.of([]) is None
+    assert str(Spread(54.0, 4.0, 3)) == '54.0 ± 4.0' and str(Spread(61.0, None, 1)) == '61.0'
+
+
+def _seeded(name: str, overalls: list[float], losses: list[float]) -> list[RunResult]:
+    """One run per seed of an architecture; the first seed's run is the profiled one."""
+    runs = []
+    for seed, (overall, loss) in enumerate(zip(overalls, losses, strict=True)):
+        run = _run(
+            name, 16, 1e9 if name == 'linear' else 2e9, overall, seed=seed, work_dir=f'/w/{name}-{seed}'
+        )
+        run.loss_curve = [(1, 5.0), (2, loss)]
+        run.profile = run.profile if seed == 0 else {}
+        runs.append(run)
+    return runs
+
+
+def test_seeds_are_aggregated_into_means_spreads_error_bars_and_a_runs_table(tmp_path):
+    runs = _seeded('linear', [50.0, 54.0, 58.0], [2.0, 3.0, 4.0]) + _seeded(
+        'mlp', [60.0, 61.0, 62.0], [1, 1, 1]
+    )
+    runs[1].status, runs[1].metrics = 'failed', {}  # a failed seed is left out of the mean, and said
+    linear, mlp = by_architecture(runs)
+    assert linear.quality('val 0-shot') == Spread(54.0, 4 * 2**0.5, 2)  # seeds 0 and 2: 50, 58
+    assert linear.status() == 'trained x2, failed x1' and linear.seeds == [0, 1, 2]
+    assert [(step, s.mean, s.std) for step, s in linear.loss_band()] == [(1, 5.0, 0.0), (2, 3.0, 1.0)]
+
+    fig = pareto_figure([linear, mlp], [1.0, 2.0], 'training compute (FLOPs, 2·MAC)', 'val 0-shot')
+    bars = [c for c in fig.axes[0].containers if type(c).__name__ == 'ErrorbarContainer']
+    ((low, high),) = (seg[:, 1] for seg in bars[1].lines[2][0].get_segments())  # mlp: 61 ± 1
+    assert len(bars) == 2 and (low, high) == pytest.approx((60.0, 62.0))
+    band = loss_figure([linear, mlp]).axes[0].collections[0]  # linear's ± std band
+    edges = {tuple(v) for v in band.get_paths()[0].vertices.round(6).tolist()}
+    assert {(2.0, 2.0), (2.0, 4.0), (1.0, 5.0)} == {v for v in edges if v[0] in (1.0, 2.0)}  # 3 ± 1 at step 2
+
+    write_report(runs, str(tmp_path))
+    md = (tmp_path / 'report.md').read_text()
+    assert '## Quality (mean ± sample standard deviation over 3 seeds)' in md
+    assert '| linear | trained x2, failed x1: ' not in md  # no error words invented
+    assert '| mlp | trained x3 | 56.0 ± 1.0 | 61.0 ± 1.0 |' in md  # colour is overall - 5
+    assert (
+        '| linear | 1 | failed | /w/linear-1 | failed |' in md
+        and '| mlp | 2 | trained | /w/mlp-2 | 62.0 |' in md
+    )
+    assert _rows(md, 'linear') == 3 + 3  # overview, cost, quality, and one row per seed
+    summary = json.loads((tmp_path / 'results.json').read_text())['architectures']
+    assert summary['mlp']['scores']['val 0-shot: exact_match/overall'] == {'mean': 61.0, 'std': 1.0, 'n': 3}
+
+
+def test_html_tables_scroll_within_the_page():
+    from html.parser import HTMLParser
+
+    class Nesting(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.tables_in_scrollers = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == 'table' and self.stack and self.stack[-1] == ('div', 'table'):
+                self.tables_in_scrollers += 1
+            self.stack.append((tag, dict(attrs).get('class')))
+
+        def handle_endtag(self, tag):
+            self.stack.pop()
+
+    from vlkit.analysis.report import html_report
+
+    page = html_report([_run('linear', 16, 1e9, 40.0)], {}, {}, {}, '')
+    parser = Nesting()
+    parser.feed(page)
+    assert parser.tables_in_scrollers == page.count('<table>') == 3
+    assert re.search(r'div\.table \{ overflow-x: auto;', page)
 
 
 def test_loss_curve_merges_the_runs_of_a_work_dir(tmp_path):
@@ -140,6 +226,68 @@ def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tm
     )
     assert again[0].status == 'reused' and 'reusing the finished run' in capsys.readouterr().out
     assert again[0].metrics == runs[0].metrics and again[0].config_hash == runs[0].config_hash
+
+
+def _header(page: str) -> dict[str, str]:
+    """The report page's header facts (its ``<dl>``), parsed as a reader's browser would."""
+    from html.parser import HTMLParser
+
+    class Facts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.facts, self.tag, self.key = {}, None, None
+
+        def handle_starttag(self, tag, attrs):
+            self.tag = tag
+
+        def handle_data(self, data):
+            if self.tag == 'dt':
+                self.key = data
+            elif self.tag == 'dd' and self.key:
+                self.facts[self.key] = self.facts.get(self.key, '') + data
+
+        def handle_endtag(self, tag):
+            self.tag = None
+
+    parser = Facts()
+    parser.feed(page)
+    return parser.facts
+
+
+@pytest.mark.slow
+def test_seeds_run_each_architecture_n_times_reuse_and_report_what_ran(synthetic_root, tmp_path):
+    import torch
+    from mmengine.config import Config
+
+    compare = _compare_tool()
+    out = str(tmp_path / 'seeds')
+    options = [*_tiny_options(synthetic_root), 'train_cfg.max_iters=3', 'default_hooks.logger.interval=1']
+    args = ['configs/llava_mlp.py', '--out', out, '--cfg-options', *options]
+    runs = compare.main([*args, '--seeds', '2'])
+    assert [(r.seed, r.status, os.path.basename(r.work_dir)) for r in runs] == [
+        (0, 'trained', 'llava_mlp'),
+        (1, 'trained', 'llava_mlp-seed1'),
+    ]
+    assert runs[0].loss_curve[0][1] != runs[1].loss_curve[0][1]  # another initialisation and data stream
+    # the config the training ran, as its checkpoint records it
+    checkpoint = torch.load(os.path.join(runs[1].work_dir, 'iter_3.pth'), weights_only=False)
+    ran = Config.fromstring(checkpoint['meta']['cfg'], '.py')
+    assert (ran.randomness.seed, ran.train_dataloader.dataset.seed) == (1, 1)
+    header = _header(open(os.path.join(out, 'report.html')).read())
+    batch = ran.train_dataloader.batch_size
+    assert (
+        header['training']
+        == f'{ran.train_cfg.max_iters} iterations of batch {batch}'
+        == f'3 iterations of batch {batch}'
+    )
+    assert header['seeds per architecture'] == '2'
+
+    again = compare.main([*args, '--seeds', '3'])
+    assert [(r.seed, r.status) for r in again] == [(0, 'reused'), (1, 'reused'), (2, 'trained')]
+    md = open(os.path.join(out, 'report.md')).read()
+    assert 'over 3 seeds' in md and _rows(md, 'llava_mlp') == 3 + 3
+    with pytest.raises(SystemExit, match='--seeds must be at least 1, got 0'):
+        compare.main([*args, '--seeds', '0'])
 
 
 def test_profile_only_reports_the_cost_half(synthetic_root, tmp_path):

@@ -2,7 +2,8 @@
 
     python tools/compare.py CONFIG [CONFIG ...] [--connectors linear mlp qformer perceiver c_abstractor]
         [--fusions autoregressive cross_attention] [--tokens M] [--out DIR] [--max-iters N] [--shots 0 4]
-        [--split val] [--benchmark NAME [--data DIR]] [--profile-only] [--force] [--cfg-options key=value ...]
+        [--split val] [--benchmark NAME [--data DIR]] [--seeds N] [--profile-only] [--force]
+        [--cfg-options key=value ...]
 
 Each config is crossed with the connector and fusion presets named (``configs/_base_/connectors/NAME.py``,
 ``configs/_base_/fusions/NAME.py``; a preset replaces the config's connector or fusion whole). ``--tokens M``
@@ -15,7 +16,10 @@ holds ``report.md``, a self-contained ``report.html``, the PNG plots and ``resul
 skips training and evaluation: the cost half, in seconds. ``--max-iters N`` trains
 ``train_cfg.max_iters=N`` for a quick look. ``--benchmark NAME --data DIR`` evaluates each architecture on a
 standard benchmark prepared by ``tools/prepare_data.py`` (``tools/test.py --benchmark``) instead of the
-config's own test data.
+config's own test data. ``--seeds N`` trains and evaluates every architecture N times, with the config's
+seed and the N - 1 after it (model initialisation and training-data stream): the report gives each score's
+mean ± sample standard deviation, error bars in its plots and every run with its seed. The config's own
+seed trains in ``OUT/NAME``, the others in ``OUT/NAME-seedS``, so raising N reuses the runs already there.
 A failed run is reported as failed, with its log, and the others go on.
 """
 
@@ -68,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--data', help='the folder prepared for --benchmark (default data/NAME)')
     parser.add_argument('--profile-only', action='store_true', help='cost only: no training, no evaluation')
     parser.add_argument('--force', action='store_true', help='retrain even where a finished run matches')
+    parser.add_argument(
+        '--seeds', type=int, default=1, help="runs per architecture, seeds config's seed + 0..N-1 (default 1)"
+    )
     parser.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides for every run')
     return parser.parse_args(argv)
 
@@ -268,13 +275,43 @@ def training_samples(cfg: Config) -> int | None:
     return iters * batch if iters and batch else None
 
 
-def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) -> RunResult:
-    """Writes the variant's config into its work dir, then trains, evaluates and profiles it."""
-    work_dir = osp.join(args.out, variant.name)
+def takes_seed(cfg: Config) -> bool:
+    """Whether the training dataset's class takes a ``seed`` (every built-in one does)."""
+    import inspect
+
+    from vlkit.registry import DATASETS, component_class
+
+    DATASETS.import_from_location()
+    dataset = component_class(DATASETS, cfg.get('train_dataloader', {}).get('dataset', {}).get('type'))
+    if dataset is None:
+        return False
+    parameters = inspect.signature(dataset).parameters.values()
+    return any(p.name == 'seed' or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def seed_options(cfg: Config, seed: int) -> list[str]:
+    """The options of a run with ``seed``: none for the config's own seed (so its runs are reused whatever
+    ``--seeds``), else the model's seed and, where the dataset takes one, its stream's seed."""
+    if seed == (cfg.get('randomness', {}).get('seed') or 0):
+        return []
+    options = [f'randomness.seed={seed}']
+    if takes_seed(cfg):
+        options.append(f'train_dataloader.dataset.seed={seed}')
+    else:
+        say(f'  the training dataset takes no seed: seed {seed} changes the model initialisation only')
+    return options
+
+
+def compare_one(variant: Variant, args: argparse.Namespace, options: list[str], k: int = 0) -> RunResult:
+    """Writes the variant's config, then trains, evaluates and profiles it with its ``k``-th seed (the
+    config's seed + k; work dir ``OUT/NAME`` for k = 0, ``OUT/NAME-seedS`` for the others)."""
     # beside the work dir, not in it: the Runner writes its assembled config there under the same name
     config = osp.join(args.out, 'configs', f'{variant.name}.py')
     os.makedirs(osp.dirname(config), exist_ok=True)
     variant.cfg.dump(config)
+    config_seed = variant.cfg.get('randomness', {}).get('seed') or 0
+    options = [*options, *seed_options(variant.cfg, config_seed + k)]
+    work_dir = osp.join(args.out, variant.name if k == 0 else f'{variant.name}-seed{config_seed + k}')
     with open(config) as f:
         digest = config_hash(f.read(), options)
     cfg = load_config(config, parse_options(options))
@@ -290,6 +327,7 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
         config_hash=digest,
         seed=cfg.get('randomness', {}).get('seed'),
         train_samples=training_samples(cfg),
+        train_iters=cfg.get('train_cfg', {}).get('max_iters'),
     )
     if not args.profile_only:
         os.makedirs(work_dir, exist_ok=True)
@@ -298,9 +336,19 @@ def compare_one(variant: Variant, args: argparse.Namespace, options: list[str]) 
             run.seconds['training'] = training_seconds(work_dir)
             evaluate(config, work_dir, options, run, args)
         run.loss_curve = load_loss_curve(work_dir)
-    say('  profiling')
-    profile(config, options, run, args.profile_only)
+    if k == 0:  # the costs do not depend on the seed: profiled once per architecture
+        say('  profiling')
+        profile(config, options, run, args.profile_only)
     return run
+
+
+def trained(runs: list[RunResult]) -> str:
+    """What the runs trained, from their own configs (with every option applied): iterations and batch."""
+    done = sorted({
+        f'{r.train_iters} iterations of batch {r.train_samples // r.train_iters}'
+        for r in runs if r.train_iters and r.train_samples
+    })  # fmt: skip
+    return '; '.join(done) or 'no run trained'
 
 
 def resolve_split(args: argparse.Namespace) -> None:
@@ -322,25 +370,29 @@ def main(argv=None) -> list[RunResult]:
     started = time.monotonic()
     todo = variants(args)
     options = run_options(args)
-    say(f'comparing {len(todo)} architectures into {args.out}: {", ".join(v.name for v in todo)}')
+    if args.seeds < 1:
+        raise SystemExit(f'--seeds must be at least 1, got {args.seeds}')
+    seeds = f' x {args.seeds} seeds' if args.seeds > 1 else ''
+    say(f'comparing {len(todo)} architectures{seeds} into {args.out}: {", ".join(v.name for v in todo)}')
     runs = []
     for i, variant in enumerate(todo, 1):
-        say(f'[{i}/{len(todo)}] {variant.name}')
-        start = time.monotonic()
-        try:
-            runs.append(compare_one(variant, args, options))
-        except Exception as err:  # noqa: BLE001 - e.g. a config that does not load: report it, go on
-            runs.append(RunResult(variant.name, status='failed', error=f'{type(err).__name__}: {err}'))
-            say(f'  FAILED: {runs[-1].error}')
-        say(f'[{i}/{len(todo)}] {variant.name}: {runs[-1].status} ({time.monotonic() - start:.0f} s)')
+        for k in range(args.seeds if not args.profile_only else 1):
+            label = f'{variant.name}' + (f' (seed {k + 1}/{args.seeds})' if args.seeds > 1 else '')
+            say(f'[{i}/{len(todo)}] {label}')
+            start = time.monotonic()
+            try:
+                runs.append(compare_one(variant, args, options, k))
+            except Exception as err:  # noqa: BLE001 - e.g. a config that does not load: report it, go on
+                runs.append(RunResult(variant.name, status='failed', error=f'{type(err).__name__}: {err}'))
+                say(f'  FAILED: {runs[-1].error}')
+            say(f'[{i}/{len(todo)}] {label}: {runs[-1].status} ({time.monotonic() - start:.0f} s)')
     data = args.benchmark or "the config's test data"
     meta = {
         'command': ' '.join(['tools/compare.py', *(argv if argv is not None else sys.argv[1:])]),
         'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
         'visual tokens asked for': args.tokens or 'as configured',
-        'training': 'none (--profile-only)'
-        if args.profile_only
-        else f'max_iters={args.max_iters or "as configured"}',
+        'training': 'none (--profile-only)' if args.profile_only else trained(runs),
+        'seeds per architecture': args.seeds,
         'evaluation': 'none' if args.profile_only else f'{data}, {args.split} split, shots {args.shots}',
         'wall seconds': round(time.monotonic() - started),
     }

@@ -52,6 +52,7 @@ class RunResult:
         config_hash: hash of the run's config and options.
         seed: ``randomness.seed`` of the run's config.
         train_samples: samples seen in training (iterations x batch size), for the training compute.
+        train_iters: training iterations of the run's own config (options applied).
         seconds: wall seconds of the run's parts (``training``: ``tools/train.py``'s own record;
             ``evaluation``: every ``tools/test.py`` run, summed).
         profile: :func:`vlkit.analysis.profile_config`'s figures.
@@ -72,6 +73,7 @@ class RunResult:
     config_hash: str = ''
     seed: int | None = None
     train_samples: int | None = None
+    train_iters: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     profile: dict = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -91,6 +93,92 @@ class RunResult:
         """The headline score of an evaluation: its ``overall`` (or ``*/overall``) metric."""
         values = self.metrics.get(evaluation or '', {})
         return next((v for k, v in values.items() if k.split('/')[-1] == QUALITY_KEY), None)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure over the seeds of an architecture: the mean, the sample standard deviation (``None`` for a
+    single run) and the number of runs it is over."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        if not values:
+            return None
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return cls(mean, None, 1)
+        variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        return cls(mean, variance**0.5, len(values))
+
+    def __str__(self) -> str:
+        return f'{self.mean:.1f}' if self.std is None else f'{self.mean:.1f} ± {self.std:.1f}'
+
+
+@dataclass
+class Architecture:
+    """The runs of one architecture, one per seed, and their figures over the seeds. The costs do not
+    depend on the seed: they are the first profiled run's."""
+
+    name: str
+    runs: list[RunResult]
+
+    @property
+    def done(self) -> list[RunResult]:
+        return [r for r in self.runs if not r.failed]
+
+    @property
+    def failed(self) -> bool:
+        return not self.done
+
+    @property
+    def profile(self) -> dict:
+        return next((r.profile for r in self.runs if r.profile), {})
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs if r.seed is not None]
+
+    def train_flops(self) -> float | None:
+        per_sample = self.profile.get('flops/train_step_per_sample')
+        samples = next((r.train_samples for r in self.runs if r.train_samples), None)
+        return per_sample * samples if per_sample and samples else None
+
+    def score(self, evaluation: str, metric: str) -> Spread | None:
+        """One metric over the finished runs that have it."""
+        values = [r.metrics.get(evaluation, {}).get(metric) for r in self.done]
+        return Spread.of([v for v in values if v is not None])
+
+    def quality(self, evaluation: str | None) -> Spread | None:
+        """The headline score (``overall``) over the finished runs that have it."""
+        return Spread.of([q for q in (r.quality(evaluation) for r in self.done) if q is not None])
+
+    def loss_band(self) -> list[tuple[int, Spread]]:
+        """The training loss over the seeds at every iteration logged by all the runs that have a curve."""
+        curves = [dict(r.loss_curve) for r in self.runs if r.loss_curve]
+        steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+        return [(step, Spread.of([c[step] for c in curves])) for step in steps]
+
+    def status(self) -> str:
+        """``trained``, or with several seeds the count of each status (``trained x2, failed x1``), with the
+        first failure's words."""
+        counts = dict.fromkeys(r.status for r in self.runs)
+        text = ', '.join(
+            s if len(self.runs) == 1 else f'{s} x{sum(r.status == s for r in self.runs)}' for s in counts
+        )
+        error = next((r.error for r in self.runs if r.error), None)
+        return text + (f': {error}' if error else '')
+
+
+def by_architecture(runs: list[RunResult]) -> list[Architecture]:
+    """The runs grouped by architecture name (its seeds), in first-seen order."""
+    groups: dict[str, list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault(run.name, []).append(run)
+    return [Architecture(name, group) for name, group in groups.items()]
 
 
 def load_loss_curve(work_dir: str) -> list[tuple[int, float]]:
@@ -242,11 +330,11 @@ def _pyplot():
 MARKERS = ('o', 's', '^', 'D', 'v', 'P')
 
 
-def _style(i: int, run: RunResult, runs: list[RunResult]) -> dict:
-    """One colour per run, one marker per fusion (in the order the fusions first appear), the same in
-    every plot."""
-    fusions = list(dict.fromkeys(r.fusion for r in runs))
-    return {'color': f'C{i % 10}', 'marker': MARKERS[fusions.index(run.fusion) % len(MARKERS)]}
+def _style(i: int, arch: Architecture, archs: list[Architecture]) -> dict:
+    """One colour per architecture, one marker per fusion (in the order the fusions first appear), the same
+    in every plot."""
+    fusions = list(dict.fromkeys(a.runs[0].fusion for a in archs))
+    return {'color': f'C{i % 10}', 'marker': MARKERS[fusions.index(arch.runs[0].fusion) % len(MARKERS)]}
 
 
 def _quality_label(runs: list[RunResult], evaluation: str) -> str:
@@ -256,51 +344,67 @@ def _quality_label(runs: list[RunResult], evaluation: str) -> str:
     return f'{evaluation}: {metric}{percent}'
 
 
-def plot_loss_curves(runs: list[RunResult], path: str) -> bool:
-    """Every run's training loss against the iteration, overlaid; False (and no file) without curves."""
-    if not any(r.loss_curve for r in runs):
-        return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for i, run in enumerate(runs):
-        if run.loss_curve:
-            steps, losses = zip(*run.loss_curve, strict=True)
-            style = _style(i, run, runs)
-            ax.plot(
-                steps, losses, label=run.name, color=style['color'], marker='.' if len(steps) < 30 else None
-            )
-    ax.set_xlabel('training iteration')
-    ax.set_ylabel('training loss (next-token cross-entropy)')
-    ax.set_title('Training loss')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+def _save(fig, path: str) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return True
 
 
-def plot_pareto(
-    runs: list[RunResult], x_values: list, x_label: str, evaluation: str | None, path: str
-) -> bool:
-    """Quality against a cost, one point per run, the Pareto front (cheaper and better) marked."""
-    points = [(x, r.quality(evaluation)) for x, r in zip(x_values, runs, strict=True)]
+def loss_figure(archs: list[Architecture]):
+    """Every architecture's training loss against the iteration, overlaid: the mean over its seeds, with a
+    band of ± one standard deviation where there are several; None without curves."""
+    bands = [a.loss_band() for a in archs]
+    if not any(bands):
+        return None
+    fig, ax = _pyplot().subplots(figsize=(7.5, 4.5))
+    for i, (arch, band) in enumerate(zip(archs, bands, strict=True)):
+        if not band:
+            continue
+        steps = [step for step, _ in band]
+        means = [s.mean for _, s in band]
+        color = _style(i, arch, archs)['color']
+        ax.plot(steps, means, label=arch.name, color=color, marker='.' if len(steps) < 30 else None)
+        if band[0][1].std is not None:
+            ax.fill_between(
+                steps,
+                [s.mean - s.std for _, s in band],
+                [s.mean + s.std for _, s in band],
+                color=color,
+                alpha=0.2,
+            )
+    ax.set_xlabel('training iteration')
+    seeds = max(len(a.runs) for a in archs)
+    ax.set_ylabel('training loss (next-token cross-entropy)')
+    ax.set_title('Training loss' + (f' (mean ± std over {seeds} seeds)' if seeds > 1 else ''))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def pareto_figure(archs: list[Architecture], x_values: list, x_label: str, evaluation: str | None):
+    """Quality against a cost, one point per architecture (the mean over its seeds, with a ± one standard
+    deviation error bar), the Pareto front of the means (cheaper and better) marked; None without points."""
+    spreads = [a.quality(evaluation) for a in archs]
+    points = [(x, s.mean if s else None) for x, s in zip(x_values, spreads, strict=True)]
     if not any(x is not None and y is not None for x, y in points):
-        return False
+        return None
     front = pareto_front(points)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for i, (run, (x, y)) in enumerate(zip(runs, points, strict=True)):
+    fig, ax = _pyplot().subplots(figsize=(7.5, 4.5))
+    for i, (arch, (x, y), spread) in enumerate(zip(archs, points, spreads, strict=True)):
         if x is None or y is None:
             continue
         on_front = i in front
+        style = _style(i, arch, archs)
+        ax.errorbar(x, y, yerr=spread.std or 0.0, fmt='none', ecolor=style['color'], capsize=4, zorder=2)
         ax.scatter(
             x, y, s=110 if on_front else 50, edgecolors='black' if on_front else 'none', zorder=3,
-            label=run.name, **_style(i, run, runs),
+            label=arch.name, **style,
         )  # fmt: skip
-        ax.annotate(run.name, (x, y), textcoords='offset points', xytext=(6, 5), fontsize=8)
+        ax.annotate(arch.name, (x, y), textcoords='offset points', xytext=(6, 5), fontsize=8)
     fx, fy = zip(*(points[i] for i in front), strict=True)
     ax.step(fx, fy, where='post', color='black', linestyle='--', linewidth=1, label='Pareto front', zorder=2)
+    runs = [r for a in archs for r in a.runs]
     for k, (label, values) in enumerate(references(runs).items()):
         if values.get(QUALITY_KEY) is not None:
             ax.axhline(values[QUALITY_KEY], color='grey', linestyle=':', linewidth=1.2 + k, label=label)
@@ -312,15 +416,14 @@ def plot_pareto(
         ax.xaxis.set_major_formatter(EngFormatter(unit='FLOP'))
         if ax.get_xscale() == 'linear':
             ax.xaxis.set_major_locator(MaxNLocator(6))
+    seeds = max(s.n for s in spreads if s)
     ax.set_xlabel(x_label)
     ax.set_ylabel(_quality_label(runs, evaluation or ''))
-    ax.set_title(f'Quality against {x_label.split(" (")[0]} (outlined: Pareto front)')
+    title = f'Quality against {x_label.split(" (")[0]} (outlined: Pareto front)'
+    ax.set_title(title + (f'\nmean ± std over {seeds} seeds' if seeds > 1 else ''), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc='best')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def _grouped_barh(ax, names: list[str], series: dict[str, list], x_label: str, title: str) -> None:
@@ -337,16 +440,15 @@ def _grouped_barh(ax, names: list[str], series: dict[str, list], x_label: str, t
     ax.legend(fontsize=7, loc='best')
 
 
-def plot_costs(runs: list[RunResult], path: str) -> bool:
-    """Cost bars per run: parameters, FLOPs per sample and time (when measured)."""
-    if not any(r.profile for r in runs):
-        return False
-    runs = [r for r in runs if r.profile]
-    plt = _pyplot()
-    names = [r.name for r in runs]
+def costs_figure(archs: list[Architecture]):
+    """Cost bars per architecture: parameters, FLOPs per sample and time (when measured); None unprofiled."""
+    archs = [a for a in archs if a.profile]
+    if not archs:
+        return None
+    names = [a.name for a in archs]
 
     def column(key: str, scale: float = 1.0, invert: bool = False) -> list:
-        values = [r.profile.get(key) for r in runs]
+        values = [a.profile.get(key) for a in archs]
         return [None if v is None else (scale / v if invert else v / scale) for v in values]
 
     panels = [
@@ -360,8 +462,8 @@ def plot_costs(runs: list[RunResult], path: str) -> bool:
             'time to first token': column('speed/time_to_first_token_ms')}),
     ]  # fmt: skip
     measured = [p for p in panels if any(v is not None for v in sum(p[2].values(), []))]
-    fig, axes = plt.subplots(
-        1, len(measured), figsize=(4.4 * len(measured), 1.6 + 0.9 * len(runs)), squeeze=False
+    fig, axes = _pyplot().subplots(
+        1, len(measured), figsize=(4.4 * len(measured), 1.6 + 0.9 * len(archs)), squeeze=False
     )
     for ax, (x_label, title, series) in zip(axes[0], measured, strict=True):
         _grouped_barh(ax, names, series, x_label, title)
@@ -370,64 +472,78 @@ def plot_costs(runs: list[RunResult], path: str) -> bool:
     ]
     if missing:
         fig.suptitle(f'{", ".join(missing)}: not measured (--profile-only)', fontsize=9, y=0.995, ha='center')
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def make_plots(runs: list[RunResult], out_dir: str) -> dict[str, str]:
     """Writes the PNG plots that the runs have data for; returns plot name -> file name."""
+    archs = by_architecture(runs)
     evaluation = next(iter(evaluations(runs)), None)
-    flops_label = 'training compute (FLOPs, 2·MAC)'
-    tokens_label = 'visual tokens per image'
-    made = {
-        'loss': plot_loss_curves(runs, osp.join(out_dir, PLOTS['loss'])),
-        'flops': plot_pareto(
-            runs, [r.train_flops() for r in runs], flops_label, evaluation, osp.join(out_dir, PLOTS['flops'])
+    figures = {
+        'loss': loss_figure(archs),
+        'flops': pareto_figure(
+            archs, [a.train_flops() for a in archs], 'training compute (FLOPs, 2·MAC)', evaluation
         ),
-        'tokens': plot_pareto(
-            runs,
-            [r.profile.get('visual_tokens_per_image') for r in runs],
-            tokens_label,
+        'tokens': pareto_figure(
+            archs,
+            [a.profile.get('visual_tokens_per_image') for a in archs],
+            'visual tokens per image',
             evaluation,
-            osp.join(out_dir, PLOTS['tokens']),
         ),
-        'costs': plot_costs(runs, osp.join(out_dir, PLOTS['costs'])),
+        'costs': costs_figure(archs),
     }
-    return {name: PLOTS[name] for name, ok in made.items() if ok}
+    return {
+        name: PLOTS[name]
+        for name, fig in figures.items()
+        if fig and _save(fig, osp.join(out_dir, PLOTS[name]))
+    }
 
 
-def _metric_cell(run: RunResult, evaluation: str, metric: str) -> str:
-    if run.failed:
+def _score_cell(arch: Architecture, evaluation: str, metric: str) -> str:
+    if arch.failed:
         return 'failed'
-    value = run.metrics.get(evaluation, {}).get(metric)
-    return '—' if value is None else f'{value:.1f}'
+    spread = arch.score(evaluation, metric)
+    return '—' if spread is None else str(spread)
+
+
+def _runs_table(archs: list[Architecture], columns: list[tuple[str, str]]) -> tuple:
+    """Every run on its own row, with its seed and its headline scores: where each mean comes from."""
+    overall = [(e, m) for e, m in columns if m.split('/')[-1] == QUALITY_KEY]
+    rows = [
+        [a.name, '' if r.seed is None else str(r.seed), r.status, r.work_dir or '',
+         *('failed' if r.failed else f'{r.metrics.get(e, {}).get(m, float("nan")):.1f}' for e, m in overall)]
+        for a in archs for r in a.runs
+    ]  # fmt: skip
+    headers = ['architecture', 'seed', 'status', 'work dir', *(f'{e}: {m}' for e, m in overall)]
+    return 'Runs (one per seed)', headers, rows
 
 
 def tables(runs: list[RunResult]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report's tables as ``(title, headers, rows)``, one row per architecture in each."""
+    """The report's tables as ``(title, headers, rows)``, one row per architecture in each (and, with
+    several seeds, a table of the runs themselves)."""
+    archs = by_architecture(runs)
     overview = [
         [
-            r.name,
-            r.connector,
-            r.fusion,
-            format_profile('visual_tokens_per_image', r.profile.get('visual_tokens_per_image'))
-            + (f' ({r.tokens_note})' if r.tokens_note else ''),
-            r.status + (f': {r.error}' if r.error else ''),
-            r.config_hash,
-            '' if r.seed is None else str(r.seed),
-            r.log or '',
+            a.name,
+            a.runs[0].connector,
+            a.runs[0].fusion,
+            format_profile('visual_tokens_per_image', a.profile.get('visual_tokens_per_image'))
+            + (f' ({a.runs[0].tokens_note})' if a.runs[0].tokens_note else ''),
+            a.status(),
+            a.runs[0].config_hash,
+            ', '.join(map(str, a.seeds)),
+            next((r.log for r in a.runs if r.failed and r.log), a.runs[0].log) or '',
         ]
-        for r in runs
+        for a in archs
     ]
     keys = profile_keys(runs)
-    cost = [[r.name, *(format_profile(k, r.profile.get(k)) for k in keys)] for r in runs]
+    cost = [[a.name, *(format_profile(k, a.profile.get(k)) for k in keys)] for a in archs]
     columns = metric_columns(runs)
-    quality = [[r.name, r.status, *(_metric_cell(r, e, m) for e, m in columns)] for r in runs]
+    quality = [[a.name, a.status(), *(_score_cell(a, e, m) for e, m in columns)] for a in archs]
     for label, values in references(runs).items():
         cells = (values.get(m.split('/')[-1]) for _, m in columns)
         quality.append([label, 'reference', *('—' if v is None else f'{v:.1f}' for v in cells)])
+    seeds = max(len(a.runs) for a in archs)
     result = [
         (
             'Architectures',
@@ -438,7 +554,10 @@ def tables(runs: list[RunResult]) -> list[tuple[str, list[str], list[list[str]]]
     ]
     if columns:
         headers = ['architecture', 'status', *(f'{e}: {m}' for e, m in columns)]
-        result.append(('Quality', headers, quality))
+        spread = f' (mean ± sample standard deviation over {seeds} seeds)' if seeds > 1 else ''
+        result.append((f'Quality{spread}', headers, quality))
+    if seeds > 1:
+        result.append(_runs_table(archs, columns))
     return result
 
 
@@ -469,6 +588,7 @@ tr.failed td { background: #fde8e8; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; font-size: 13px; }
 dt { font-weight: 600; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+div.table { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -480,7 +600,8 @@ def _html_table(headers: list[str], rows: list[list[str]], failed: set[str]) -> 
         + '</tr>'
         for row in rows
     )
-    return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # a wide table (the cost table has a column per profile figure) scrolls inside the page's width
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def html_report(runs: list[RunResult], meta: dict, env: dict, plots: dict[str, str], out_dir: str) -> str:
@@ -492,7 +613,7 @@ def html_report(runs: list[RunResult], meta: dict, env: dict, plots: dict[str, s
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Connector comparison</title>',
         f'<style>{_CSS}</style></head><body><h1>Connector comparison</h1><dl>{facts}</dl>',
     ]
-    failed = {r.name for r in runs if r.failed}
+    failed = {a.name for a in by_architecture(runs) if a.failed}
     for title, headers, rows in tables(runs):
         parts.append(f'<h2>{html.escape(title)}</h2>{_html_table(headers, rows, failed)}')
     if plots:
@@ -505,9 +626,24 @@ def html_report(runs: list[RunResult], meta: dict, env: dict, plots: dict[str, s
     return '\n'.join(parts)
 
 
+def summary(runs: list[RunResult]) -> dict[str, dict]:
+    """Architecture -> its seeds and, per evaluation and metric, the mean, std and count over the seeds."""
+    columns = metric_columns(runs)
+    return {
+        a.name: {
+            'seeds': a.seeds,
+            'status': a.status(),
+            'scores': {
+                f'{e}: {m}': vars(spread) for e, m in columns if (spread := a.score(e, m)) is not None
+            },
+        }
+        for a in by_architecture(runs)
+    }
+
+
 def write_report(runs: list[RunResult], out_dir: str, meta: dict | None = None) -> dict[str, str]:
-    """Writes ``report.md``, ``report.html``, the PNG plots and ``results.json`` (every figure of every run)
-    into ``out_dir``; returns what was written, by name."""
+    """Writes ``report.md``, ``report.html``, the PNG plots and ``results.json`` (every figure of every run,
+    and each architecture's over its seeds) into ``out_dir``; returns what was written, by name."""
     os.makedirs(out_dir, exist_ok=True)
     meta = {**(meta or {}), **overall_definitions(runs)}
     env = environment()
@@ -518,7 +654,15 @@ def write_report(runs: list[RunResult], out_dir: str, meta: dict | None = None) 
         ('report.html', html_report(runs, meta, env, plots, out_dir)),
         (
             'results.json',
-            json.dumps({'meta': meta, 'environment': env, 'runs': [vars(r) for r in runs]}, indent=2),
+            json.dumps(
+                {
+                    'meta': meta,
+                    'environment': env,
+                    'architectures': summary(runs),
+                    'runs': [vars(r) for r in runs],
+                },
+                indent=2,
+            ),
         ),
     ):
         written[name] = osp.join(out_dir, name)
