@@ -4,7 +4,8 @@
 
 * a ``type`` no registry knows (listing the registered names and the closest match);
 * a top-level key neither MMEngine's Runner nor vlkit reads (private ``_name`` keys are allowed);
-* a keyword argument the constructor of a model part, the model or a dataset does not take;
+* a keyword argument the constructor of a model part, the model or a dataset does not take (besides a
+  part's ``train`` and ``lora``, which the model builder reads; a ``train`` mode that does not exist);
 * declared dimensions that disagree: a connector's ``in_dim``/``out_dim`` against the encoder's width and
   the LLM's hidden size (``out_dim`` only for a fusion that splices visual tokens into the LLM's input),
   the encoder's input size against ``image_size``. Each part's class says what its config declares
@@ -28,6 +29,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from . import registry as R
+from .models.training import TRAINING_KEYS, check_training
 
 RUNNER_KEYS = {
     'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg', 'val_cfg',
@@ -128,10 +130,23 @@ def _accepted_args(cls: type) -> set[str] | None:
     return None
 
 
+def _check_training(key: str, node: dict, where: str) -> set[str]:
+    """A model part's ``train``/``lora`` (read by the model builder); returns the keys it accounts for."""
+    part = key.removeprefix('model.')
+    if part not in ('vision_encoder', 'connector', 'language_model'):
+        return set()
+    try:
+        check_training(part, node.get('train', 'full'), node.get('lora'))
+    except ValueError as err:
+        raise ConfigError(f'{where}: {err}') from err
+    return set(TRAINING_KEYS)
+
+
 def _check_arguments(key: str, node: dict, cls: type, where: str) -> None:
     accepted = _accepted_args(cls)
     if accepted is None:
         return
+    accepted = accepted | _check_training(key, node, where)
     for arg in node:
         if arg != 'type' and arg not in accepted:
             raise ConfigError(
