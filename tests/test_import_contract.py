@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ('vlkit.evaluation',),  # 4
     ('vlkit.engine',),  # 5
     ('vlkit.analysis',),  # 6
-    ('vlkit.config', 'vlkit.config_check'),  # 7
+    ('vlkit.config', 'vlkit.config_check', 'vlkit.inference'),  # 7. configs; a model from its config
     ('vlkit.testing', 'tools', 'benchmarks'),  # 8. tools, benchmarks, test presets
 ]
 INDEPENDENT = [(('vlkit.models', 'vlkit.connectors', 'vlkit.convert'), ('vlkit.data',))]

@@ -11,7 +11,10 @@
   the encoder's input size against ``image_size``. Each part's class says what its config declares
   (``declared_width``, ``declared_hidden_size``, ``declared_input_size``, ``splices_visual_tokens``);
 * dataset shards of which none exists, and local weight or checkpoint paths that do not exist (a part's
-  ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``).
+  ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``);
+  ``packaged_weights`` that vlkit does not know;
+* a checkpoint interval that is not a multiple of ``optim_wrapper.accumulative_counts``: a checkpoint inside
+  an accumulated step would lose the gradients accumulated so far, and a run resumed from it would differ.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ VLKIT_KEYS = {
     'image_size',
     'encoder_pretraining',
     'load_parts',
+    'packaged_weights',
 }
 PART_REGISTRIES = {
     'vision_encoder': R.VISION_ENCODERS,
@@ -238,6 +242,25 @@ def _check_paths(cfg: Config, where: str) -> None:
                 raise ConfigError(f'{where}: {key}={path!r} does not exist')
 
 
+def _check_packaged(cfg: Config, where: str) -> None:
+    from .models.packaged_weights import PACKAGED
+
+    unknown = [name for name in cfg.get('packaged_weights') or () if name not in PACKAGED]
+    if unknown:
+        raise ConfigError(f'{where}: packaged_weights {unknown} are not known; known: {sorted(PACKAGED)}')
+
+
+def _check_accumulation(cfg: Config, where: str) -> None:
+    accumulate = (cfg.get('optim_wrapper') or {}).get('accumulative_counts') or 1
+    interval = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('interval')
+    if accumulate > 1 and interval and interval % accumulate:
+        raise ConfigError(
+            f'{where}: default_hooks.checkpoint.interval={interval} is not a multiple of '
+            f'optim_wrapper.accumulative_counts={accumulate}: a checkpoint in the middle of an accumulated '
+            'step loses the gradients accumulated so far, so a run resumed from it would differ'
+        )
+
+
 def check_config(cfg: Config) -> Config:
     """Raises :class:`ConfigError` for the first problem found (see the module docstring); returns ``cfg``."""
     where = cfg.filename or '<config>'
@@ -257,5 +280,7 @@ def check_config(cfg: Config) -> Config:
             f'{where}: encoder_pretraining and vision_encoder.checkpoint both set the encoder weights; '
             'set encoder_pretraining=None to use the checkpoint, or drop the checkpoint'
         )
+    _check_packaged(cfg, where)
+    _check_accumulation(cfg, where)
     _check_paths(cfg, where)
     return cfg

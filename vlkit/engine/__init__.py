@@ -12,6 +12,7 @@ from .checkpoint import (
 from .encoder_pretraining import ensure_pretrained_encoder
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
+from .packaged import ensure_packaged_weights
 from .runner import FlexibleRunner, Runner, build_runner
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     'Runner',
     'TrainingFault',
     'build_runner',
+    'ensure_packaged_weights',
     'ensure_pretrained_encoder',
     'find_resumable_checkpoint',
     'load_checkpoint_file',

@@ -80,7 +80,18 @@ class HFCausalLM(LanguageModel):
 
     @classmethod
     def without_weights(cls, cfg: Mapping) -> dict:
-        return architecture_only('language_model', cfg)
+        """Also a tokenizer named by hub name or directory is replaced by ``vocab_size_tokenizer`` of the
+        declared vocabulary size: a profile-only build reads no files."""
+        cfg = architecture_only('language_model', cfg)
+        if isinstance(cfg.get('tokenizer'), str):
+            vocab_size = cfg['model'].get('vocab_size')
+            if vocab_size is None:
+                raise ValueError(
+                    f'profile-only builds read no tokenizer files: language_model.tokenizer is '
+                    f'{cfg["tokenizer"]!r}, so write language_model.model.vocab_size'
+                )
+            cfg['tokenizer'] = dict(type='vocab_size_tokenizer', vocab_size=vocab_size)
+        return cfg
 
     def embed(self, input_ids: Tensor) -> Tensor:
         # input_ids [B, T] -> [B, T, hidden]

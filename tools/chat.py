@@ -1,0 +1,108 @@
+"""Ask a trained model one question about one image, to see what it does before and after a stage.
+
+python tools/chat.py CONFIG CHECKPOINT --image FILE --prompt TEXT [--max-new-tokens N] [--save NAME]
+
+The prompt goes through the language model's chat template when its tokenizer has one (SmolLM2's ChatML, ...),
+else vlkit's prompt format. ``--save NAME`` keeps the question and the answer in ``docs/results/NAME.json``
+and renders every ``<!-- results:NAME -->`` block of the docs from it (docs/training.md shows one), so the
+answer the docs show is the one this command gave. The Python API is :mod:`vlkit.inference`
+(``load_model``, ``ask``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import re
+import time
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+RESULTS = osp.join(ROOT, 'docs', 'results')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('config', help='the experiment config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='a vlkit checkpoint (iter_N.pth)')
+    parser.add_argument('--image', required=True, help='an image file')
+    parser.add_argument('--prompt', required=True, help='the question or instruction')
+    parser.add_argument('--max-new-tokens', type=int, default=48)
+    parser.add_argument(
+        '--save', metavar='NAME', help='keep the answer in docs/results/NAME.json for the docs'
+    )
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    return parser.parse_args(argv)
+
+
+def render(record: dict) -> str:
+    """A saved answer as the docs show it."""
+    return '\n'.join([
+        f'`{record["image"]}`, "{record["prompt"]}":',
+        '',
+        f'> {record["answer"]}',
+        '',
+        f'*{record["checkpoint"]} of {record["config"]}, {record["date"]}.*',
+    ])  # fmt: skip
+
+
+def render_docs(name: str, record: dict, check: bool = False) -> list[str]:
+    """Rewrites (or, with ``check``, lists without writing) the docs files whose ``name`` block differs."""
+    pattern = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.DOTALL)
+    block = render(record)
+    differ = []
+    for path in sorted(glob.glob(osp.join(ROOT, 'docs', '*.md'))):
+        with open(path) as f:
+            text = f.read()
+        new = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        if new != text:
+            differ.append(path)
+            if not check:
+                with open(path, 'w') as f:
+                    f.write(new)
+    return differ
+
+
+def save(name: str, args: argparse.Namespace, answer: str) -> None:
+    record = {
+        'config': args.config,
+        'checkpoint': args.checkpoint,
+        'image': osp.basename(args.image),
+        'prompt': args.prompt,
+        'max_new_tokens': args.max_new_tokens,
+        'answer': answer,
+        'date': time.strftime('%Y-%m-%d'),
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(osp.join(RESULTS, f'{name}.json'), 'w') as f:
+        json.dump(record, f, indent=1)
+        f.write('\n')
+    for path in render_docs(name, record):
+        print(f'{osp.relpath(path, ROOT)}: results:{name} rendered')
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    from vlkit.engine import CheckpointLoadError
+    from vlkit.inference import ask, load_model
+
+    try:
+        model = load_model(args.config, args.checkpoint, args.cfg_options)
+    except CheckpointLoadError as err:
+        raise SystemExit(f'chat stopped: {err}') from err
+    answer = ask(model, args.image, args.prompt, max_new_tokens=args.max_new_tokens)
+    print(answer)
+    if args.save:
+        save(args.save, args, answer)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,87 @@
+"""A trained model from its config and checkpoint, and one question about one image.
+
+>>> from vlkit.inference import ask, load_model
+>>> model = load_model('configs/llava15/small_stage1_align.py', 'work_dirs/small_stage1_align/iter_60.pth')
+>>> ask(model, 'photo.png', 'What is in the image?')
+
+``tools/chat.py`` is the same on the command line, and ``tools/export.py`` builds its models with
+:func:`load_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from PIL import Image
+
+from .config import load_config
+from .constants import IMAGE_TOKEN
+from .data.templates import format_prompt
+from .data.transforms import MEAN, STD, image_to_tensor
+from .engine import ensure_packaged_weights, load_checkpoint_file
+from .engine.checkpoint import check_state_dict
+from .registry import MODELS, VISION_ENCODERS, component_class
+
+DEFAULT_RESAMPLE = 3  # PIL bicubic, what vlkit's data pipeline resizes with
+
+
+def load_model(config, checkpoint: str | None = None, cfg_options: dict | None = None):
+    """The config's model with the checkpoint's weights (every weight, strictly), in eval mode on the CPU.
+
+    Args:
+        config: a config file or a loaded config.
+        checkpoint: a vlkit checkpoint (read weights-only); ``None`` keeps the weights the config builds.
+        cfg_options: overrides, as ``tools/train.py --cfg-options`` takes them.
+    """
+    cfg = load_config(config, cfg_options) if isinstance(config, str) else config
+    if checkpoint is not None:
+        cfg.encoder_pretraining = None  # the checkpoint holds the encoder's weights too
+    ensure_packaged_weights(cfg)
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        loaded = load_checkpoint_file(checkpoint)
+        state = loaded.get('state_dict', loaded)
+        check_state_dict(model.state_dict(), state, checkpoint)
+        model.load_state_dict(state)
+    return model.eval()
+
+
+def image_preprocessing(cfg: Mapping) -> dict:
+    """How the data pipeline turns an image into the model's input: ``mean``, ``std``, ``size`` and
+    ``resample`` (a PIL filter number). vlkit's default (mean and std 0.5, bicubic, ``image_size``), unless
+    the encoder's class declares its checkpoint's own (``declared_preprocessing``)."""
+    encoder = component_class(VISION_ENCODERS, cfg['model']['vision_encoder']['type'])
+    declare = getattr(encoder, 'declared_preprocessing', None)
+    declared = declare(cfg['model']['vision_encoder']) if declare is not None else None
+    found = dict(mean=(MEAN,) * 3, std=(STD,) * 3, size=cfg['model']['image_size'], resample=DEFAULT_RESAMPLE)
+    if declared:
+        filters = {'nearest': 0, 'lanczos': 1, 'bilinear': 2, 'bicubic': 3, 'box': 4, 'hamming': 5}
+        resample = declared.get('resample', 'bicubic')
+        found.update(mean=tuple(declared['mean']), std=tuple(declared['std']))
+        found['resample'] = filters.get(resample, resample) if isinstance(resample, str) else resample
+    return found
+
+
+def chat_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a user turn with one image and ``prompt``, ready for the answer: through the tokenizer's
+    own chat template when it has one, else vlkit's prompt format (what the synthetic benchmark trains)."""
+    text = f'{IMAGE_TOKEN}\n{prompt}'
+    if getattr(tokenizer, 'chat_template', None):
+        rendered = tokenizer.apply_chat_template(
+            [{'role': 'user', 'content': text}], add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(rendered, add_special_tokens=False)['input_ids']
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(format_prompt(text), add_special_tokens=False)['input_ids']
+
+
+@torch.no_grad()
+def ask(model, image: Image.Image | str, prompt: str, max_new_tokens: int = 48) -> str:
+    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file)."""
+    if isinstance(image, str):
+        image = Image.open(image)
+    pixels = image_to_tensor(image, model.image_size)[None]
+    ids = torch.tensor([chat_prompt(model.tokenizer, prompt)])
+    out = model.generate_ids(pixels, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens)
+    return model.tokenizer.decode(out[0], skip_special_tokens=True).strip()
