@@ -85,21 +85,17 @@ def test_smollm2_through_vlkit_generates_the_ids_transformers_generates(packaged
 
     tokenizer = small_model.tokenizer
     questions = ('What is the capital of France?', 'Name a red fruit.')
-    prompts = [
-        tokenizer.apply_chat_template(
-            [{'role': 'user', 'content': q}], add_generation_prompt=True, tokenize=True
-        )
-        for q in questions
-    ]
-    prompts = [p['input_ids'] if isinstance(p, dict) else p for p in prompts]
+    messages = [[{'role': 'user', 'content': q}] for q in questions]
+    texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+    prompts = [tokenizer(text, add_special_tokens=False)['input_ids'] for text in texts]
     width = max(map(len, prompts))
     input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
     attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    ours = small_model.generate_ids(torch.zeros(0, 3, 112, 112), input_ids, attention_mask, max_new_tokens=24)
+    ours = small_model.generate_ids(torch.zeros(0, 3, 112, 112), input_ids, attention_mask, max_new_tokens=16)
     reference = AutoModelForCausalLM.from_pretrained(packaged['SmolLM2-135M-Instruct-Q4_1']).eval()
     with torch.no_grad():
         theirs = reference.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=24, do_sample=False
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=16, do_sample=False
         )[:, width:]
     assert ours.tolist() == theirs.tolist()
     assert 'Paris' in tokenizer.decode(ours[0])

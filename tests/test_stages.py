@@ -15,10 +15,9 @@ from mmengine.optim import build_optim_wrapper
 from tests.helpers import kill_after, run_tool
 from vlkit.analysis.profile import build_model
 from vlkit.config import load_config
-from vlkit.engine import build_runner, load_checkpoint_file
+from vlkit.config_check import ConfigError, check_config
+from vlkit.engine import CheckpointLoadError, build_runner, load_checkpoint_file
 from vlkit.testing import TINY_IMAGE_SIZE, tiny_encoder, tiny_language_model
-
-pytest.importorskip('peft')
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs'
@@ -167,6 +166,15 @@ def _starting_weights(config: str, work_dir: str) -> dict:
     return runner.model.state_dict()
 
 
+def test_a_checkpoint_inside_an_accumulated_step_is_refused(synthetic_root, tmp_path):
+    config = _tiny_stage('llava15/stage1_align.py', tmp_path, synthetic_root)
+    check_config(load_config(config))  # 4 iterations, checkpoints every 4, steps of 2
+    with pytest.raises(
+        ConfigError, match=r'checkpoint.interval=3 is not a multiple of .*accumulative_counts=2'
+    ):
+        check_config(load_config(config, {'default_hooks.checkpoint.interval': 3}))
+
+
 @pytest.mark.slow
 def test_stage1_trains_the_connector_alone(stage1, synthetic_root, tmp_path):
     _, end = stage1
@@ -223,3 +231,12 @@ def test_a_lora_stage_killed_and_resumed_equals_a_straight_run(stage1, synthetic
     b = load_checkpoint_file(osp.join(killed, 'iter_8.pth'))['state_dict']
     assert a.keys() == b.keys() and any('lora_A' in k for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_load_parts_under_a_sharding_strategy_is_refused_not_ignored():
+    cfg = _stage('llava15/stage2_finetune.py')
+    cfg.strategy = dict(type='FSDPStrategy')
+    with pytest.raises(
+        CheckpointLoadError, match=r"load_parts=.* does not work with strategy='FSDPStrategy'"
+    ):
+        build_runner(cfg)

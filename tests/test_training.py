@@ -19,8 +19,6 @@ from vlkit.testing import (
     tiny_model_cfg,
 )
 
-pytest.importorskip('peft')  # the lora extra (make test installs it)
-
 PARTS = {
     'vision_encoder': (VISION_ENCODERS, lambda name, root: dict(TINY_ENCODERS[name])),
     'connector': (CONNECTORS, lambda name, root: dict(type=name, **TINY_CONNECTORS[name])),

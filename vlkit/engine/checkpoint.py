@@ -360,8 +360,8 @@ def load_parts(model: torch.nn.Module, parts: dict[str, str]) -> None:
             raise CheckpointLoadError(
                 f'load_parts.{part}: the model has no part {part!r}; its parts: {names}'
             )
-        _check_export_type(path, part, module)
         state = part_state_dict(path, part)
+        _check_export_type(path, part, module)
         check_state_dict(module.state_dict(), state, f'load_parts.{part}={path!r}')
         module.load_state_dict(state)
         print_log(f'loaded {part} from {path}', logger='current')

@@ -113,6 +113,4 @@ def merge_lora(module: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition('.')
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, child, layer.get_base_layer())
-    if hasattr(module, 'peft_config'):
-        del module.peft_config
     return module
