@@ -1,6 +1,7 @@
 """What the tests share besides the tiny presets (:mod:`vlkit.testing`): a shard writer, the one helper
-that runs a tool in a subprocess, and one that kills a training run once it has written a checkpoint. Test
-files import from here and from vlkit.testing, never from each other; fixtures live in conftest.py."""
+that runs a tool in a subprocess, one that kills a training run once it has written a checkpoint, and a
+checkpoint that would run code. Test files import from here and from vlkit.testing, never from each other;
+fixtures live in conftest.py."""
 
 from __future__ import annotations
 
@@ -68,3 +69,21 @@ def kill_after(args: list[str], checkpoint: str, timeout: float = 120) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+
+
+class RunsACommand:
+    """A pickle that runs a shell command when loaded (what torch.load(weights_only=False) would do)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def malicious_checkpoint(path, marker) -> str:
+    """A checkpoint at ``path`` whose pickle would create ``marker`` if a loader ran its code."""
+    import torch
+
+    torch.save({'state_dict': {}, 'meta': RunsACommand(str(marker))}, str(path))
+    return str(path)

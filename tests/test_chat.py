@@ -82,9 +82,12 @@ def test_the_tool_answers_what_the_python_api_answers(synthetic_root, tmp_path):
     assert result.stdout.strip().splitlines()[-1] == ask(model, str(image), 'what colour ?')
 
 
-def test_the_docs_show_the_saved_answer():
-    record = json.loads((ROOT / 'docs' / 'results' / 'chat_small_stage1.json').read_text())
-    assert chat.render_docs('chat_small_stage1', record, check=True) == [], (
-        'docs differ from docs/results/chat_small_stage1.json: run the command in docs/training.md again'
+@pytest.mark.parametrize('template', ['chat', 'vlkit'])
+def test_the_docs_show_the_saved_answers(template):
+    name = f'chat_small_stage1_{template}'
+    record = json.loads((ROOT / 'docs' / 'results' / f'{name}.json').read_text())
+    assert record['template'] == template
+    assert chat.render_docs(name, record, check=True) == [], (
+        f'docs differ from docs/results/{name}.json: run the command in docs/training.md again'
     )
-    assert record['answer'] in (ROOT / 'docs' / 'training.md').read_text()
+    assert f'> {record["answer"]}' in (ROOT / 'docs' / 'training.md').read_text()

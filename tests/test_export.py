@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import run_tool
+from tests.helpers import malicious_checkpoint, run_tool
 from vlkit.config import load_config
 from vlkit.engine import CheckpointLoadError
 from vlkit.engine.checkpoint import load_parts
@@ -211,3 +211,25 @@ def test_the_connector_export_is_what_load_parts_loads(synthetic_root, tmp_path)
     wide = MODELS.build(load_config(config, {'connector.hidden_dim': 64}).model)
     with pytest.raises(CheckpointLoadError, match=r'load_parts.connector=.* has weights of another shape'):
         load_parts(wide, dict(connector=str(out)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('tool', ['export.py', 'import_hf.py'])  # chat.py loads as export.py does
+def test_a_checkpoint_that_would_run_code_is_refused_by_the_new_tools(tool, synthetic_root, tmp_path):
+    marker = tmp_path / 'ran'
+    config = _config(tmp_path, synthetic_root)
+    if tool == 'import_hf.py':  # an HF LLaVA directory whose weights are a pickle, read weights-only
+        folder = tmp_path / 'llava'
+        model = MODELS.build(load_config(config).model)
+        to_llava(model).config.save_pretrained(folder)
+        model.tokenizer.save_pretrained(folder)
+        malicious_checkpoint(folder / 'pytorch_model.bin', marker)
+        args = ['hf-llava', str(folder), '--out', str(tmp_path / 'out')]
+    else:
+        checkpoint = malicious_checkpoint(tmp_path / 'model.pth', marker)
+        args = [config, checkpoint, '--to', 'connector', str(tmp_path / 'out')]
+    result = run_tool(tool, *args, check=False)
+    assert result.returncode != 0
+    assert not marker.exists(), f'{tool} ran the code in the checkpoint'
+    if tool != 'import_hf.py':
+        assert 'refused to load' in result.stderr

@@ -1,12 +1,13 @@
 """Ask a trained model one question about one image, to see what it does before and after a stage.
 
-python tools/chat.py CONFIG CHECKPOINT --image FILE --prompt TEXT [--max-new-tokens N] [--save NAME]
+python tools/chat.py CONFIG CHECKPOINT --image FILE --prompt TEXT [--template chat|vlkit]
+    [--max-new-tokens N] [--save NAME]
 
-The prompt goes through the language model's chat template when its tokenizer has one (SmolLM2's ChatML, ...),
-else vlkit's prompt format. ``--save NAME`` keeps the question and the answer in ``docs/results/NAME.json``
-and renders every ``<!-- results:NAME -->`` block of the docs from it (docs/training.md shows one), so the
-answer the docs show is the one this command gave. The Python API is :mod:`vlkit.inference`
-(``load_model``, ``ask``).
+The prompt goes through the language model's chat template when its tokenizer has one (SmolLM2's ChatML,
+...), else (or with ``--template vlkit``) vlkit's prompt format, which vlkit's data pipeline trains with.
+``--save NAME`` keeps the question and the answer in ``docs/results/NAME.json`` and renders every
+``<!-- results:NAME -->`` block of the docs from it (docs/training.md shows them), so the answer the docs
+show is the one this command gave. The Python API is :mod:`vlkit.inference` (``load_model``, ``ask``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='a vlkit checkpoint (iter_N.pth)')
     parser.add_argument('--image', required=True, help='an image file')
     parser.add_argument('--prompt', required=True, help='the question or instruction')
+    parser.add_argument(
+        '--template', choices=['chat', 'vlkit'], help='default: chat if the tokenizer has one'
+    )
     parser.add_argument('--max-new-tokens', type=int, default=48)
     parser.add_argument(
         '--save', metavar='NAME', help='keep the answer in docs/results/NAME.json for the docs'
@@ -45,8 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def render(record: dict) -> str:
     """A saved answer as the docs show it."""
+    template = 'its chat template' if record['template'] == 'chat' else "vlkit's prompt format"
     return '\n'.join([
-        f'`{record["image"]}`, "{record["prompt"]}":',
+        f'`{record["image"]}`, "{record["prompt"]}" in {template}:',
         '',
         f'> {record["answer"]}',
         '',
@@ -56,13 +61,13 @@ def render(record: dict) -> str:
 
 def render_docs(name: str, record: dict, check: bool = False) -> list[str]:
     """Rewrites (or, with ``check``, lists without writing) the docs files whose ``name`` block differs."""
-    pattern = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.DOTALL)
+    pattern = re.compile(rf'(<!-- results:{name} -->).*?(<!-- /results:{name} -->)', re.DOTALL)
     block = render(record)
     differ = []
     for path in sorted(glob.glob(osp.join(ROOT, 'docs', '*.md'))):
         with open(path) as f:
             text = f.read()
-        new = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        new = pattern.sub(lambda m: f'{m.group(1)}\n{block}\n{m.group(2)}', text)
         if new != text:
             differ.append(path)
             if not check:
@@ -71,12 +76,13 @@ def render_docs(name: str, record: dict, check: bool = False) -> list[str]:
     return differ
 
 
-def save(name: str, args: argparse.Namespace, answer: str) -> None:
+def save(name: str, args: argparse.Namespace, tokenizer, answer: str) -> None:
     record = {
         'config': args.config,
         'checkpoint': args.checkpoint,
         'image': osp.basename(args.image),
         'prompt': args.prompt,
+        'template': args.template or ('chat' if getattr(tokenizer, 'chat_template', None) else 'vlkit'),
         'max_new_tokens': args.max_new_tokens,
         'answer': answer,
         'date': time.strftime('%Y-%m-%d'),
@@ -98,10 +104,10 @@ def main(argv=None) -> None:
         model = load_model(args.config, args.checkpoint, args.cfg_options)
     except CheckpointLoadError as err:
         raise SystemExit(f'chat stopped: {err}') from err
-    answer = ask(model, args.image, args.prompt, max_new_tokens=args.max_new_tokens)
+    answer = ask(model, args.image, args.prompt, max_new_tokens=args.max_new_tokens, template=args.template)
     print(answer)
     if args.save:
-        save(args.save, args, answer)
+        save(args.save, args, model.tokenizer, answer)
 
 
 if __name__ == '__main__':

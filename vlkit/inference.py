@@ -63,11 +63,25 @@ def image_preprocessing(cfg: Mapping) -> dict:
     return found
 
 
-def chat_prompt(tokenizer, prompt: str) -> list[int]:
-    """Token ids of a user turn with one image and ``prompt``, ready for the answer: through the tokenizer's
-    own chat template when it has one, else vlkit's prompt format (what the synthetic benchmark trains)."""
+PROMPT_TEMPLATES = ('chat', 'vlkit')
+
+
+def chat_prompt(tokenizer, prompt: str, template: str | None = None) -> list[int]:
+    """Token ids of a user turn with one image and ``prompt``, ready for the answer.
+
+    Args:
+        template: ``'chat'``, the tokenizer's own chat template; ``'vlkit'``, vlkit's prompt format (what
+            vlkit's data pipeline trains conversations and captions with); ``None``: ``'chat'`` when the
+            tokenizer has a chat template, else ``'vlkit'``.
+    """
+    has_template = bool(getattr(tokenizer, 'chat_template', None))
+    template = template or ('chat' if has_template else 'vlkit')
+    if template not in PROMPT_TEMPLATES or (template == 'chat' and not has_template):
+        raise ValueError(
+            f'template={template!r}: expected one of {PROMPT_TEMPLATES} (chat: the tokenizer has one)'
+        )
     text = f'{IMAGE_TOKEN}\n{prompt}'
-    if getattr(tokenizer, 'chat_template', None):
+    if template == 'chat':
         rendered = tokenizer.apply_chat_template(
             [{'role': 'user', 'content': text}], add_generation_prompt=True, tokenize=False
         )
@@ -77,11 +91,14 @@ def chat_prompt(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def ask(model, image: Image.Image | str, prompt: str, max_new_tokens: int = 48) -> str:
-    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file)."""
+def ask(
+    model, image: Image.Image | str, prompt: str, max_new_tokens: int = 48, template: str | None = None
+) -> str:
+    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file); ``template`` as
+    :func:`chat_prompt` takes it."""
     if isinstance(image, str):
         image = Image.open(image)
     pixels = image_to_tensor(image, model.image_size)[None]
-    ids = torch.tensor([chat_prompt(model.tokenizer, prompt)])
+    ids = torch.tensor([chat_prompt(model.tokenizer, prompt, template)])
     out = model.generate_ids(pixels, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens)
     return model.tokenizer.decode(out[0], skip_special_tokens=True).strip()
