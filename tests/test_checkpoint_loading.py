@@ -10,27 +10,16 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import ROOT, run_tool
+from tests.helpers import ROOT, malicious_checkpoint, run_tool
 from vlkit.engine import CheckpointLoadError, load_checkpoint_file
 from vlkit.engine.checkpoint import check_state_dict, load_parts, mmengine_checkpoint_types
 from vlkit.registry import MODELS
 from vlkit.testing import tiny_model_cfg, tiny_overrides
 
 
-class _RunsACommand:
-    """A pickle that runs a shell command when loaded (what torch.load(weights_only=False) would do)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f'touch {self.marker}',)
-
-
 def _malicious(tmp_path) -> tuple[str, str]:
-    marker, path = str(tmp_path / 'ran'), str(tmp_path / 'model.pth')
-    torch.save({'state_dict': {}, 'meta': _RunsACommand(marker)}, path)
-    return path, marker
+    marker = str(tmp_path / 'ran')
+    return malicious_checkpoint(tmp_path / 'model.pth', marker), marker
 
 
 def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path):

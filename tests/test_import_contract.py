@@ -13,13 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[tuple[str, ...]] = [
-    ('vlkit', 'vlkit.constants', 'vlkit.registry', 'vlkit.tokenization'),  # 1. constants and registries
+    # 1. constants, registries, where pretrained names point
+    ('vlkit', 'vlkit.constants', 'vlkit.pretrained', 'vlkit.registry', 'vlkit.tokenization'),
     ('vlkit.ops',),  # 2. the numerical primitives
     ('vlkit.models', 'vlkit.connectors', 'vlkit.convert', 'vlkit.data'),  # 3. parts | data
     ('vlkit.evaluation',),  # 4
     ('vlkit.engine',),  # 5
     ('vlkit.analysis',),  # 6
-    ('vlkit.config', 'vlkit.config_check'),  # 7
+    ('vlkit.config', 'vlkit.config_check', 'vlkit.inference'),  # 7. configs; a model from its config
     ('vlkit.testing', 'tools', 'benchmarks'),  # 8. tools, benchmarks, test presets
 ]
 INDEPENDENT = [(('vlkit.models', 'vlkit.connectors', 'vlkit.convert'), ('vlkit.data',))]

@@ -87,6 +87,22 @@ def test_hf_encoder_declares_the_checkpoints_preprocessing(tmp_path):
     assert HFVisionEncoder.declared_preprocessing({'model': {'model_type': 'siglip_vision_model'}}) is None
 
 
+def test_a_local_weights_name_declares_its_preprocessing(tmp_path, monkeypatch):
+    from vlkit.pretrained import WEIGHTS_ENV
+
+    _preprocessor_folder(
+        tmp_path, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], size=112
+    )
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))  # the name 'clip' is found under $VLKIT_WEIGHTS
+    declared = HFVisionEncoder.declared_preprocessing({'model': 'clip'})
+    assert declared == {
+        'mean': (0.485, 0.456, 0.406),
+        'std': (0.229, 0.224, 0.225),
+        'size': 112,
+        'resample': 'bicubic',
+    }
+
+
 def test_load_config_fills_the_declared_preprocessing_into_datasets_that_take_it(tmp_path, synthetic_root):
     siglip = _preprocessor_folder(
         tmp_path,

@@ -7,12 +7,10 @@ import json
 import os
 import os.path as osp
 import re
-import signal
 import socket
 import subprocess
 import sys
 import tarfile
-import time
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.helpers import run_tool, write_shard
+from tests.helpers import kill_after, run_tool, write_shard
 from vlkit.engine.checkpoint import (
     AtomicCheckpointHook,
     find_resumable_checkpoint,
@@ -249,30 +247,12 @@ def _state(path: str) -> dict:
     return load_checkpoint_file(path)['state_dict']
 
 
-def _kill_after(args: list[str], checkpoint: str, timeout: float = 120) -> None:
-    """Starts the train tool and SIGKILLs it as soon as ``checkpoint`` has been published."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / 'tools' / 'train.py'), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout
-    while not osp.exists(checkpoint) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
-
-
 @pytest.mark.slow
 def test_a_run_killed_and_resumed_equals_a_straight_run_bit_for_bit(synthetic_root, tmp_path):
     dropout = 'language_model.model.attention_dropout=0.2'  # random draws in every step
     straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
     _ok(_train(CONFIG, *_opts(synthetic_root, straight, 8, dropout)))
-    _kill_after(
+    kill_after(
         [CONFIG, *_opts(synthetic_root, killed, 8, dropout, interval=1)], osp.join(killed, 'iter_3.pth')
     )
     assert not osp.exists(osp.join(killed, 'iter_8.pth'))

@@ -14,10 +14,8 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import results  # noqa: E402
 
 
-def test_the_readme_blocks_are_what_docs_results_renders():
-    assert results.render(check=True), (
-        'README.md differs from docs/results/: run python tools/results.py render'
-    )
+def test_the_readme_and_docs_blocks_are_what_docs_results_renders():
+    assert results.render(check=True) == [], 'differs from docs/results/: run python tools/results.py render'
 
 
 def _demo_work_dir(tmp_path):
@@ -67,8 +65,9 @@ def test_render_rewrites_only_the_marked_block(tmp_path, monkeypatch):
     monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
     monkeypatch.setattr(results, 'README', str(readme))
     results.collect_demo(str(work_dir), str(data_root))
-    assert not results.render(check=True)
+    (differs,) = results.render(check=True)
+    assert differs.endswith('README.md') and 'old figures' in readme.read_text()  # checked, not written
     results.render()
     text = readme.read_text()
     assert text.startswith('before\n<!-- results:default_run -->\n`make demo`') and text.endswith('after\n')
-    assert 'old figures' not in text and results.render(check=True)
+    assert 'old figures' not in text and results.render(check=True) == []

@@ -1,4 +1,4 @@
-"""The figures the README shows, kept as small files in docs/results/ and rendered into the README.
+"""The figures the README and the docs show, kept as small files in docs/results/ and rendered into them.
 
     python tools/results.py collect-demo WORK_DIR [--data-root DIR]   # after `make demo`
     python tools/results.py collect-compare OUT                        # after tools/compare.py --out OUT
@@ -8,9 +8,10 @@
 ``accuracy_val.json`` from ``tools/test.py --compare-blank``, the training log's per-iteration times) and the
 benchmark's manifest, and writes ``docs/results/default_run.json`` with the commit, date and machine.
 ``collect-compare`` keeps the figures of a comparison's ``results.json`` in
-``docs/results/compare_default.json`` and copies its two plots into ``docs/images/``. ``render`` rewrites
-each README block between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` from
-``docs/results/NAME.json``; with ``--check`` it changes nothing and exits 1 when the README differs
+``docs/results/compare_default.json`` and copies its two plots into ``docs/images/``; ``tools/chat.py --save
+NAME`` keeps an answer in ``docs/results/NAME.json``. ``render`` rewrites each block between
+``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` of the README and docs/*.md from
+``docs/results/NAME.json``; with ``--check`` it changes nothing and exits 1 when a file differs
 (tests/test_results.py runs it).
 """
 
@@ -177,28 +178,54 @@ def render_compare_default(r: dict) -> str:
     )
 
 
+def render_chat_answer(r: dict) -> str:
+    """An answer kept by ``tools/chat.py --save NAME`` (``docs/results/chat_*.json``), as the docs show it."""
+    template = 'its chat template' if r['template'] == 'chat' else "vlkit's prompt format"
+    return '\n'.join([
+        f'`{r["image"]}`, "{r["prompt"]}" in {template}:',
+        '',
+        f'> {r["answer"]}',
+        '',
+        f'*{r["checkpoint"]} of {r["config"]}, {r["date"]}.*',
+    ])  # fmt: skip
+
+
 RENDERERS = {'default_run': render_default_run, 'compare_default': render_compare_default}
+BLOCK = re.compile(r'(<!-- results:(\w+) -->\n).*?(\n<!-- /results:\2 -->)', re.DOTALL)
 
 
-def render(check: bool = False) -> bool:
-    """Rewrites (or, with ``check``, compares) every README results block; True when it is up to date."""
-    with open(README) as f:
-        text = f.read()
-    new = text
-    for name, renderer in RENDERERS.items():
+def renderer(name: str):
+    return RENDERERS.get(name) or (render_chat_answer if name.startswith('chat_') else None)
+
+
+def _rendered(text: str) -> str:
+    """``text`` with every results block whose ``docs/results/NAME.json`` exists rendered from it."""
+
+    def block(match: re.Match) -> str:
+        name = match.group(2)
         path = osp.join(RESULTS, f'{name}.json')
-        pattern = re.compile(rf'(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)', re.DOTALL)
-        if not osp.isfile(path) or not pattern.search(new):
-            continue
-        block = renderer(_load(path))
-        new = pattern.sub(lambda m, b=block: m.group(1) + b + m.group(2), new)
-    if check:
-        return new == text
-    if new != text:
-        with open(README, 'w') as f:
-            f.write(new)
-        print('README.md: results blocks rendered')
-    return True
+        if renderer(name) is None or not osp.isfile(path):
+            return match.group(0)
+        return match.group(1) + renderer(name)(_load(path)) + match.group(3)
+
+    return BLOCK.sub(block, text)
+
+
+def render(check: bool = False) -> list[str]:
+    """Rewrites (or, with ``check``, only compares) every results block of the README and docs/*.md;
+    returns the files that differed."""
+    differ = []
+    for path in [README, *sorted(glob.glob(osp.join(ROOT, 'docs', '*.md')))]:
+        with open(path) as f:
+            text = f.read()
+        new = _rendered(text)
+        if new != text:
+            differ.append(osp.relpath(path, ROOT))
+            if not check:
+                with open(path, 'w') as f:
+                    f.write(new)
+                print(f'{differ[-1]}: results blocks rendered')
+    return differ
 
 
 def main(argv=None) -> int:
@@ -219,10 +246,12 @@ def main(argv=None) -> int:
     elif args.command == 'collect-compare':
         collect_compare(args.out)
     if args.command == 'render' and args.check:
-        if not render(check=True):
-            print('README.md results blocks differ from docs/results/: run python tools/results.py render')
-            return 1
-        return 0
+        differ = render(check=True)
+        if differ:
+            print(
+                f'{", ".join(differ)}: results blocks differ from docs/results/: run tools/results.py render'
+            )
+        return 1 if differ else 0
     render()
     return 0
 

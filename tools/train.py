@@ -4,7 +4,8 @@ python tools/train.py configs/blip3_perceiver.py [--work-dir DIR] [--resume [CKP
     [--cfg-options train_cfg.max_iters=30 ...] [--launcher none|pytorch|slurm]
 
 Before the model is built, the config's stages run: ``encoder_pretraining`` writes (once; cached) the
-encoder weights that ``vision_encoder.checkpoint`` then loads (vlkit.engine.encoder_pretraining).
+encoder weights that ``vision_encoder.checkpoint`` then loads (vlkit.engine.encoder_pretraining), and
+``packaged_weights`` converts real checkpoints shipped in pip packages once (vlkit.engine.packaged).
 """
 
 from __future__ import annotations
@@ -124,10 +125,17 @@ def main(argv=None) -> None:
     init_cpu_distributed(cfg)
 
     from vlkit.data import BadSampleError
-    from vlkit.engine import CheckpointLoadError, TrainingFault, build_runner, ensure_pretrained_encoder
+    from vlkit.engine import (
+        CheckpointLoadError,
+        TrainingFault,
+        build_runner,
+        ensure_packaged_weights,
+        ensure_pretrained_encoder,
+    )
 
     start = time.perf_counter()
     ensure_pretrained_encoder(cfg)
+    ensure_packaged_weights(cfg)
     seconds = {'encoder_pretraining': time.perf_counter() - start}
     runner = build_runner(cfg)
     try:

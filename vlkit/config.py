@@ -48,7 +48,7 @@ def _fill_shared(node: Any, values: dict[str, Any]) -> None:
             _fill_shared(item, values)
 
 
-def _declared_preprocessing(encoder: Any) -> dict | None:
+def declared_preprocessing(encoder: Any) -> dict | None:
     """The image preprocessing the encoder's class declares for its config (``None``: the default)."""
     cls = R.component_class(R.VISION_ENCODERS, encoder.get('type')) if isinstance(encoder, dict) else None
     declared = getattr(cls, 'declared_preprocessing', None)
@@ -89,7 +89,7 @@ def assemble(cfg: Config) -> Config:
     tokenizer = (cfg.model.get('language_model') or {}).get('tokenizer')
     if tokenizer is not None:
         _fill_shared(cfg._cfg_dict, {'tokenizer': tokenizer})
-    processor = _declared_preprocessing(cfg.model.get('vision_encoder'))
+    processor = declared_preprocessing(cfg.model.get('vision_encoder'))
     if processor is not None:
         _fill_shared(cfg._cfg_dict, {'image_processor': processor})
     _fill_schedule(cfg)

@@ -4,13 +4,17 @@
 
 * a ``type`` no registry knows (listing the registered names and the closest match);
 * a top-level key neither MMEngine's Runner nor vlkit reads (private ``_name`` keys are allowed);
-* a keyword argument the constructor of a model part, the model or a dataset does not take;
+* a keyword argument the constructor of a model part, the model or a dataset does not take (besides a
+  part's ``train`` and ``lora``, which the model builder reads; a ``train`` mode that does not exist);
 * declared dimensions that disagree: a connector's ``in_dim``/``out_dim`` against the encoder's width and
   the LLM's hidden size (``out_dim`` only for a fusion that splices visual tokens into the LLM's input),
   the encoder's input size against ``image_size``. Each part's class says what its config declares
   (``declared_width``, ``declared_hidden_size``, ``declared_input_size``, ``splices_visual_tokens``);
 * dataset shards of which none exists, and local weight or checkpoint paths that do not exist (a part's
-  ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``).
+  ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``);
+  ``packaged_weights`` that vlkit does not know;
+* a checkpoint interval that is not a multiple of ``optim_wrapper.accumulative_counts``: a checkpoint inside
+  an accumulated step would lose the gradients accumulated so far, and a run resumed from it would differ.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from . import registry as R
+from .models.training import TRAINING_KEYS, check_training
 
 RUNNER_KEYS = {
     'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg', 'val_cfg',
@@ -47,6 +52,7 @@ VLKIT_KEYS = {
     'encoder_pretraining',
     'load_parts',
     'precision',
+    'packaged_weights',
 }
 PART_REGISTRIES = {
     'vision_encoder': R.VISION_ENCODERS,
@@ -129,10 +135,23 @@ def _accepted_args(cls: type) -> set[str] | None:
     return None
 
 
+def _check_training(key: str, node: dict, where: str) -> set[str]:
+    """A model part's ``train``/``lora`` (read by the model builder); returns the keys it accounts for."""
+    part = key.removeprefix('model.')
+    if part not in ('vision_encoder', 'connector', 'language_model'):
+        return set()
+    try:
+        check_training(part, node.get('train', 'full'), node.get('lora'))
+    except ValueError as err:
+        raise ConfigError(f'{where}: {err}') from err
+    return set(TRAINING_KEYS)
+
+
 def _check_arguments(key: str, node: dict, cls: type, where: str) -> None:
     accepted = _accepted_args(cls)
     if accepted is None:
         return
+    accepted = accepted | _check_training(key, node, where)
     for arg in node:
         if arg != 'type' and arg not in accepted:
             raise ConfigError(
@@ -231,6 +250,25 @@ def _check_paths(cfg: Config, where: str) -> None:
                 raise ConfigError(f'{where}: {key}={path!r} does not exist')
 
 
+def _check_packaged(cfg: Config, where: str) -> None:
+    from .models.packaged_weights import PACKAGED
+
+    unknown = [name for name in cfg.get('packaged_weights') or () if name not in PACKAGED]
+    if unknown:
+        raise ConfigError(f'{where}: packaged_weights {unknown} are not known; known: {sorted(PACKAGED)}')
+
+
+def _check_accumulation(cfg: Config, where: str) -> None:
+    accumulate = (cfg.get('optim_wrapper') or {}).get('accumulative_counts') or 1
+    interval = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('interval')
+    if accumulate > 1 and interval and interval % accumulate:
+        raise ConfigError(
+            f'{where}: default_hooks.checkpoint.interval={interval} is not a multiple of '
+            f'optim_wrapper.accumulative_counts={accumulate}: a checkpoint in the middle of an accumulated '
+            'step loses the gradients accumulated so far, so a run resumed from it would differ'
+        )
+
+
 def check_config(cfg: Config) -> Config:
     """Raises :class:`ConfigError` for the first problem found (see the module docstring); returns ``cfg``."""
     where = cfg.filename or '<config>'
@@ -250,5 +288,7 @@ def check_config(cfg: Config) -> Config:
             f'{where}: encoder_pretraining and vision_encoder.checkpoint both set the encoder weights; '
             'set encoder_pretraining=None to use the checkpoint, or drop the checkpoint'
         )
+    _check_packaged(cfg, where)
+    _check_accumulation(cfg, where)
     _check_paths(cfg, where)
     return cfg

@@ -8,6 +8,7 @@ model's spec and builds the same tokenizer, so neither layer imports the other.
 from __future__ import annotations
 
 from .constants import IMAGE_TOKEN
+from .pretrained import resolve_pretrained
 from .registry import FUNCTIONS
 
 
@@ -15,14 +16,15 @@ def build_tokenizer(spec: str | dict):
     """Builds a tokenizer and makes sure it has the ``<image>`` token and a padding token.
 
     Args:
-        spec: a name or local directory for ``AutoTokenizer.from_pretrained``, or a dict whose ``type``
+        spec: a name or local directory for ``AutoTokenizer.from_pretrained`` (found as
+            :func:`vlkit.pretrained.resolve_pretrained` says), or a dict whose ``type``
             names a function in the ``FUNCTIONS`` registry that returns a tokenizer (e.g.
             ``dict(type='synthetic_tokenizer', data_root=...)``).
     """
     if isinstance(spec, str):
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(spec)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(spec))
     elif isinstance(spec, dict) and 'type' in spec:
         tokenizer = FUNCTIONS.build(dict(spec))
     else:

@@ -1,6 +1,7 @@
 from .collate import sample_crops, vlm_collate
 from .mixture import MixtureDataset
 from .prepare import synthetic_tokenizer
+from .sample_photos import SamplePhotoCaptions
 from .shards import ConversationShards, Img2DatasetShards, InterleavedShards, PreparedShards, SyntheticShards
 from .skips import BadSampleError, SkipCounter
 
@@ -11,6 +12,7 @@ __all__ = [
     'InterleavedShards',
     'MixtureDataset',
     'PreparedShards',
+    'SamplePhotoCaptions',
     'SyntheticShards',
     'SkipCounter',
     'sample_crops',

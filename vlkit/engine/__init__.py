@@ -12,6 +12,7 @@ from .checkpoint import (
 from .encoder_pretraining import ensure_pretrained_encoder
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
+from .packaged import ensure_packaged_weights
 from .precision import PrecisionError, apply_precision, resolve_precision
 from .runner import FlexibleRunner, Runner, build_runner
 
@@ -31,6 +32,7 @@ __all__ = [
     'TrainingFault',
     'apply_precision',
     'build_runner',
+    'ensure_packaged_weights',
     'ensure_pretrained_encoder',
     'find_resumable_checkpoint',
     'load_checkpoint_file',

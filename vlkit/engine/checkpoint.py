@@ -279,9 +279,64 @@ def check_state_dict(expected: dict, found: dict, source: str, hint: str = '') -
         raise CheckpointLoadError(f'{source} ' + '; '.join(problems) + (f'. {hint}' if hint else ''))
 
 
+PART_EXPORT_CONFIG = 'config.json'
+PART_EXPORT_FORMAT = 'vlkit-part'
+
+
+def save_part(module: torch.nn.Module, part: str, out: str, config: dict) -> str:
+    """Writes one model part as a folder that ``load_parts`` and anyone else reads: ``{part}.safetensors``
+    (keys relative to the part) and ``config.json`` (``config``: what builds the part, its dimensions
+    included, and where it came from). Returns the folder."""
+    import json
+
+    from safetensors.torch import save_file
+
+    os.makedirs(out, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, osp.join(out, f'{part}.safetensors'), metadata={'format': 'pt'})
+    record = {'format': PART_EXPORT_FORMAT, 'part': part, **config}
+    with open(osp.join(out, PART_EXPORT_CONFIG), 'w') as f:
+        json.dump(record, f, indent=2, default=str)
+        f.write('\n')
+    return out
+
+
+def read_part_export(folder: str) -> dict | None:
+    """The ``config.json`` of a part export (:func:`save_part`), or None when ``folder`` is not one."""
+    import json
+
+    path = osp.join(folder, PART_EXPORT_CONFIG)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    return record if record.get('format') == PART_EXPORT_FORMAT else None
+
+
+def part_file(path: str, part: str, key: str) -> str:
+    """The file that holds ``part`` for ``load_parts``: ``path`` itself, or inside a folder: a part export's
+    ``{part}.safetensors``, or a work dir's last checkpoint. ``key`` names the setting in errors."""
+    if not osp.isdir(path):
+        return path
+    export = read_part_export(path)
+    if export is not None:
+        if export['part'] != part:
+            raise CheckpointLoadError(f'{key}={path!r} is an export of the {export["part"]}, not the {part}')
+        return osp.join(path, f'{part}.safetensors')
+    last = read_last_checkpoint(path)
+    if last is None:
+        raise CheckpointLoadError(
+            f'{key}={path!r} is a folder with neither a part export ({PART_EXPORT_CONFIG}, tools/export.py '
+            f'--to {part}) nor a {POINTER} file (a work dir)'
+        )
+    return last
+
+
 def part_state_dict(path: str, part: str) -> dict:
-    """The weights of one model part (``connector``, ...) from a vlkit checkpoint (keys ``part.*``) or from a
-    file of that part alone (``.safetensors`` or ``.pth``, keys relative to the part)."""
+    """The weights of one model part (``connector``, ...) from a vlkit checkpoint (keys ``part.*``), from a
+    file of that part alone (``.safetensors`` or ``.pth``, keys relative to the part), or from a folder: a
+    part export (:func:`save_part`) or a work dir (its last checkpoint)."""
+    path = part_file(path, part, f'load_parts.{part}')
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
 
@@ -306,6 +361,18 @@ def load_parts(model: torch.nn.Module, parts: dict[str, str]) -> None:
                 f'load_parts.{part}: the model has no part {part!r}; its parts: {names}'
             )
         state = part_state_dict(path, part)
+        _check_export_type(path, part, module)
         check_state_dict(module.state_dict(), state, f'load_parts.{part}={path!r}')
         module.load_state_dict(state)
         print_log(f'loaded {part} from {path}', logger='current')
+
+
+def _check_export_type(path: str, part: str, module: torch.nn.Module) -> None:
+    """A part export built as another type is refused even where the shapes happen to agree."""
+    export = read_part_export(path) if osp.isdir(path) else None
+    exported = ((export or {}).get('config') or {}).get('type')
+    found = type(module).__name__
+    if exported is not None and exported != found:
+        raise CheckpointLoadError(
+            f"load_parts.{part}={path!r} holds a {exported}, but the model's {part} is a {found}"
+        )

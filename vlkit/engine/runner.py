@@ -97,5 +97,18 @@ class FlexibleRunner(MMEngineFlexibleRunner):
 
 
 def build_runner(cfg) -> MMEngineRunner | MMEngineFlexibleRunner:
-    """The runner for a config: :class:`FlexibleRunner` with a ``strategy``, else :class:`Runner`."""
+    """The runner for a config: :class:`FlexibleRunner` with a ``strategy``, else :class:`Runner`.
+
+    Raises:
+        CheckpointLoadError: for ``load_parts`` with a ``strategy`` (DeepSpeed, FSDP), whose runner builds and
+            shards the model itself: the parts would not load, so the run is refused instead of starting
+            from the wrong weights.
+    """
+    if 'strategy' in cfg and cfg.get('load_parts') and not cfg.get('resume'):
+        strategy = cfg.strategy.get('type')
+        raise CheckpointLoadError(
+            f'load_parts={dict(cfg.load_parts)} does not work with strategy={strategy!r}, which shards the '
+            'model as it builds it; start from a whole checkpoint with load_from instead (a stage 1 '
+            'checkpoint holds every weight of a stage 2 of the same architecture)'
+        )
     return (FlexibleRunner if 'strategy' in cfg else Runner).from_cfg(cfg)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -12,6 +15,7 @@ from ..ops import autocast
 from ..registry import CONNECTORS, FUSIONS, LANGUAGE_MODELS, MODELS, VISION_ENCODERS, component_class
 from .connector import Connector
 from .fusion import DEFAULT_FUSION, FusionInputs, LanguageModelInputs
+from .training import EVAL_WHEN_FROZEN, set_training, split_training
 
 
 @MODELS.register_module()
@@ -19,7 +23,9 @@ class VisionLanguageModel(BaseModel):
     """Builds the four parts from their configs and trains them with next-token loss on text tokens.
 
     The connector's ``in_dim``/``out_dim`` (and ``input_grid`` where declared) are filled in here, so
-    configs never repeat dimensions.
+    configs never repeat dimensions. Each part's config may say which of its weights train,
+    ``train='frozen' | 'full' | 'lora'`` (with ``lora=dict(...)``; :mod:`vlkit.models.training`); by default
+    the encoder is frozen (and in eval mode, BLIP-3's default), the connector and the language model train.
 
     Attributes:
         PARTS: the parts' attribute names, which are also their config keys and the top-level keys of an
@@ -31,7 +37,7 @@ class VisionLanguageModel(BaseModel):
         language_model: a ``LANGUAGE_MODELS`` config.
         fusion: a ``FUSIONS`` config (default: ``DEFAULT_FUSION``).
         image_size: input resolution, used to tell the connector the encoder's token grid.
-        freeze_vision_encoder: keep the encoder's weights fixed and in eval mode (BLIP-3's default).
+        freeze_vision_encoder: deprecated; write ``vision_encoder=dict(..., train='frozen' | 'full')``.
         max_new_tokens: answer length limit for ``mode='predict'``.
         crop_separator: with any-resolution crops (``crop_counts`` in the batch), put a learned vector
             between the tokens of consecutive crops of an image, so the language model sees where each
@@ -51,7 +57,7 @@ class VisionLanguageModel(BaseModel):
         language_model: dict,
         fusion: dict | None = None,
         image_size: int = 64,
-        freeze_vision_encoder: bool = True,
+        freeze_vision_encoder: bool | None = None,
         max_new_tokens: int = 8,
         crop_separator: bool = False,
         precision: str = 'fp32',
@@ -60,21 +66,28 @@ class VisionLanguageModel(BaseModel):
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        vision_encoder = _with_legacy_freeze(vision_encoder, freeze_vision_encoder)
+        vision_encoder, encoder_training = split_training('vision_encoder', vision_encoder)
+        language_model, llm_training = split_training('language_model', language_model)
+        connector, connector_training = split_training('connector', connector)
+        self.part_training = dict(
+            vision_encoder=encoder_training, connector=connector_training, language_model=llm_training
+        )
         self.vision_encoder = VISION_ENCODERS.build(vision_encoder)
         self.language_model = LANGUAGE_MODELS.build(language_model)
+        set_training('language_model', self.language_model, llm_training)  # before a fusion looks at it
         self.fusion = FUSIONS.build(fusion or dict(type=DEFAULT_FUSION))
         self.fusion.attach(self.language_model)
         self.connector = CONNECTORS.build(connector, default_args=self._connector_args(connector, image_size))
+        set_training('vision_encoder', self.vision_encoder, encoder_training)
+        set_training('connector', self.connector, connector_training)
         self.image_size = image_size
         self.precision = precision
         autocast('cpu', precision)  # refuses anything but 'fp32' and 'bf16' at build time
-        self.freeze_vision_encoder = freeze_vision_encoder
         self.max_new_tokens = max_new_tokens
         out_dim = self.connector.out_dim
         self.crop_separator = nn.Parameter(0.02 * torch.randn(out_dim)) if crop_separator else None
-        if freeze_vision_encoder:
-            self.vision_encoder.requires_grad_(False)
-            self.vision_encoder.eval()
+        self.train(self.training)
         if compile:
             self._compile({} if compile is True else dict(compile))
 
@@ -98,9 +111,14 @@ class VisionLanguageModel(BaseModel):
 
     def train(self, mode: bool = True) -> VisionLanguageModel:
         super().train(mode)
-        if self.freeze_vision_encoder:
-            self.vision_encoder.eval()  # no dropout / norm statistics updates in a frozen encoder
+        for part in EVAL_WHEN_FROZEN:  # no dropout / norm statistics updates in a frozen encoder
+            if self.part_training[part].train == 'frozen':
+                getattr(self, part).eval()
         return self
+
+    def trains(self, part: str) -> bool:
+        """Whether any weight of ``part`` (``'vision_encoder'``, ...) trains (``train`` is not frozen)."""
+        return self.part_training[part].train != 'frozen'
 
     @property
     def tokenizer(self):
@@ -116,7 +134,7 @@ class VisionLanguageModel(BaseModel):
         tokens are concatenated (with :attr:`crop_separator` between crops when configured). Returns
         (tokens [I, L_max, D], zero-padded, lengths [I]), ``L = crops * M (+ crops - 1 separators)``.
         """
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision_encoder):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trains('vision_encoder')):
             feats = self.vision_encoder(images)
         tokens = self.connector(feats.tokens, None, feats.grid)  # [C, M, D]
         if crop_counts is None:
@@ -245,3 +263,22 @@ class VisionLanguageModel(BaseModel):
             if sample_meta:
                 row['meta'] = sample_meta  # question and image ids, for benchmark submission files
         return out
+
+
+def _with_legacy_freeze(vision_encoder: Mapping, freeze: bool | None) -> Mapping:
+    """The earlier model-level ``freeze_vision_encoder`` as ``vision_encoder.train``, with a warning."""
+    if freeze is None:
+        return vision_encoder
+    train = 'frozen' if freeze else 'full'
+    if vision_encoder.get('train', train) != train:
+        raise ValueError(
+            f'freeze_vision_encoder={freeze} contradicts vision_encoder.train={vision_encoder["train"]!r}; '
+            'drop freeze_vision_encoder'
+        )
+    warnings.warn(
+        f'freeze_vision_encoder={freeze} is now a setting of the encoder: drop it and write '
+        f'vision_encoder = dict(..., train={train!r}) (docs/training.md)',
+        FutureWarning,
+        stacklevel=3,
+    )
+    return {**vision_encoder, 'train': train}

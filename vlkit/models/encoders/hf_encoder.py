@@ -6,8 +6,9 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
+from ...pretrained import resolve_pretrained
 from ...registry import VISION_ENCODERS
-from ..hf_parts import architecture_only
+from ..hf_parts import architecture_only, from_pretrained
 from .base import VisionEncoder, VisualFeatures, as_hw
 
 PIL_RESAMPLE_NAMES = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
@@ -15,29 +16,42 @@ PIL_RESAMPLE_NAMES = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4
 
 @VISION_ENCODERS.register_module()
 class HFVisionEncoder(VisionEncoder):
-    """A Hugging Face vision tower (SigLIP, CLIP, ...): patch tokens of one hidden layer, CLS dropped.
+    """A Hugging Face vision tower (SigLIP, CLIP, DINOv2, ...): patch tokens of one hidden layer, CLS dropped.
+
+    Which weights train is the model's ``vision_encoder.train`` (:mod:`vlkit.models.training`).
 
     Args:
-        model: a model name or local directory (``from_pretrained``), or a config dict with ``model_type``
-            (e.g. ``'siglip_vision_model'``) for a randomly initialised tower.
+        model: a model name or local directory (``from_pretrained``; :mod:`vlkit.pretrained` says where a
+            name is looked for), or a config dict with ``model_type`` (e.g. ``'siglip_vision_model'``) for a
+            randomly initialised tower.
         layer: index into ``hidden_states`` (LLaVA takes ``-2`` of CLIP); ``None`` takes the final,
             post-normalised ``last_hidden_state`` (BLIP-3's SigLIP).
         pretrained: a name or local directory whose weights to load (``from_pretrained``) in place of the
             random tower that a ``model`` dict describes; the dict then documents the architecture and is
             what profiling builds without weights (``vlkit.analysis``).
+        trust_remote_code: run code shipped with the checkpoint (off unless a config turns it on).
     """
 
-    def __init__(self, *, model: str | dict, layer: int | None = None, pretrained: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | dict,
+        layer: int | None = None,
+        pretrained: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
         if pretrained is not None:
-            self.model = AutoModel.from_pretrained(pretrained)
+            self.model = from_pretrained(
+                AutoModel, 'vision_encoder.pretrained', pretrained, trust_remote_code
+            )
         elif isinstance(model, dict):
             kwargs = dict(model)
             self.model = AutoModel.from_config(AutoConfig.for_model(kwargs.pop('model_type'), **kwargs))
         else:
-            self.model = AutoModel.from_pretrained(model)
+            self.model = from_pretrained(AutoModel, 'vision_encoder.model', model, trust_remote_code)
         if hasattr(self.model, 'vision_model') and not hasattr(self.model.config, 'patch_size'):
             self.model = self.model.vision_model  # a full CLIP/SigLIP checkpoint: keep the vision tower
         self.layer = layer
@@ -67,7 +81,8 @@ class HFVisionEncoder(VisionEncoder):
     @classmethod
     def declared_preprocessing(cls, cfg: Mapping) -> dict | None:
         """Mean, std, size and resample from the checkpoint's own ``preprocessor_config.json``, when
-        ``pretrained`` or ``model`` is a local directory that has one."""
+        ``pretrained`` or ``model`` names a local directory that has one (a directory, or a name under
+        ``$VLKIT_WEIGHTS``: :func:`vlkit.pretrained.resolve_pretrained`)."""
         config = cls._preprocessor_config(cfg)
         if config is None:
             return None
@@ -87,7 +102,11 @@ class HFVisionEncoder(VisionEncoder):
     @staticmethod
     def _preprocessor_config(cfg: Mapping) -> dict | None:
         for source in (cfg.get('pretrained'), cfg.get('model')):
-            path = os.path.join(source, 'preprocessor_config.json') if isinstance(source, str) else None
+            path = (
+                os.path.join(resolve_pretrained(source), 'preprocessor_config.json')
+                if isinstance(source, str)
+                else None
+            )
             if path is not None and os.path.isfile(path):
                 with open(path) as f:
                     return json.load(f)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ...registry import FUSIONS
 from ..layers import FeedForward, MultiheadAttention
+from ..training import has_lora
 from .base import Fusion, FusionInputs, LanguageModelInputs, image_markers
 
 
@@ -192,7 +193,7 @@ class CrossAttentionFusion(Fusion):
                 partial(self._before_layer, block_index), with_kwargs=True
             )
         if self.freeze_language_model:
-            if hasattr(language_model.model, 'peft_config'):
+            if has_lora(language_model):
                 raise ValueError(
                     'fusion.freeze_language_model=True would freeze the LoRA adapters of '
                     "language_model.train='lora'; set fusion.freeze_language_model=False to train them"

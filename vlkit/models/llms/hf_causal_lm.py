@@ -7,10 +7,9 @@ from torch import Tensor
 from ...constants import IMAGE_TOKEN
 from ...registry import LANGUAGE_MODELS
 from ...tokenization import build_tokenizer
-from ..hf_parts import architecture_only
+from ..hf_parts import architecture_only, from_pretrained
+from ..training import PartTraining, set_training
 from .base import LanguageModel
-
-TRAIN_MODES = ('full', 'frozen', 'lora')
 
 
 @LANGUAGE_MODELS.register_module()
@@ -18,16 +17,19 @@ class HFCausalLM(LanguageModel):
     """Any Hugging Face causal language model with its tokenizer and the ``<image>`` token.
 
     Args:
-        model: a name or local directory (``from_pretrained``), or a config dict with ``model_type``
-            (e.g. ``dict(model_type='llama', hidden_size=256, ...)``), built randomly initialised with the
-            tokenizer's vocabulary size.
+        model: a name or local directory (``from_pretrained``; :mod:`vlkit.pretrained` says where a name is
+            looked for), or a config dict with ``model_type`` (e.g. ``dict(model_type='llama',
+            hidden_size=256, ...)``), built randomly initialised with the tokenizer's vocabulary size.
         tokenizer: see :func:`vlkit.tokenization.build_tokenizer`.
-        train: ``'full'`` (all weights train), ``'frozen'``, or ``'lora'`` (PEFT adapters, ``lora`` settings).
+        train: ``'full'``, ``'frozen'`` or ``'lora'`` (:mod:`vlkit.models.training`). In a model, the model
+            builder reads ``language_model.train`` like every part's; here it serves a language model built
+            on its own.
         lora: keyword arguments of ``peft.LoraConfig`` for ``train='lora'``.
         gradient_checkpointing: trade compute for activation memory.
         pretrained: a name or local directory whose weights to load (``from_pretrained``) in place of the
             random model that a ``model`` dict describes; the dict then documents the architecture and is
             what profiling builds without weights (``vlkit.analysis``).
+        trust_remote_code: run code shipped with the checkpoint (off unless a config turns it on).
     """
 
     def __init__(
@@ -39,15 +41,16 @@ class HFCausalLM(LanguageModel):
         lora: dict | None = None,
         gradient_checkpointing: bool = False,
         pretrained: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        if train not in TRAIN_MODES:
-            raise ValueError(f'language_model.train must be one of {TRAIN_MODES}, got {train!r}')
         self.tokenizer = build_tokenizer(tokenizer)
         if pretrained is not None:
-            self.model = AutoModelForCausalLM.from_pretrained(pretrained)
+            self.model = from_pretrained(
+                AutoModelForCausalLM, 'language_model.pretrained', pretrained, trust_remote_code
+            )
         elif isinstance(model, dict):
             kwargs = dict(model)
             ids = {k: getattr(self.tokenizer, k) for k in ('pad_token_id', 'bos_token_id', 'eos_token_id')}
@@ -56,21 +59,15 @@ class HFCausalLM(LanguageModel):
             )
             self.model = AutoModelForCausalLM.from_config(config)
         else:
-            self.model = AutoModelForCausalLM.from_pretrained(model)
+            self.model = from_pretrained(
+                AutoModelForCausalLM, 'language_model.model', model, trust_remote_code
+            )
         if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
             self.model.resize_token_embeddings(len(self.tokenizer))
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self._set_trainable(train, lora)
-
-    def _set_trainable(self, train: str, lora: dict | None) -> None:
-        if train == 'frozen':
-            self.model.requires_grad_(False)
-        elif train == 'lora':
-            from peft import LoraConfig, get_peft_model
-
-            self.model = get_peft_model(self.model, LoraConfig(**(lora or {})))
+        set_training('language_model', self, PartTraining(train, lora))
 
     @property
     def hidden_size(self) -> int:
@@ -83,7 +80,18 @@ class HFCausalLM(LanguageModel):
 
     @classmethod
     def without_weights(cls, cfg: Mapping) -> dict:
-        return architecture_only('language_model', cfg)
+        """Also a tokenizer named by hub name or directory is replaced by ``vocab_size_tokenizer`` of the
+        declared vocabulary size: a profile-only build reads no files."""
+        cfg = architecture_only('language_model', cfg)
+        if isinstance(cfg.get('tokenizer'), str):
+            vocab_size = cfg['model'].get('vocab_size')
+            if vocab_size is None:
+                raise ValueError(
+                    f'profile-only builds read no tokenizer files: language_model.tokenizer is '
+                    f'{cfg["tokenizer"]!r}, so write language_model.model.vocab_size'
+                )
+            cfg['tokenizer'] = dict(type='vocab_size_tokenizer', vocab_size=vocab_size)
+        return cfg
 
     def embed(self, input_ids: Tensor) -> Tensor:
         # input_ids [B, T] -> [B, T, hidden]

@@ -1,0 +1,107 @@
+"""A trained model from its config and checkpoint, and one question about one image.
+
+>>> from vlkit.inference import ask, load_model
+>>> model = load_model('configs/llava15/small_stage1_align.py', 'work_dirs/small_stage1_align/iter_60.pth')
+>>> ask(model, 'photo.png', 'What is in the image?')
+
+``tools/chat.py`` is the same on the command line, and ``tools/export.py`` builds its models with
+:func:`load_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from PIL import Image
+
+from .config import declared_preprocessing, load_config
+from .constants import IMAGE_TOKEN
+from .data.templates import format_prompt
+from .data.transforms import MEAN, RESAMPLE, STD, image_to_tensor, resolve_image_processor
+from .engine import ensure_packaged_weights, load_checkpoint_file
+from .engine.checkpoint import check_state_dict
+from .registry import MODELS
+
+
+def load_model(config, checkpoint: str | None = None, cfg_options: dict | None = None):
+    """The config's model with the checkpoint's weights (every weight, strictly), in eval mode on the CPU;
+    its ``image_processor`` is what the config's datasets normalise images with (:func:`image_processor`).
+
+    Args:
+        config: a config file or a loaded config.
+        checkpoint: a vlkit checkpoint (read weights-only); ``None`` keeps the weights the config builds.
+        cfg_options: overrides, as ``tools/train.py --cfg-options`` takes them.
+    """
+    cfg = load_config(config, cfg_options) if isinstance(config, str) else config
+    if checkpoint is not None:
+        cfg.encoder_pretraining = None  # the checkpoint holds the encoder's weights too
+    ensure_packaged_weights(cfg)
+    model = MODELS.build(cfg.model)
+    if checkpoint is not None:
+        loaded = load_checkpoint_file(checkpoint)
+        state = loaded.get('state_dict', loaded)
+        check_state_dict(model.state_dict(), state, checkpoint)
+        model.load_state_dict(state)
+    model.image_processor = image_processor(cfg)
+    return model.eval()
+
+
+def image_processor(cfg: Mapping) -> dict | None:
+    """What ``cfg``'s datasets normalise images with (``load_config`` hands them the same): the encoder's
+    declared preprocessing, checked; ``None`` for vlkit's default (mean and std 0.5, bicubic)."""
+    return resolve_image_processor(declared_preprocessing(cfg['model']['vision_encoder']))
+
+
+def image_preprocessing(cfg: Mapping) -> dict:
+    """:func:`image_processor` in full, for another library's processor: ``mean``, ``std``, ``size`` (the
+    model's ``image_size``) and ``resample`` (a PIL filter number)."""
+    processor = image_processor(cfg) or {}
+    return dict(
+        mean=tuple(processor.get('mean', (MEAN,) * 3)),
+        std=tuple(processor.get('std', (STD,) * 3)),
+        size=cfg['model']['image_size'],
+        resample=int(RESAMPLE[processor.get('resample', 'bicubic')]),
+    )
+
+
+PROMPT_TEMPLATES = ('chat', 'vlkit')
+
+
+def chat_prompt(tokenizer, prompt: str, template: str | None = None) -> list[int]:
+    """Token ids of a user turn with one image and ``prompt``, ready for the answer.
+
+    Args:
+        template: ``'chat'``, the tokenizer's own chat template; ``'vlkit'``, vlkit's prompt format (what
+            vlkit's data pipeline trains conversations and captions with); ``None``: ``'chat'`` when the
+            tokenizer has a chat template, else ``'vlkit'``.
+    """
+    has_template = bool(getattr(tokenizer, 'chat_template', None))
+    template = template or ('chat' if has_template else 'vlkit')
+    if template not in PROMPT_TEMPLATES or (template == 'chat' and not has_template):
+        raise ValueError(
+            f'template={template!r}: expected one of {PROMPT_TEMPLATES} (chat: the tokenizer has one)'
+        )
+    text = f'{IMAGE_TOKEN}\n{prompt}'
+    if template == 'chat':
+        rendered = tokenizer.apply_chat_template(
+            [{'role': 'user', 'content': text}], add_generation_prompt=True, tokenize=False
+        )
+        return tokenizer(rendered, add_special_tokens=False)['input_ids']
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(format_prompt(text), add_special_tokens=False)['input_ids']
+
+
+@torch.no_grad()
+def ask(
+    model, image: Image.Image | str, prompt: str, max_new_tokens: int = 48, template: str | None = None
+) -> str:
+    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file), the image normalised
+    as the model's training data was (``model.image_processor``, which :func:`load_model` sets; vlkit's
+    default without it); ``template`` as :func:`chat_prompt` takes it."""
+    if isinstance(image, str):
+        image = Image.open(image)
+    pixels = image_to_tensor(image, model.image_size, getattr(model, 'image_processor', None))[None]
+    ids = torch.tensor([chat_prompt(model.tokenizer, prompt, template)])
+    out = model.generate_ids(pixels, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens)
+    return model.tokenizer.decode(out[0], skip_special_tokens=True).strip()
