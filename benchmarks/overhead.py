@@ -94,10 +94,12 @@ def plain_step_times(cfg, batches: list[dict], warmup: int) -> list[float]:
 
 def draw_batches(cfg, n: int) -> list[dict]:
     """``n`` batches from the config's training data loader, collated as the Runner collates them."""
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    loader = Runner.build_dataloader(cfg.train_dataloader)
-    return list(itertools.islice(iter(loader), n))
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):  # vlkit's datasets, as the Runner's
+        loader = Runner.build_dataloader(cfg.train_dataloader)
+        return list(itertools.islice(iter(loader), n))
 
 
 def measure(config: str, iters: int, warmup: int, precision: str | None, options: dict) -> dict:
