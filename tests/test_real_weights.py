@@ -11,17 +11,20 @@ the repository (vlkit.models.packaged_weights):
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from PIL import Image
 
 from tests.helpers import ROOT, run_tool
 from vlkit.config import load_config
-from vlkit.data.sample_photos import sample_photo
+from vlkit.data.collate import vlm_collate
+from vlkit.data.sample_photos import PHOTOS, sample_photo
 from vlkit.data.transforms import image_to_tensor
 from vlkit.inference import chat_prompt, load_model
 from vlkit.models.encoders import HFVisionEncoder
@@ -33,7 +36,7 @@ from vlkit.models.packaged_weights import (
     ensure_packaged,
     package_file,
 )
-from vlkit.registry import MODELS
+from vlkit.registry import DATASETS, MODELS
 
 pytestmark = pytest.mark.real
 
@@ -118,11 +121,25 @@ def stage1_run(packaged, tmp_path_factory) -> str:
     return work_dir
 
 
-def test_stage1_on_real_photos_lowers_the_loss(stage1_run):
+def _loss_on_every_photo(model, data_root: str) -> float:
+    dataset_cfg = load_config(SMALL_STAGE1, {'data_root': data_root}).train_dataloader.dataset
+    with DefaultScope.overwrite_default_scope('vlkit'):
+        dataset = DATASETS.build(dataset_cfg)
+    batch = vlm_collate(list(itertools.islice(dataset, len(PHOTOS))))
+    with torch.no_grad():
+        inputs = (batch['images'], batch['input_ids'], batch['attention_mask'], batch['labels'])
+        return model(*inputs, mode='loss')['loss'].item()
+
+
+def test_stage1_on_real_photos_lowers_the_loss(stage1_run, small_model):
     (scalars,) = glob.glob(osp.join(stage1_run, '*', 'vis_data', 'scalars.json'))
-    losses = [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
-    assert len(losses) == 8
-    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.3, losses
+    assert sum('"loss"' in line for line in open(scalars)) == 8
+    # Batches of 4 of the 18 photos differ too much for their own losses to show 8 steps of learning;
+    # the loss on all 18, before (a fresh projector) and after, does: 6.58 -> 5.95 when measured.
+    data_root = osp.join(osp.dirname(stage1_run), 'photos')
+    trained = load_model(SMALL_STAGE1, osp.join(stage1_run, 'iter_8.pth'), {'data_root': data_root})
+    before, after = _loss_on_every_photo(small_model, data_root), _loss_on_every_photo(trained, data_root)
+    assert after < before - 0.3, (before, after)
 
 
 def test_the_trained_model_goes_to_hf_llava_and_back_with_its_logits(stage1_run):
