@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import itertools
-import json
 import os.path as osp
 
 import numpy as np
