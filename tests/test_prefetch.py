@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+from tests.helpers import ROOT
 from vlkit.data.prefetch import read_ahead
 
 
@@ -42,3 +45,26 @@ def test_it_reads_ahead_while_the_consumer_works_and_stops_when_closed():
     items.close()
     time.sleep(0.3)
     assert len(made) <= 8 and not any(t.name == 'vlkit-read-ahead' for t in threading.enumerate())
+
+
+EXIT_WHILE_READING = """
+import torch
+from vlkit.data.prefetch import read_ahead
+
+def heavy():
+    a = torch.randn(600, 600)
+    while True:
+        for _ in range(20):
+            a = torch.tanh(a @ a)  # inside torch, without the global lock, most of the time
+        yield a.sum()
+
+STREAM = read_ahead(heavy(), size=1000)  # never closed: the interpreter exits while it reads
+next(STREAM)
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_a_reader_is_busy():
+    # a reader thread running into the interpreter's finalisation inside a torch op aborts the process
+    result = subprocess.run([sys.executable, '-c', EXIT_WHILE_READING], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and 'terminate called' not in result.stderr, result.stderr
