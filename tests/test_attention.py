@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vlkit.ops import AttentionBackendError, attention, available_backends
-from vlkit.ops.attention import BACKENDS
+from vlkit.ops.attention import BACKENDS, CPU_LOW_PRECISION_MATH_SCORES, auto_backend
 
 
 def _qkv(b=2, h=3, lq=5, lk=7, d=8, seed=0):
@@ -102,8 +102,14 @@ def test_explicit_backend_that_cannot_run_lists_why():
         attention(q, k, v, backend='flash9')
 
 
-def test_auto_picks_sdpa_on_cpu():
-    assert available_backends(_qkv()[0])[0] == 'sdpa'
+def test_auto_picks_sdpa_on_cpu_for_fp32_and_math_for_short_bf16():
+    q, k, v = _qkv()
+    assert available_backends(q)[0] == 'sdpa' and auto_backend(q, k, v) == 'sdpa'
+    assert auto_backend(q.bfloat16(), k.bfloat16(), v.bfloat16()) == 'math'
+    side = int(CPU_LOW_PRECISION_MATH_SCORES**0.5)  # one more query than the square limit: sdpa
+    long_q, long_k = torch.zeros(1, 1, side + 1, 8, dtype=torch.bfloat16), torch.zeros(1, 1, side, 8)
+    assert auto_backend(long_q, long_k.bfloat16()) == 'sdpa'
+    assert auto_backend(long_q[:, :, :side], long_k.bfloat16()) == 'math'
 
 
 def test_bad_shapes_and_mask_dtype_are_refused():

@@ -111,3 +111,15 @@ def test_gpu_step_runs_its_smoke_path_on_whatever_device_there_is(tmp_path):
     ]
     checks = {line.split(' | ')[0][2:]: float(line.split(' | ')[1].rstrip(' |')) for line in lines}
     assert set(checks) == {'no mask', 'key padding', 'per-query'} and max(checks.values()) < 1e-4
+
+
+def test_the_attention_benchmark_times_both_backends_and_says_what_auto_takes():
+    from benchmarks import attention
+
+    text = attention.main(['--shapes', '1', '--repeats', '1', '--no-save'])
+    rows = [line.split(' | ') for line in text.splitlines() if line.startswith('| default LLM')]
+    assert [(r[3], r[6]) for r in rows] == [('fp32', 'sdpa'), ('bf16', 'math')]
+    for r in rows:
+        sdpa_ms, math_ms, auto_over_faster = float(r[4]), float(r[5]), float(r[7].rstrip(' |'))
+        auto_ms = sdpa_ms if r[6] == 'sdpa' else math_ms
+        assert auto_over_faster == pytest.approx(auto_ms / min(sdpa_ms, math_ms), abs=0.006)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['attention', 'available_backends', 'BACKENDS', 'AttentionBackendError']
+__all__ = ['attention', 'auto_backend', 'available_backends', 'BACKENDS', 'AttentionBackendError']
 
 
 class AttentionBackendError(RuntimeError):
@@ -171,6 +171,27 @@ def available_backends(q: Tensor, k: Tensor | None = None, v: Tensor | None = No
     return [name for name, b in BACKENDS.items() if not b.reasons_not_supported(q, k, v)]
 
 
+# On a CPU, bf16 and fp16 attention runs faster as two plain products (``math``) than through SDPA's fused
+# CPU kernel while the score matrix of one head is at most this many elements (benchmarks/attention.py; its
+# table in benchmarks/RESULTS.md): the fused kernel pays off only on long sequences.
+CPU_LOW_PRECISION_MATH_SCORES = 768 * 768
+
+
+def auto_backend(q: Tensor, k: Tensor | None = None, v: Tensor | None = None) -> str:
+    """The backend ``backend='auto'`` takes for these inputs: the first available one
+    (:func:`available_backends`), except bf16 / fp16 on a CPU with a score matrix of at most
+    :data:`CPU_LOW_PRECISION_MATH_SCORES` elements per head, which takes ``math``."""
+    k = q if k is None else k
+    low_precision = q.dtype in (torch.bfloat16, torch.float16)
+    if (
+        q.device.type == 'cpu'
+        and low_precision
+        and q.shape[-2] * k.shape[-2] <= CPU_LOW_PRECISION_MATH_SCORES
+    ):
+        return 'math'
+    return available_backends(q, k, v)[0]
+
+
 def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
@@ -203,7 +224,7 @@ def attention(
             to [B, H, Lq, Lk]. A query row with no visible key outputs zeros.
         causal: query i sees keys up to i + (Lk - Lq).
         scale: the factor on Q K^T (default ``Dh ** -0.5``).
-        backend: 'auto', 'math', 'sdpa' or 'xformers'.
+        backend: 'auto' (:func:`auto_backend`), 'math', 'sdpa' or 'xformers'.
 
     Returns:
         [B, H, Lq, Dv].
@@ -211,7 +232,7 @@ def attention(
     _check_shapes(q, k, v)
     full = _full_mask(mask, causal, q, k)
     if backend == 'auto':
-        name = available_backends(q, k, v)[0]
+        name = auto_backend(q, k, v)
     elif backend not in BACKENDS:
         raise AttentionBackendError(
             f'unknown attention backend {backend!r}; expected one of {["auto", *BACKENDS]}'

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ...pretrained import resolve_pretrained
 from ...registry import VISION_ENCODERS
-from ..hf_parts import architecture_only, from_pretrained
+from ..hf_parts import architecture_only, attend_through_vlkit, from_pretrained
 from .base import VisionEncoder, VisualFeatures, as_hw
 
 PIL_RESAMPLE_NAMES = {0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic', 4: 'box', 5: 'hamming'}
@@ -52,6 +52,7 @@ class HFVisionEncoder(VisionEncoder):
             self.model = AutoModel.from_config(AutoConfig.for_model(kwargs.pop('model_type'), **kwargs))
         else:
             self.model = from_pretrained(AutoModel, 'vision_encoder.model', model, trust_remote_code)
+        attend_through_vlkit(self.model)
         if hasattr(self.model, 'vision_model') and not hasattr(self.model.config, 'patch_size'):
             self.model = self.model.vision_model  # a full CLIP/SigLIP checkpoint: keep the vision tower
         self.layer = layer

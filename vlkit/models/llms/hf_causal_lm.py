@@ -7,7 +7,7 @@ from torch import Tensor
 from ...constants import IMAGE_TOKEN
 from ...registry import LANGUAGE_MODELS
 from ...tokenization import build_tokenizer
-from ..hf_parts import architecture_only, from_pretrained
+from ..hf_parts import architecture_only, attend_through_vlkit, from_pretrained
 from ..training import PartTraining, set_training
 from .base import LanguageModel
 
@@ -62,6 +62,7 @@ class HFCausalLM(LanguageModel):
             self.model = from_pretrained(
                 AutoModelForCausalLM, 'language_model.model', model, trust_remote_code
             )
+        attend_through_vlkit(self.model)
         if self.model.get_input_embeddings().num_embeddings < len(self.tokenizer):
             self.model.resize_token_embeddings(len(self.tokenizer))
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
