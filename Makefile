@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg setup.py pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= configs/blip3_perceiver.py
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
+OPTIONS ?=  # config overrides for train and evaluate, e.g. OPTIONS=precision=bf16
+CFG_OPTIONS := $(if $(strip $(OPTIONS)),--cfg-options $(OPTIONS))
 export HF_HUB_OFFLINE := 1
 
 .PHONY: setup demo train evaluate test lint
@@ -22,10 +24,10 @@ setup: $(STAMP)
 demo: train evaluate
 
 train: $(STAMP)
-	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR)
+	$(PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR) $(CFG_OPTIONS)
 
 evaluate: $(STAMP)
-	$(PY) tools/test.py $(CONFIG) last --work-dir $(WORK_DIR) --compare-blank
+	$(PY) tools/test.py $(CONFIG) last --work-dir $(WORK_DIR) --compare-blank $(CFG_OPTIONS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -71,3 +71,17 @@ def test_render_rewrites_only_the_marked_block(tmp_path, monkeypatch):
     text = readme.read_text()
     assert text.startswith('before\n<!-- results:default_run -->\n`make demo`') and text.endswith('after\n')
     assert 'old figures' not in text and results.render(check=True) == []
+
+
+def test_another_run_of_the_default_is_kept_under_its_name_and_command(tmp_path, monkeypatch):
+    readme = tmp_path / 'README.md'
+    readme.write_text('<!-- results:default_run_bf16 -->\nold\n<!-- /results:default_run_bf16 -->\n')
+    work_dir, data_root = _demo_work_dir(tmp_path)
+    monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
+    monkeypatch.setattr(results, 'README', str(readme))
+    command = 'make demo OPTIONS=precision=bf16'
+    argv = ['collect-demo', str(work_dir), '--data-root', str(data_root), '--name', 'default_run_bf16']
+    assert results.main([*argv, '--command', command]) == 0  # collects, then renders
+    assert json.loads((tmp_path / 'default_run_bf16.json').read_text())['command'] == command
+    assert not (tmp_path / 'default_run.json').exists()
+    assert readme.read_text().startswith(f'<!-- results:default_run_bf16 -->\n`{command}` from a fresh clone')

@@ -1,12 +1,13 @@
 """The figures the README and the docs show, kept as small files in docs/results/ and rendered into them.
 
-    python tools/results.py collect-demo WORK_DIR [--data-root DIR]   # after `make demo`
+    python tools/results.py collect-demo WORK_DIR [--data-root DIR] [--name NAME --command TEXT]
     python tools/results.py collect-compare OUT                        # after tools/compare.py --out OUT
     python tools/results.py render [--check]
 
 ``collect-demo`` reads what ``make demo`` wrote into its work dir (``timings.json`` from tools/train.py,
 ``accuracy_val.json`` from ``tools/test.py --compare-blank``, the training log's per-iteration times) and the
-benchmark's manifest, and writes ``docs/results/default_run.json`` with the commit, date and machine.
+benchmark's manifest, and writes ``docs/results/default_run.json`` (``--name``: another name, for another
+run of the default such as ``make demo OPTIONS=precision=bf16``) with the commit, date and machine.
 ``collect-compare`` keeps the figures of a comparison's ``results.json`` in
 ``docs/results/compare_default.json`` and copies its two plots into ``docs/images/``; ``tools/chat.py --save
 NAME`` keeps an answer in ``docs/results/NAME.json``. ``render`` rewrites each block between
@@ -68,7 +69,9 @@ def _iteration_times(work_dir: str) -> tuple[float | None, float | None]:
     return (statistics.median(times) if times else None), (statistics.median(data) if data else None)
 
 
-def collect_demo(work_dir: str, data_root: str) -> dict:
+def collect_demo(
+    work_dir: str, data_root: str, name: str = 'default_run', command: str = 'make demo'
+) -> dict:
     from vlkit.engine import read_last_checkpoint
 
     accuracy = _load(osp.join(work_dir, 'accuracy_val.json'))
@@ -84,7 +87,7 @@ def collect_demo(work_dir: str, data_root: str) -> dict:
         'evaluation': accuracy.get('seconds'),
     }
     record = {
-        'command': 'make demo',
+        'command': command,
         **_provenance(),
         'iterations': iterations,
         'seconds': seconds,
@@ -94,7 +97,7 @@ def collect_demo(work_dir: str, data_root: str) -> dict:
             k: accuracy[k] for k in ('images', 'blank images', 'gain', 'question only') if k in accuracy
         },
     }
-    _write(osp.join(RESULTS, 'default_run.json'), record)
+    _write(osp.join(RESULTS, f'{name}.json'), record)
     return record
 
 
@@ -195,6 +198,10 @@ BLOCK = re.compile(r'(<!-- results:(\w+) -->\n).*?(\n<!-- /results:\2 -->)', re.
 
 
 def renderer(name: str):
+    """The renderer of a results block: by its name, ``chat_*`` for kept answers, ``default_run_*`` for
+    more runs of the default (``collect-demo --name``)."""
+    if name.startswith('default_run_'):
+        return render_default_run
     return RENDERERS.get(name) or (render_chat_answer if name.startswith('chat_') else None)
 
 
@@ -236,13 +243,17 @@ def main(argv=None) -> int:
     demo = sub.add_parser('collect-demo', help="keep make demo's figures")
     demo.add_argument('work_dir')
     demo.add_argument('--data-root', default='data/synthetic')
+    demo.add_argument('--name', default='default_run', help='docs/results/NAME.json (default: default_run)')
+    demo.add_argument(
+        '--command', dest='made_by', default='make demo', help='what made the run (default: make demo)'
+    )
     compare = sub.add_parser('collect-compare', help="keep a comparison's figures and plots")
     compare.add_argument('out')
     check = sub.add_parser('render', help='render the README blocks')
     check.add_argument('--check', action='store_true', help='only compare; exit 1 when they differ')
     args = parser.parse_args(argv)
     if args.command == 'collect-demo':
-        collect_demo(args.work_dir, args.data_root)
+        collect_demo(args.work_dir, args.data_root, args.name, args.made_by)
     elif args.command == 'collect-compare':
         collect_compare(args.out)
     if args.command == 'render' and args.check:

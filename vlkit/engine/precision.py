@@ -4,10 +4,11 @@
 and attention in bf16, master weights, gradients and the optimizer in fp32 (no loss scaling is needed for
 bf16). It needs bf16 units: on a CPU, AVX512-BF16 or AMX (read from ``/proc/cpuinfo``), where bf16 matrix
 products run about 3 times the fp32 rate; a CPU without them is refused with a message rather than run
-bf16 in slow emulation. ``auto`` takes ``bf16`` where the device has those units and ``fp32`` elsewhere: on
-this project's 2-core CPU, bf16 was measured faster and learning as well (benchmarks/RESULTS.md,
-docs/results/). The precision that ran is written back into the config, so that it is part of every
-config hash (``tools/compare.py`` reuses runs by it) and of the encoder pretraining's cache key.
+bf16 in slow emulation. ``auto`` takes ``bf16`` where the device has those units and ``fp32`` elsewhere. A
+config without the key runs :data:`DEFAULT` (fp32): bf16 becomes the default only once it is measured both
+faster and learning as well as fp32 on the default run (docs/speed.md says where that stands). The
+precision that ran is written back into the config, so that it is part of every config hash
+(``tools/compare.py`` reuses runs by it) and of the encoder pretraining's cache key.
 """
 
 from __future__ import annotations
