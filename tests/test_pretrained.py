@@ -76,3 +76,31 @@ def test_profile_only_builds_stand_in_a_tokenizer_of_the_declared_vocabulary():
     ):
         HFCausalLM.without_weights({**cfg, 'model': dict(model_type='llama')})
     assert HFVisionEncoder.without_weights(TINY_ENCODERS['HFVisionEncoder'])['pretrained'] is None
+
+
+def test_processes_that_ask_for_a_packaged_checkpoint_at_once_convert_it_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from vlkit.models import packaged_weights
+
+    conversions = []
+
+    def convert(source, out):
+        conversions.append(source)
+        time.sleep(0.3)  # long enough for the other caller to arrive meanwhile
+        (out / 'weights.bin').write_bytes(b'converted')
+
+    fake = packaged_weights.PackagedCheckpoint('pytest', 'pytest', '__init__.py', convert, 'a test entry')
+    monkeypatch.setitem(packaged_weights.PACKAGED, 'fake', fake)
+    found = []
+    callers = [
+        threading.Thread(target=lambda: found.append(packaged_weights.ensure_packaged('fake', str(tmp_path))))
+        for _ in range(2)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(conversions) == 1 and len(found) == 2 and found[0] == found[1]
+    assert (tmp_path / packaged_weights.PACKAGED_PREFIX / 'fake' / 'weights.bin').read_bytes() == b'converted'

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from filelock import FileLock
 from mmengine.logging import print_log
 
 from ..pretrained import weights_root
@@ -181,16 +182,24 @@ def packaged_name(name: str) -> str:
 
 
 def ensure_packaged(name: str, root: str | None = None) -> str:
-    """The converted directory of ``PACKAGED[name]``, converting it on first use (about 40 s for both)."""
+    """The converted directory of ``PACKAGED[name]``, converting it on first use (about 40 s for both).
+    Processes that ask at once (parallel tests, several trainings) convert it once: the others wait."""
     if name not in PACKAGED:
         raise KeyError(f'no packaged checkpoint {name!r}; known: {sorted(PACKAGED)}')
     entry = PACKAGED[name]
     out = Path(root or weights_root(), PACKAGED_PREFIX, name)
     if (out / DONE).is_file():
         return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.parent / f'.{name}.lock')):
+        if not (out / DONE).is_file():  # another process may have converted it while this one waited
+            _convert(name, entry, out)
+    return str(out)
+
+
+def _convert(name: str, entry: PackagedCheckpoint, out: Path) -> None:
     source = package_file(entry.package, entry.file, entry.requirement)
     print_log(f'converting {source} ({entry.requirement}) into {out}, once', logger='current')
-    out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f'.{name}-', dir=out.parent))
     try:
         entry.convert(source, work)
@@ -201,7 +210,6 @@ def ensure_packaged(name: str, root: str | None = None) -> str:
     finally:
         if osp.isdir(work):
             shutil.rmtree(work)
-    return str(out)
 
 
 def _write_json(path: Path, record: dict) -> None:
