@@ -64,6 +64,7 @@ def test_render_rewrites_only_the_marked_block(tmp_path, monkeypatch):
     work_dir, data_root = _demo_work_dir(tmp_path)
     monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
     monkeypatch.setattr(results, 'README', str(readme))
+    monkeypatch.setattr(results, 'DOCS', str(tmp_path / 'docs'))  # the repository's docs stay as they are
     results.collect_demo(str(work_dir), str(data_root))
     (differs,) = results.render(check=True)
     assert differs.endswith('README.md') and 'old figures' in readme.read_text()  # checked, not written
@@ -79,6 +80,7 @@ def test_another_run_of_the_default_is_kept_under_its_name_and_command(tmp_path,
     work_dir, data_root = _demo_work_dir(tmp_path)
     monkeypatch.setattr(results, 'RESULTS', str(tmp_path))
     monkeypatch.setattr(results, 'README', str(readme))
+    monkeypatch.setattr(results, 'DOCS', str(tmp_path / 'docs'))  # the repository's docs stay as they are
     command = 'make demo OPTIONS=precision=bf16'
     argv = ['collect-demo', str(work_dir), '--data-root', str(data_root), '--name', 'default_run_bf16']
     assert results.main([*argv, '--command', command]) == 0  # collects, then renders

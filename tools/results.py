@@ -33,6 +33,7 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 RESULTS = osp.join(ROOT, 'docs', 'results')
 README = osp.join(ROOT, 'README.md')
+DOCS = osp.join(ROOT, 'docs')  # every *.md here is rendered too
 COMPARE_PLOTS = {'quality_vs_train_flops.png': 'compare_quality_vs_train_flops.png',
                  'loss_curves.png': 'compare_loss_curves.png'}  # fmt: skip
 TASK_ORDER = ('colour', 'count', 'shape', 'spatial', 'text')
@@ -222,7 +223,7 @@ def render(check: bool = False) -> list[str]:
     """Rewrites (or, with ``check``, only compares) every results block of the README and docs/*.md;
     returns the files that differed."""
     differ = []
-    for path in [README, *sorted(glob.glob(osp.join(ROOT, 'docs', '*.md')))]:
+    for path in [README, *sorted(glob.glob(osp.join(DOCS, '*.md')))]:
         with open(path) as f:
             text = f.read()
         new = _rendered(text)
