@@ -1,11 +1,12 @@
 """What the tests share besides the tiny presets (:mod:`vlkit.testing`): a shard writer, the one helper
-that runs a tool in a subprocess, one that kills a training run once it has written a checkpoint, and a
-checkpoint that would run code. Test files import from here and from vlkit.testing, never from each other;
-fixtures live in conftest.py."""
+that runs a tool in a subprocess, one that kills a training run once it has written a checkpoint, a
+checkpoint that would run code, and a VQAv2 question + annotation pair in the public layout. Test files
+import from here and from vlkit.testing, never from each other; fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import os.path as osp
 import signal
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+VQA_QUESTIONS = ('what colour', 'what colour', 'how many dogs')  # of questions 101, 201 and 202
 
 
 def write_shard(path, members: list[tuple[str, bytes]]) -> str:
@@ -87,3 +89,38 @@ def malicious_checkpoint(path, marker) -> str:
 
     torch.save({'state_dict': {}, 'meta': RunsACommand(str(marker))}, str(path))
     return str(path)
+
+
+def _vqa_answers(*answers: str) -> list[dict]:
+    return [{'answer': x, 'answer_confidence': 'yes', 'answer_id': i + 1} for i, x in enumerate(answers)]
+
+
+def write_vqa_pair(folder: Path, questions: tuple[str, str, str] = VQA_QUESTIONS) -> tuple[Path, Path, Path]:
+    """A VQAv2 val questions + annotations pair over two COCO images (a red one, a blue one) in the public
+    layout under ``folder``: q101 on image 1 (10 x red), q201 on image 2 (8 x blue, 2 x green), q202 on
+    image 2 (a number: 5 x 2, 2 x two, 2 x 3, 1 x 4). Returns the two files and the images' root."""
+    from PIL import Image
+
+    images = folder / 'coco'
+    (images / 'val2014').mkdir(parents=True, exist_ok=True)
+    for image_id, colour in ((1, (200, 0, 0)), (2, (0, 0, 200))):
+        Image.new('RGB', (24, 16), colour).save(images / f'val2014/COCO_val2014_{image_id:012d}.jpg', 'JPEG')
+    ids = ((1, 101), (2, 201), (2, 202))
+    entries = [
+        {'image_id': i, 'question': q, 'question_id': qid} for (i, qid), q in zip(ids, questions, strict=True)
+    ]
+    answers = {
+        101: ('red', 'other', _vqa_answers(*['red'] * 10)),
+        201: ('blue', 'other', _vqa_answers(*['blue'] * 8, 'green', 'green')),
+        202: ('2', 'number', _vqa_answers(*['2'] * 5, *['two'] * 2, '3', '3', '4')),
+    }
+    annotations = [
+        {'question_id': qid, 'image_id': i, 'multiple_choice_answer': answers[qid][0],
+         'answer_type': answers[qid][1], 'answers': answers[qid][2]}
+        for i, qid in ids
+    ]  # fmt: skip
+    q = folder / 'v2_OpenEnded_mscoco_val2014_questions.json'
+    a = folder / 'v2_mscoco_val2014_annotations.json'
+    q.write_text(json.dumps({'data_subtype': 'val2014', 'questions': entries}))
+    a.write_text(json.dumps({'annotations': annotations}))
+    return q, a, images

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, run_tool, write_shard
+from tests.helpers import ROOT, run_tool, write_shard, write_vqa_pair
 from vlkit.constants import IGNORE_INDEX
 from vlkit.data import PreparedShards
 from vlkit.data.conversion import ConversionError, Options, convert
@@ -279,58 +279,8 @@ def test_coco_captions_and_karpathy(tmp_path, tokenizer_dir):
 # -- question answering -------------------------------------------------------------------------------------
 
 
-def vqa_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A VQAv2 val questions + annotations pair over two COCO images."""
-    images = tmp_path / 'coco'
-    for image_id, colour in ((1, (200, 0, 0)), (2, (0, 0, 200))):
-        _image(images / f'val2014/COCO_val2014_{image_id:012d}.jpg', colour, fmt='JPEG')
-    questions = {
-        'data_subtype': 'val2014',
-        'questions': [
-            {'image_id': 1, 'question': 'what colour', 'question_id': 101},
-            {'image_id': 2, 'question': 'what colour', 'question_id': 201},
-            {'image_id': 2, 'question': 'how many dogs', 'question_id': 202},
-        ],
-    }
-    answers = lambda *a: [
-        {'answer': x, 'answer_confidence': 'yes', 'answer_id': i + 1} for i, x in enumerate(a)
-    ]  # noqa: E731
-    annotations = {
-        'annotations': [
-            {
-                'question_id': 101,
-                'image_id': 1,
-                'multiple_choice_answer': 'red',
-                'answer_type': 'other',
-                'answers': answers(*['red'] * 10),
-            },
-            {
-                'question_id': 201,
-                'image_id': 2,
-                'multiple_choice_answer': 'blue',
-                'answer_type': 'other',
-                'answers': answers(*['blue'] * 8, 'green', 'green'),
-            },
-            {
-                'question_id': 202,
-                'image_id': 2,
-                'multiple_choice_answer': '2',
-                'answer_type': 'number',
-                'answers': answers(*['2'] * 5, *['two'] * 2, '3', '3', '4'),
-            },
-        ]
-    }
-    q, a = (
-        tmp_path / 'v2_OpenEnded_mscoco_val2014_questions.json',
-        tmp_path / 'v2_mscoco_val2014_annotations.json',
-    )
-    q.write_text(json.dumps(questions))
-    a.write_text(json.dumps(annotations))
-    return q, a, images
-
-
 def test_vqa_textvqa_gqa_vizwiz(tmp_path, tokenizer_dir):
-    q, a, images = vqa_pair(tmp_path)
+    q, a, images = write_vqa_pair(tmp_path)
     manifest = _convert('vqa', [q, a], tmp_path / 'vqa', images)
     assert manifest['splits']['val']['num_samples'] == 3
     samples = _read(
@@ -593,7 +543,7 @@ def test_k_shot_prompts_on_prepared_questions(tmp_path, tokenizer_dir):
     before each query, its meta kept for the submission file."""
     from vlkit.evaluation import FewShotDataset
 
-    q, a, images = vqa_pair(tmp_path)
+    q, a, images = write_vqa_pair(tmp_path)
     _convert('vqa', [q, a], tmp_path / 'vqa', images)
     common = dict(tokenizer=tokenizer_dir, image_size=16, template='chat', question_prompt='{question}')
     queries = PreparedShards(str(tmp_path / 'vqa'), mode='generate', **common)

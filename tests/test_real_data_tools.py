@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.helpers import run_tool
+from tests.helpers import run_tool, write_vqa_pair
 from vlkit.testing import byte_level_tokenizer, tiny_overrides
 
 CONFIG = 'configs/llava15_instruct.py'
@@ -117,60 +117,21 @@ def test_a_llava_source_trains_with_a_tokenizer_that_knows_its_words(tmp_path, s
 
 @pytest.mark.slow
 def test_vqav2_benchmark_gives_the_hand_worked_accuracy_and_the_submission_file(tmp_path, synthetic_root):
-    """A model trained to answer "blue" to everything, on the VQAv2 pair of test_prepare_data's layout:
+    """A model trained to answer "blue" to everything, on tests.helpers' VQAv2 pair:
     q101 (10 x red) scores 0; q201 (8 x blue, 2 x green) scores 1 (every 9-annotator subset has >= 3 blue);
     q202 (a number) scores 0: overall 100 / 3, other (q101, q201) 50, number 0."""
     tokenizer = _tokenizer(tmp_path / 'tokenizer')
     work_dir = str(tmp_path / 'run')
     _train(_llava_source(tmp_path, answer='blue'), tokenizer, work_dir, synthetic_root, 40)
-    images = tmp_path / 'coco'
-    for image_id, colour in ((1, (200, 0, 0)), (2, (0, 0, 200))):
-        (images / 'val2014').mkdir(parents=True, exist_ok=True)
-        Image.new('RGB', (32, 32), colour).save(images / f'val2014/COCO_val2014_{image_id:012d}.jpg')
-    questions = {
-        'data_subtype': 'val2014',
-        'questions': [
-            {'image_id': 1, 'question': 'what colour is the shape ?', 'question_id': 101},
-            {'image_id': 2, 'question': 'what colour is the shape ?', 'question_id': 201},
-            {'image_id': 2, 'question': 'how many dogs ?', 'question_id': 202},
-        ],
-    }
-    answers = lambda *a: [
-        {'answer': x, 'answer_confidence': 'yes', 'answer_id': i + 1} for i, x in enumerate(a)
-    ]  # noqa: E731
-    annotations = {
-        'annotations': [
-            {
-                'question_id': 101,
-                'image_id': 1,
-                'multiple_choice_answer': 'red',
-                'answer_type': 'other',
-                'answers': answers(*['red'] * 10),
-            },
-            {
-                'question_id': 201,
-                'image_id': 2,
-                'multiple_choice_answer': 'blue',
-                'answer_type': 'other',
-                'answers': answers(*['blue'] * 8, 'green', 'green'),
-            },
-            {
-                'question_id': 202,
-                'image_id': 2,
-                'multiple_choice_answer': '2',
-                'answer_type': 'number',
-                'answers': answers(*['2'] * 5, *['two'] * 2, '3', '3', '4'),
-            },
-        ]
-    }
-    (tmp_path / 'q.json').write_text(json.dumps(questions))
-    (tmp_path / 'a.json').write_text(json.dumps(annotations))
+    questions, annotations, images = write_vqa_pair(
+        tmp_path, ('what colour is the shape ?', 'what colour is the shape ?', 'how many dogs ?')
+    )
     data = tmp_path / 'vqav2'
     run_tool(
         'prepare_data.py',
         'vqa',
-        str(tmp_path / 'q.json'),
-        str(tmp_path / 'a.json'),
+        str(questions),
+        str(annotations),
         '--images',
         str(images),
         '--out',
