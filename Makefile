@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg setup.py pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= configs/blip3_perceiver.py
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
+TEST_WORKERS ?= 2  # pytest-xdist processes; the suite runs many short tool subprocesses
 OPTIONS ?=  # config overrides for train and evaluate, e.g. OPTIONS=precision=bf16
 CFG_OPTIONS := $(if $(strip $(OPTIONS)),--cfg-options $(OPTIONS))
 export HF_HUB_OFFLINE := 1
@@ -30,7 +31,7 @@ evaluate: $(STAMP)
 	$(PY) tools/test.py $(CONFIG) last --work-dir $(WORK_DIR) --compare-blank $(CFG_OPTIONS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(PY) -m pip install -q ruff && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
