@@ -1,8 +1,10 @@
 import io
 import itertools
 import json
+import threading
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.helpers import write_shard
@@ -120,3 +122,21 @@ def test_generating_the_benchmark_keeps_the_encoder_cache_beside_it(tmp_path):
     assert len(list(root.glob('train-*.tar'))) == 2 and (root / 'manifest.json').exists()
     ensure_synthetic_data(root, {'train': 10, 'val': 10, 'test': 10}, 32, shard_size=10, verbose=False)
     assert len(list(root.glob('train-*.tar'))) == 1 and (root / 'encoders' / 'abc.pth').exists()
+
+
+class _ThreadsAfterFirstSample(torch.utils.data.IterableDataset):
+    """The names of the threads alive once ``dataset`` has made its first sample, where it is iterated."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __iter__(self):
+        next(iter(self.dataset))
+        yield sorted(thread.name for thread in threading.enumerate())
+
+
+def test_samples_are_read_ahead_in_the_training_process_only(synthetic_root):
+    probe = _ThreadsAfterFirstSample(_synthetic('train', synthetic_root))
+    assert 'vlkit-read-ahead' in next(iter(probe))  # num_workers=0: a thread overlaps the step
+    loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
+    assert 'vlkit-read-ahead' not in next(iter(loader))  # a worker already works ahead of the step

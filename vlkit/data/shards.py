@@ -15,7 +15,7 @@ from pathlib import Path
 
 import webdataset as wds
 from PIL import Image
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, get_worker_info
 
 from ..constants import IMAGE_TOKEN
 from ..registry import DATASETS, shared_settings
@@ -87,7 +87,9 @@ class ConversationShards(IterableDataset):
             :mod:`vlkit.data.transforms`), filled by ``load_config``; ``None``: mean and std 0.5, bicubic.
         pad_to_square: pad each image to a square in the mean colour before resizing (LLaVA's ``pad``).
         read_ahead: samples made ahead of the consumer by a background thread (:mod:`vlkit.data.prefetch`),
-            so that decoding and tokenizing overlap the training step; 0: none.
+            so that decoding and tokenizing overlap the training step; 0: none. Only in the training
+            process (``num_workers=0``): a data-loader worker already works ahead of the step, and a thread
+            beside it there only competes with it for Python's lock (benchmarks/data.py measures both).
     """
 
     def __init__(
@@ -149,7 +151,8 @@ class ConversationShards(IterableDataset):
         return [*source, tar_samples(h), *order, wds.map(self.read, handler=h)]
 
     def __iter__(self) -> Iterator[dict]:
-        return read_ahead(iter(wds.DataPipeline(*self._stages())), self.read_ahead)
+        in_worker = get_worker_info() is not None
+        return read_ahead(iter(wds.DataPipeline(*self._stages())), 0 if in_worker else self.read_ahead)
 
     def read(self, raw: dict) -> dict:
         """:meth:`to_sample`, counting good samples and tagging errors with their shard for the handler."""
