@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from vlkit.models.fusion import DEFAULT_FUSION
+
 TINY_SPLITS = {'train': 400, 'val': 60, 'test': 60}
 TINY_IMAGE_SIZE = 32
 
@@ -29,7 +31,7 @@ TINY_CONNECTORS = {
 }
 # Per registered fusion (covered the same way, in test_fusion.py).
 TINY_FUSIONS = {
-    'AutoregressiveFusion': {},
+    DEFAULT_FUSION: {},  # AutoregressiveFusion
     'CrossAttentionFusion': dict(every=1, num_heads=2, head_dim=8, ff_mult=2),
 }
 
@@ -91,7 +93,7 @@ def tiny_model_cfg(data_root: str, connector: dict | None = None, fusion: dict |
         vision_encoder=tiny_encoder(),
         connector=connector or dict(type='MLPProjector'),
         language_model=tiny_language_model(data_root),
-        fusion=fusion or dict(type='AutoregressiveFusion'),
+        fusion=fusion or dict(type=DEFAULT_FUSION),
         image_size=TINY_IMAGE_SIZE,
     )
 

@@ -197,7 +197,7 @@ def llava_parts(config, tokenizer_spec: str) -> dict:
         language_model=dict(
             type='HFCausalLM', model=_model_dict(config.text_config), tokenizer=tokenizer_spec
         ),
-        fusion=dict(type='AutoregressiveFusion'),
+        fusion=dict(type=AutoregressiveFusion.__name__),
     )
 
 
