@@ -17,16 +17,10 @@ from vlkit.data.templates import format_prompt
 from vlkit.data.transforms import image_to_tensor
 from vlkit.inference import ask, chat_prompt, image_preprocessing, image_processor, load_model
 from vlkit.registry import MODELS
-from vlkit.testing import TINY_IMAGE_SIZE, tiny_model_cfg, tiny_options, tiny_overrides
+from vlkit.testing import CHATML, TINY_IMAGE_SIZE, tiny_model_cfg, tiny_options, tiny_overrides
 
 sys.path.insert(0, str(ROOT / 'tools'))
 import chat  # noqa: E402
-
-CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-    '{% endfor %}'
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
 
 @pytest.fixture(scope='module')

@@ -22,13 +22,8 @@ from vlkit.constants import IGNORE_INDEX
 from vlkit.data import PreparedShards
 from vlkit.data.conversion import ConversionError, Options, convert
 from vlkit.registry import DATA_FORMATS
-from vlkit.testing import byte_level_tokenizer
+from vlkit.testing import chatml_tokenizer
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    '{% endif %}'
-)
 WORDS = (
     'what is in the picture a red bus two dogs play on the beach describe the image cat sleeps sofa how many '
     'colour green blue yes no unanswerable written sign says stop caption a photo of man riding horse '
@@ -40,13 +35,7 @@ WORDS = (
 def tokenizer_dir(tmp_path_factory) -> str:
     """A byte-level BPE tokenizer that knows the tests' words, with a ChatML template, saved to a folder (a
     tokenizer spec the datasets and tools/train.py take)."""
-    tok = byte_level_tokenizer(
-        [WORDS] * 20,
-        special_tokens=['<|im_start|>'],
-        eos='<|im_end|>',
-        pad='<|endoftext|>',
-        chat_template=CHATML,
-    )
+    tok = chatml_tokenizer([WORDS] * 20)
     folder = tmp_path_factory.mktemp('tokenizer')
     tok.save_pretrained(str(folder))
     return str(folder)

@@ -14,14 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.helpers import run_tool, write_vqa_pair
-from vlkit.testing import byte_level_tokenizer, tiny_overrides
+from vlkit.testing import chatml_tokenizer, tiny_overrides
 
 CONFIG = 'configs/llava15_instruct.py'
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    '{% endif %}'
-)
 COLOURS = {'red': (200, 0, 0), 'green': (0, 170, 0), 'blue': (0, 0, 200), 'yellow': (220, 200, 0)}
 WORDS = (
     'what colour is the shape which it a square bar two dogs ? . Answer question using single word or phrase'
@@ -30,9 +25,7 @@ WORDS = (
 
 def _tokenizer(folder: Path) -> str:
     corpus = [f'{WORDS} {" ".join(COLOURS)}'] * 10
-    tok = byte_level_tokenizer(
-        corpus, special_tokens=['<|im_start|>'], eos='<|im_end|>', pad='<|endoftext|>', chat_template=CHATML
-    )
+    tok = chatml_tokenizer(corpus)
     tok.save_pretrained(str(folder))
     return str(folder)
 

@@ -6,7 +6,9 @@
 * :func:`tiny_model_cfg`, :func:`tiny_options`, :func:`tiny_overrides`: a whole tiny model, and the overrides
   that shrink any experiment config to it;
 * ``TEXTS`` and :func:`text_batch`: texts with 0, 1 and 3 images, and a tokenised batch of them with random
-  images for a built model.
+  images for a built model;
+* :func:`byte_level_tokenizer`, :func:`chatml_tokenizer` and ``CHATML``: tokenizers that know a test's own
+  words.
 """
 
 from __future__ import annotations
@@ -159,6 +161,14 @@ def text_batch(model, texts: list[str], generating: bool = False, seed: int = 0)
     return batch
 
 
+# ChatML (the turn format of Qwen2 and SmolLM2): the chat template of the tests' real-text tokenizers
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    '{% endif %}'
+)
+
+
 def byte_level_tokenizer(
     corpus: list[str],
     special_tokens: list[str],
@@ -195,3 +205,10 @@ def byte_level_tokenizer(
     )
     tokenizer.chat_template = chat_template
     return tokenizer
+
+
+def chatml_tokenizer(corpus: list[str]):
+    """A :func:`byte_level_tokenizer` trained on ``corpus`` with ChatML's turn tokens and template."""
+    return byte_level_tokenizer(
+        corpus, special_tokens=['<|im_start|>'], eos='<|im_end|>', pad='<|endoftext|>', chat_template=CHATML
+    )
