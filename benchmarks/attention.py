@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for benchmarks.connectors, run as a script
 
-from benchmarks.connectors import append_results, machine, matmul_peak  # noqa: E402
+from benchmarks.connectors import machine, matmul_peak, publish  # noqa: E402
 from vlkit.ops.attention import attention, auto_backend  # noqa: E402
 
 BACKENDS = ('sdpa', 'math')
@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> str:
             print(f'{shape.name}, {precision}: {ms}', file=sys.stderr, flush=True)
     runs = f'attention backends (benchmarks/attention.py), forward + backward, median of {args.repeats} runs'
     text = '\n\n'.join([machine(args.threads, args.repeats, matmul_peak(), runs=runs), table(rows)])
-    print(text)
-    if not args.no_save:
-        append_results(text)
+    publish(text, save=not args.no_save)
     return text
 
 

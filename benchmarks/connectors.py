@@ -142,6 +142,13 @@ def append_results(text: str, path: Path = RESULTS) -> None:
         f.write('\n' + text + '\n')
 
 
+def publish(text: str, save: bool, path: Path = RESULTS) -> None:
+    """Prints a benchmark's ``text`` and, with ``save``, appends it to ``path`` (benchmarks/RESULTS.md)."""
+    print(text)
+    if save:
+        append_results(text, path)
+
+
 def run_setting(
     s: Setting, repeats: int, warmup: int, pairs: list = PAIRS, precision: str = 'fp32'
 ) -> tuple[list[dict], float]:
@@ -181,9 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         peak = max(p for _, p in results)
         blocks = [machine(args.threads, args.repeats, peak, precision=precision)]
         blocks += [table(s, rows, peak, precision) for s, (rows, _) in zip(settings, results, strict=True)]
-        print('\n\n'.join(blocks))
-        if not args.no_save:
-            append_results('\n\n'.join(blocks))
+        publish('\n\n'.join(blocks), save=not args.no_save)
 
 
 if __name__ == '__main__':

@@ -36,13 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.connectors import append_results  # noqa: E402
+from benchmarks.connectors import publish  # noqa: E402
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    '{% endif %}'
-)
 WORDS = 'a photo of the red blue green bus dog cat on street beach sofa what is in the image describe it'
 IMAGE_SIZE = 64
 ROUNDS = 3
@@ -92,15 +87,9 @@ def convert(source: Path, images: Path, out: Path, workers: int) -> dict:
 
 
 def tokenizer_dir(folder: Path) -> str:
-    from vlkit.testing import byte_level_tokenizer
+    from vlkit.testing import chatml_tokenizer
 
-    tok = byte_level_tokenizer(
-        [WORDS] * 20,
-        special_tokens=['<|im_start|>'],
-        eos='<|im_end|>',
-        pad='<|endoftext|>',
-        chat_template=CHATML,
-    )
+    tok = chatml_tokenizer([WORDS] * 20)
     tok.save_pretrained(str(folder / 'tokenizer'))
     return str(folder / 'tokenizer')
 
@@ -207,9 +196,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='vlkit-data-bench-') as tmp:
         text = run(args, Path(tmp))
-    print(text)
-    if not args.no_save:
-        append_results(text)
+    publish(text, save=not args.no_save)
     return text
 
 

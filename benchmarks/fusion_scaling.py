@@ -40,7 +40,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for benchmarks.connectors, run as a script
 
-from benchmarks.connectors import append_results, machine, matmul_peak  # noqa: E402
+from benchmarks.connectors import machine, matmul_peak, publish  # noqa: E402
 from vlkit.analysis import flop_counter  # noqa: E402
 from vlkit.analysis.memory import PeakMemory, state_tensors  # noqa: E402
 from vlkit.models.fusion import FusionInputs, LanguageModelInputs  # noqa: E402
@@ -313,9 +313,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     fewer = min(args.repeats, SLOW_RUNS)
     runs = f'median of {args.repeats} runs ({fewer} where an FA + CA pair took over {args.slow:g} s)'
     text = machine(args.threads, args.repeats, peak, runs) + '\n\n' + table(s, rows)
-    print(text)
+    publish(text, save=not args.no_save)
     if not args.no_save:
-        append_results(text)
         plot(s, rows, PLOT)
     return rows
 

@@ -33,7 +33,7 @@ from mmengine.config import DictAction
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for benchmarks.connectors, run as a script
 
-from benchmarks.connectors import append_results, machine, matmul_peak  # noqa: E402
+from benchmarks.connectors import machine, matmul_peak, publish  # noqa: E402
 
 DEFAULT_CONFIG = str(ROOT / 'configs' / 'blip3_perceiver.py')
 
@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     peak = matmul_peak(precision=result['precision'])
     text = machine(args.threads, args.iters, peak, runs='see the table', precision=result['precision'])
     text += '\n\n' + table(result)
-    print(text)
-    if not args.no_save:
-        append_results(text)
+    publish(text, save=not args.no_save)
     return result
 
 

@@ -123,3 +123,14 @@ def test_the_attention_benchmark_times_both_backends_and_says_what_auto_takes():
         sdpa_ms, math_ms, auto_over_faster = float(r[4]), float(r[5]), float(r[7].rstrip(' |'))
         auto_ms = sdpa_ms if r[6] == 'sdpa' else math_ms
         assert auto_over_faster == pytest.approx(auto_ms / min(sdpa_ms, math_ms), abs=0.006)
+
+
+def test_publish_prints_and_appends_only_when_saving(tmp_path, capsys):
+    from benchmarks.connectors import HEADER, publish
+
+    results = tmp_path / 'RESULTS.md'
+    publish('| a | 1 |', save=False, path=results)
+    assert capsys.readouterr().out == '| a | 1 |\n' and not results.exists()
+    publish('| a | 1 |', save=True, path=results)
+    publish('| b | 2 |', save=True, path=results)
+    assert results.read_text() == HEADER + '\n| a | 1 |\n\n| b | 2 |\n'
