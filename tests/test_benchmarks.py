@@ -4,6 +4,7 @@ import contextlib
 import io
 
 import pytest
+import torch
 
 from benchmarks import fusion_scaling as fs
 
@@ -134,3 +135,38 @@ def test_publish_prints_and_appends_only_when_saving(tmp_path, capsys):
     publish('| a | 1 |', save=True, path=results)
     publish('| b | 2 |', save=True, path=results)
     assert results.read_text() == HEADER + '\n| a | 1 |\n\n| b | 2 |\n'
+
+
+def _located_hot_token(n: int, seed: int) -> dict:
+    """Four visual tokens, one of them hot; the answer says which half it is in (the question is constant)."""
+    generator = torch.Generator().manual_seed(seed)
+    where = torch.randint(0, 4, (n,), generator=generator)
+    tokens = torch.zeros(n, 4, 8)
+    tokens[torch.arange(n), where] = 1.0
+    return {'tokens': tokens, 'ids': torch.ones(n, 1, dtype=torch.long), 'answers': [
+        'left' if w < 2 else 'right' for w in where.tolist()]}  # fmt: skip
+
+
+def test_the_task_probe_finds_what_only_positions_tell():
+    from benchmarks.task_probe import probe_accuracy
+
+    train, held_out = _located_hot_token(512, 0), _located_hot_token(200, 1)
+    majority = 100 * max(held_out['answers'].count(a) for a in ('left', 'right')) / 200
+    accuracy = {view: probe_accuracy(train, held_out, 2, view, passes=20, seed=0) for view in
+                ('question only', 'mean token', 'all tokens')}  # fmt: skip
+    assert accuracy['all tokens'] == 100.0
+    assert accuracy['mean token'] <= majority and accuracy['question only'] <= majority  # all inputs alike
+
+
+@pytest.mark.slow
+def test_the_task_probe_reports_each_task_against_chance(synthetic_root):
+    from benchmarks import task_probe
+    from vlkit.testing import tiny_options
+
+    options = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 4).items()]
+    args = ['--tasks', 'count', 'spatial', '--held-out', '20', '--no-save', '--cfg-options', *options]
+    rows = task_probe.main(args)
+    assert [(r['task'], r['samples'], r['answers']) for r in rows] == [('count', 6, 4), ('spatial', 6, 2)]
+    assert all(0 <= r[view] <= 100 for r in rows for view in task_probe.VIEWS)
+    table = task_probe.table(rows).splitlines()
+    assert table[2].startswith('| count | 6 | 25.0 |') and table[3].startswith('| spatial | 6 | 50.0 |')
