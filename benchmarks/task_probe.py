@@ -41,6 +41,7 @@ from benchmarks.connectors import publish  # noqa: E402
 DEFAULT_CONFIG = str(ROOT / 'configs' / 'blip3_perceiver.py')
 VIEWS = ('question only', 'mean token', 'all tokens')
 BATCH, WIDTH = 64, 128
+MAX_QUESTION_TOKENS = 64
 
 
 def frozen_encoder(cfg):
@@ -67,19 +68,25 @@ def draw(task: str, n: int, seed: int, image_size: int, encoder, tokenizer) -> d
     pixels = torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():
         tokens = torch.cat([encoder(normalize_uint8(pixels[i : i + 256])).tokens for i in range(0, n, 256)])
-    ids = torch.zeros(n, max(map(len, questions)), dtype=torch.long)
+    width = max(map(len, questions))
+    if width > MAX_QUESTION_TOKENS:
+        raise ValueError(f'a {task} question has {width} tokens; at most {MAX_QUESTION_TOKENS} fit')
+    ids = torch.zeros(n, width, dtype=torch.long)
     for row, q in zip(ids, questions, strict=True):
         row[: len(q)] = torch.tensor(q)
     return {'tokens': tokens, 'ids': ids, 'answers': answers}
 
 
 class Probe(nn.Module):
-    """A 2-layer transformer over [CLS, question tokens, visual tokens (as ``view`` keeps them)]."""
+    """A 2-layer transformer over [CLS, question tokens, visual tokens (as ``view`` keeps them)], each
+    question token and each kept visual token with a learned position ("is the A left of the B ?" needs the
+    order of its words)."""
 
     def __init__(self, vocab_size: int, visual_dim: int, num_visual: int, num_answers: int, view: str):
         super().__init__()
         self.view = view
         self.words = nn.Embedding(vocab_size, WIDTH, padding_idx=0)
+        self.word_position = nn.Parameter(torch.randn(MAX_QUESTION_TOKENS, WIDTH) * 0.02)
         self.cls = nn.Parameter(torch.zeros(1, 1, WIDTH))
         self.visual = nn.Linear(visual_dim, WIDTH)
         self.position = nn.Parameter(torch.randn(num_visual, WIDTH) * 0.02)
@@ -88,7 +95,8 @@ class Probe(nn.Module):
         self.head = nn.Linear(WIDTH, num_answers)
 
     def forward(self, tokens: Tensor, ids: Tensor) -> Tensor:
-        parts = [self.cls.expand(len(ids), -1, -1), self.words(ids)]
+        words = self.words(ids) + self.word_position[: ids.shape[1]]
+        parts = [self.cls.expand(len(ids), -1, -1), words]
         padding = [torch.zeros(len(ids), 1, dtype=torch.bool), ids == 0]
         if self.view != 'question only':
             visual = self.visual(tokens.mean(1, keepdim=True) if self.view == 'mean token' else tokens)

@@ -158,6 +158,18 @@ def test_the_task_probe_finds_what_only_positions_tell():
     assert accuracy['mean token'] <= majority and accuracy['question only'] <= majority  # all inputs alike
 
 
+def test_the_task_probe_reads_the_order_of_the_question():
+    from benchmarks.task_probe import probe_accuracy
+
+    def ordered(n: int, seed: int) -> dict:  # "is the A left of the B ?" against "... the B left of the A ?"
+        flipped = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(seed)).bool()
+        ids = torch.where(flipped[:, None], torch.tensor([2, 1]), torch.tensor([1, 2]))
+        answers = ['no' if f else 'yes' for f in flipped]
+        return {'tokens': torch.zeros(n, 4, 8), 'ids': ids, 'answers': answers}
+
+    assert probe_accuracy(ordered(512, 0), ordered(200, 1), 3, 'question only', passes=20, seed=0) == 100.0
+
+
 @pytest.mark.slow
 def test_the_task_probe_reports_each_task_against_chance(synthetic_root):
     from benchmarks import task_probe
