@@ -24,6 +24,8 @@ to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import random
 import sys
 from pathlib import Path
@@ -163,9 +165,6 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    import datetime
-    import os
-
     from vlkit.data.synthetic import TASKS
 
     parser = argparse.ArgumentParser(
