@@ -81,8 +81,8 @@ def draw(task: str, n: int, seed: int, image_size: int, encoder, tokenizer) -> d
 
 class Probe(nn.Module):
     """A 2-layer transformer over [CLS, question tokens, visual tokens (as ``view`` keeps them)], each
-    question token and each kept visual token with a learned position ("is the A left of the B ?" needs the
-    order of its words)."""
+    question token and each kept visual token with a learned position ("which is further left , the A or the
+    B ?" needs the order of its words)."""
 
     def __init__(self, vocab_size: int, visual_dim: int, num_visual: int, num_answers: int, view: str):
         super().__init__()
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         row = {
             'task': task,
             'samples': samples,
-            'answers': len(set(train['answers']) | set(held_out['answers'])),
+            'chance': 100 * synthetic.CHANCE[task],
         }
         for view in VIEWS:
             row[view] = probe_accuracy(train, held_out, len(tokenizer), view, args.passes, args.seed)
@@ -159,7 +159,7 @@ def table(rows: list[dict]) -> str:
     head = ['task', 'training samples', 'chance %', *(f'{v} %' for v in VIEWS)]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
-        cells = [r['task'], str(r['samples']), f'{100 / r["answers"]:.1f}', *(f'{r[v]:.1f}' for v in VIEWS)]
+        cells = [r['task'], str(r['samples']), f'{r["chance"]:.1f}', *(f'{r[v]:.1f}' for v in VIEWS)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 

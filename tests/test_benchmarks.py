@@ -178,7 +178,7 @@ def test_the_task_probe_reports_each_task_against_chance(synthetic_root):
     options = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 4).items()]
     args = ['--tasks', 'count', 'spatial', '--held-out', '20', '--no-save', '--cfg-options', *options]
     rows = task_probe.main(args)
-    assert [(r['task'], r['samples'], r['answers']) for r in rows] == [('count', 6, 4), ('spatial', 6, 2)]
+    assert [(r['task'], r['samples'], r['chance']) for r in rows] == [('count', 5, 25), ('spatial', 5, 50)]
     assert all(0 <= r[view] <= 100 for r in rows for view in task_probe.VIEWS)
     table = task_probe.table(rows).splitlines()
-    assert table[2].startswith('| count | 6 | 25.0 |') and table[3].startswith('| spatial | 6 | 50.0 |')
+    assert table[2].startswith('| count | 5 | 25.0 |') and table[3].startswith('| spatial | 5 | 50.0 |')

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tests.helpers import write_shard
-from vlkit.data import ConversationShards, SyntheticShards, vlm_collate
+from vlkit.data import ConversationShards, SyntheticShards, synthetic, vlm_collate
 from vlkit.data.prepare import ensure_synthetic_data
 
 
@@ -104,7 +104,7 @@ def test_blank_images_are_constant(synthetic_root):
 def test_synthetic_benchmark_is_balanced_and_reports_its_prior(synthetic_root):
     manifest = json.loads((ensure_synthetic_data(synthetic_root) / 'manifest.json').read_text())
     prior = manifest['splits']['val']['question_only_prior']
-    assert set(prior) == {'colour', 'shape', 'count', 'spatial', 'text', 'overall'}
+    assert set(prior) == {*synthetic.TASKS, 'overall'}
     assert prior['overall'] < 40  # questions alone answer near chance
 
 

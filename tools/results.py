@@ -36,7 +36,6 @@ README = osp.join(ROOT, 'README.md')
 DOCS = osp.join(ROOT, 'docs')  # every *.md here is rendered too
 COMPARE_PLOTS = {'quality_vs_train_flops.png': 'compare_quality_vs_train_flops.png',
                  'loss_curves.png': 'compare_loss_curves.png'}  # fmt: skip
-TASK_ORDER = ('colour', 'count', 'shape', 'spatial', 'text')
 
 
 def _load(path: str) -> dict:
@@ -90,6 +89,7 @@ def collect_demo(
     record = {
         'command': command,
         **_provenance(),
+        'benchmark_format': manifest.get('format_version'),
         'iterations': iterations,
         'seconds': seconds,
         'seconds_per_iteration': per_iteration and round(per_iteration, 3),
@@ -117,9 +117,12 @@ def collect_compare(out: str) -> dict:
             'accuracy': {k.split('/')[-1]: v for k, v in metrics.items()},
         })  # fmt: skip
     references = next((r['references'] for r in results['runs'] if r.get('references')), {})
+    from vlkit.data.synthetic import FORMAT_VERSION  # compare regenerates the data of another format
+
     record = {
         'command': results['meta'].get('command'),
         **_provenance(),
+        'benchmark_format': FORMAT_VERSION,
         'training': results['meta'].get('training'),
         'evaluation': results['meta'].get('evaluation'),
         'wall_seconds': results['meta'].get('wall seconds'),
@@ -137,7 +140,9 @@ def _minutes(seconds: float) -> str:
 
 
 def _table(columns: dict[str, dict[str, float]]) -> list[str]:
-    tasks = [t for t in TASK_ORDER if any(t in c for c in columns.values())] + ['overall']
+    from vlkit.data.synthetic import TASKS
+
+    tasks = [t for t in sorted(TASKS) if any(t in c for c in columns.values())] + ['overall']
     lines = ['| task | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
     for task in tasks:
         cells = [columns[c].get(task) for c in columns]
@@ -152,7 +157,8 @@ def render_default_run(r: dict) -> str:
     per_it = f', {r["seconds_per_iteration"]} s each' if r.get('seconds_per_iteration') else ''
     acc = {name: {k.split('/')[-1]: v for k, v in values.items()} for name, values in r['accuracy'].items()}
     lines = [
-        f'`{r["command"]}` from a fresh clone, {r["machine"]}, commit {r["commit"]} ({r["date"]}): '
+        f'`{r["command"]}` from a fresh clone, {r["machine"]}, commit {r["commit"]} ({r["date"]}, '
+        f'benchmark format {r["benchmark_format"]}): '
         f'**{_minutes(total)}** after setup: benchmark generation {s["data_generation"]:.0f} s, encoder '
         f'pretraining {s["encoder_pretraining"]:.0f} s, VLM training {s["training"]:.0f} s '
         f'({r["iterations"]:,} iterations{per_it}, validation included), evaluation with real and blank '
@@ -176,7 +182,8 @@ def render_compare_default(r: dict) -> str:
     prior = (r.get('question_only') or {}).get('overall')
     prior_text = f' The dotted line is the question-only prior ({prior:.1f}%).' if prior is not None else ''
     return (
-        f'*Made by `{r["command"]}` on {r["machine"]}, commit {r["commit"]} ({r["date"]}): training '
+        f'*Made by `{r["command"]}` on {r["machine"]}, commit {r["commit"]} ({r["date"]}, benchmark format '
+        f'{r["benchmark_format"]}): training '
         f'{r["training"]}, evaluation {r["evaluation"]}; visual tokens per image: {tokens}.{wall}'
         f'{prior_text} Val accuracy (%), overall / colour / shape: {scores}.*'
     )

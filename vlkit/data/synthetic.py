@@ -1,13 +1,20 @@
 """The synthetic benchmark: rendered coloured shapes and printed words, with questions that need the image.
 
 Every image holds 1-4 shapes of distinct kinds and colours in a 4 x 2 grid of cells, and one printed word
-in a band below them. Five tasks ask about them: ``colour`` ("what colour is the circle ?"), ``shape``
-("which shape is red ?"), ``count``, ``spatial`` ("is the circle left of the square ?") and ``text``
-("what word is written ?"). For each sample the answer is drawn uniformly first and the scene is built
-to fit it, so the question alone scores near chance (the prior is measured and stored in the manifest).
+in a band below them. Six tasks ask about them (:data:`TASKS`): ``colour`` ("what colour is the circle ?"),
+``shape`` ("which shape is red ?"), ``count``, ``spatial`` ("which is further left , the circle or the
+square ?"), ``position`` ("which shape is in the top row , third column ?") and ``text`` ("what word is
+written ?"). For each sample the answer is drawn uniformly first and the scene is built to fit it, so the
+question alone scores near chance (:data:`CHANCE`; the prior is measured and stored in the manifest).
+``spatial`` and ``position`` are the tasks whose answer depends on where things are.
+
+This is format 2 (:data:`FORMAT_VERSION`). Format 1 asked the spatial question as "is the A left of the
+B ?" (yes / no) and had no ``position`` task. A probe on the frozen encoder's tokens
+(benchmarks/task_probe.py) stayed at the majority answer on that form, while it read the same relation
+asked as a choice between the two shapes; see docs/data.md.
 
 The generator also returns pixel-level label maps (:data:`LABEL_MAPS`): colour, shape, word, shape centres,
-and two joint labels, ``object`` (colour and shape together) and ``place`` (shape and grid column
+and two joint labels, ``object`` (colour and shape together) and ``place`` (shape and grid cell
 together). The encoder pretraining stage (:mod:`vlkit.engine.encoder_pretraining`) derives its dense
 per-patch targets from them.
 
@@ -44,14 +51,20 @@ COLOURS = {
 SHAPES = ('circle', 'square', 'triangle', 'diamond')
 WORDS = ('cat', 'dog', 'sun', 'box', 'cup', 'hat', 'pen', 'key')
 NUMBERS = ('one', 'two', 'three', 'four')
-TASKS = ('colour', 'shape', 'count', 'spatial', 'text')
+ROWS = ('top', 'bottom')
+COLUMNS = ('first', 'second', 'third', 'fourth')
+TASKS = ('colour', 'shape', 'count', 'spatial', 'position', 'text')
+# What a guess that knows only the question scores: the answers it allows are equally likely. A spatial
+# question names its two candidate shapes, so its chance is one in two.
+CHANCE = {'colour': 1 / len(COLOURS), 'shape': 1 / len(SHAPES), 'count': 1 / len(NUMBERS), 'spatial': 1 / 2,
+          'position': 1 / len(SHAPES), 'text': 1 / len(WORDS)}  # fmt: skip
 SPLIT_SEEDS = {'train': 1_000, 'val': 2_000_000, 'test': 3_000_000, 'pretrain': 4_000_000}
 
 GRID_COLS, GRID_ROWS = 4, 2
 BASE_SIZE = 64  # the layout is drawn on a 64 x 64 canvas and scaled to the requested size
 CELL_W, CELL_H = 16, 20
 WORD_BAND_TOP = 44
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # label map name -> number of classes, background (0) included
 LABEL_MAPS = {
     'colour': len(COLOURS) + 1,
@@ -59,7 +72,7 @@ LABEL_MAPS = {
     'word': len(WORDS) + 1,
     'centre': 2,
     'object': len(COLOURS) * len(SHAPES) + 1,
-    'place': len(SHAPES) * GRID_COLS + 1,
+    'place': len(SHAPES) * GRID_COLS * GRID_ROWS + 1,
 }
 
 
@@ -111,10 +124,17 @@ def make_question(rng: random.Random, task: str) -> tuple[Scene, str, str]:
             a, b = rng.sample(scene.shapes, 2)
             if a.col != b.col:
                 break
-        answer = rng.choice(('yes', 'no'))
-        if (a.col < b.col) != (answer == 'yes'):
-            a, b = b, a
-        return scene, f'is the {a.kind} left of the {b.kind} ?', answer
+        left = a if a.col < b.col else b
+        return scene, f'which is further left , the {a.kind} or the {b.kind} ?', left.kind
+    if task == 'position':
+        kind = rng.choice(SHAPES)
+        scene = _random_scene(rng, rng.randint(1, 4))
+        target = rng.choice(scene.shapes)
+        for shape in scene.shapes:  # give the target the drawn kind; the shape that had it takes the target's
+            if shape.kind == kind:
+                shape.kind = target.kind
+        target.kind = kind
+        return scene, f'which shape is in the {ROWS[target.row]} row , {COLUMNS[target.col]} column ?', kind
     raise ValueError(f'unknown synthetic task {task!r}; expected one of {TASKS}')
 
 
@@ -158,7 +178,7 @@ def render(
             'colour': colour + 1,
             'shape': kind + 1,
             'object': colour * len(SHAPES) + kind + 1,
-            'place': kind * GRID_COLS + shape.col + 1,
+            'place': (kind * GRID_ROWS + shape.row) * GRID_COLS + shape.col + 1,
         }
         poly = _shape_polygon(shape.kind, cx, cy, r)
         for target, fill in [(draw, COLOURS[shape.colour])] + [

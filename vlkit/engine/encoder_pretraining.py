@@ -2,7 +2,7 @@
 
 A frozen *random* encoder gives a connector nothing to work with, so the default tiny encoder is taught to
 see first, as BLIP-3 assumes a pretrained SigLIP: every patch token learns the colour, shape and word
-under it, whether a shape's centre lies in it, which coloured shape and which shape in which grid column
+under it, whether a shape's centre lies in it, which coloured shape and which shape in which grid cell
 it shows; the mean token learns the number of shapes and the image's tags (:func:`scene_tags`). The
 targets come from the synthetic generator's ground truth (:func:`vlkit.data.synthetic.render`'s label
 maps).
@@ -49,24 +49,26 @@ DEFAULTS = dict(iters=800, batch_size=64, lr=1e-3, bank_size=16_384, seed=0, pre
 GLOBAL_HEADS = ('count', 'tags')  # read from the mean token; the others from every patch token
 BACKGROUND_WEIGHT = 0.1  # most patches are background: without this the encoder learns mostly "nothing here"
 TAG_POSITIVE_WEIGHT = 4.0  # a scene has few of its possible tags
-# The tag loss is one mean over 48 tags beside six summed cross-entropies; weighted up so that the mean
-# token holds the scene's objects (at weight 1 a linear probe found 72% of the objects present in it).
+# The tag loss is one mean over 64 tags beside six summed cross-entropies; weighted up so that the mean
+# token holds the scene's objects (at weight 1, with benchmark format 1's 48 tags, a linear probe found 72%
+# of the objects present in it).
 TAG_LOSS_WEIGHT = 10.0
 
 
 def scene_tags(scene: synthetic.Scene) -> np.ndarray:
-    """Image-level multi-hot tags: which coloured shapes, which shape in which grid column, which word.
+    """Image-level multi-hot tags: which coloured shapes, which shape in which grid cell, which word.
 
     Taught to the encoder's mean token (with the shape count), so that what a pooling connector sees at
     first, the average over patches, already holds the scene's contents bound together.
     """
-    colours, shapes, cols = list(synthetic.COLOURS), synthetic.SHAPES, synthetic.GRID_COLS
-    n_obj, n_place = len(colours) * len(shapes), len(shapes) * cols
+    colours, shapes = list(synthetic.COLOURS), synthetic.SHAPES
+    rows, cols = synthetic.GRID_ROWS, synthetic.GRID_COLS
+    n_obj, n_place = len(colours) * len(shapes), len(shapes) * rows * cols
     tags = np.zeros(n_obj + n_place + len(synthetic.WORDS), dtype=np.float32)
     for shape in scene.shapes:
         kind = shapes.index(shape.kind)
         tags[colours.index(shape.colour) * len(shapes) + kind] = 1
-        tags[n_obj + kind * cols + shape.col] = 1
+        tags[n_obj + (kind * rows + shape.row) * cols + shape.col] = 1
     tags[n_obj + n_place + synthetic.WORDS.index(scene.word)] = 1
     return tags
 
@@ -109,6 +111,7 @@ def checkpoint_path(encoder_cfg: dict, settings: dict) -> Path:
         'encoder': {k: v for k, v in encoder_cfg.items() if k != 'checkpoint'},
         **{k: v for k, v in settings.items() if k != 'data_root'},
         'targets': [*synthetic.LABEL_MAPS, *GLOBAL_HEADS],
+        'benchmark_format': synthetic.FORMAT_VERSION,
         'loss_weights': (BACKGROUND_WEIGHT, TAG_POSITIVE_WEIGHT, TAG_LOSS_WEIGHT),
     }
     key = hashlib.sha1(json.dumps(key_settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
