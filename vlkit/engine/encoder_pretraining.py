@@ -21,9 +21,7 @@ ran before it in the process.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from ..data.prepare import default_data_root
 from ..data.transforms import normalize_uint8
 from ..ops import autocast
 from ..registry import VISION_ENCODERS
+from . import stages
 from .checkpoint import publish_file
 
 CONFIG_KEY = 'encoder_pretraining'
@@ -92,17 +91,11 @@ def patch_targets(maps: dict[str, np.ndarray], patch: int) -> dict[str, np.ndarr
 def stage_settings(cfg: Any) -> dict | None:
     """The config's ``encoder_pretraining`` settings, defaults and the shared ``data_root`` / ``image_size``
     filled in; ``None`` when the config has no such stage."""
-    stage = cfg.get(CONFIG_KEY)
-    if not stage:
-        return None
-    known = {*DEFAULTS, 'data_root', 'image_size'}
-    unknown = sorted(set(stage) - known)
-    if unknown:
-        raise KeyError(f'{CONFIG_KEY}: unknown setting(s) {unknown}; it takes {sorted(known)}')
-    settings = {**DEFAULTS, **{k: v for k, v in stage.items() if v is not None}}
-    settings.setdefault('data_root', cfg.get('data_root') or default_data_root())
-    settings.setdefault('image_size', cfg.get('image_size') or synthetic.BASE_SIZE)
-    return settings
+    shared = {
+        'data_root': cfg.get('data_root') or default_data_root(),
+        'image_size': cfg.get('image_size') or synthetic.BASE_SIZE,
+    }
+    return stages.stage_settings(cfg, CONFIG_KEY, DEFAULTS, shared)
 
 
 def checkpoint_path(encoder_cfg: dict, settings: dict) -> Path:
@@ -114,8 +107,7 @@ def checkpoint_path(encoder_cfg: dict, settings: dict) -> Path:
         'benchmark_format': synthetic.FORMAT_VERSION,
         'loss_weights': (BACKGROUND_WEIGHT, TAG_POSITIVE_WEIGHT, TAG_LOSS_WEIGHT),
     }
-    key = hashlib.sha1(json.dumps(key_settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return Path(settings['data_root']) / 'encoders' / f'{key}.pth'
+    return Path(settings['data_root']) / 'encoders' / f'{stages.cache_key(key_settings)}.pth'
 
 
 def ensure_pretrained_encoder(cfg: Any) -> Path | None:
@@ -124,7 +116,7 @@ def ensure_pretrained_encoder(cfg: Any) -> Path | None:
     settings = stage_settings(cfg)
     if settings is None:
         return None
-    encoder_cfg = _plain(cfg.model.vision_encoder)
+    encoder_cfg = stages.plain_dict(cfg.model.vision_encoder)
     if encoder_cfg.get('checkpoint'):
         raise ValueError(
             f'vision_encoder.checkpoint={encoder_cfg["checkpoint"]!r} and {CONFIG_KEY} both set the '
@@ -152,10 +144,6 @@ def pretrain_encoder(encoder_cfg: dict, settings: dict, path: Path) -> dict[str,
     path.with_suffix('.json').write_text(json.dumps(record, indent=2, default=str))
     print_log(f'encoder pretraining: wrote {path}', logger='current')
     return metrics
-
-
-def _plain(node: Any) -> dict:
-    return node.to_dict() if hasattr(node, 'to_dict') else dict(node)
 
 
 def _scene_bank(n: int, image_size: int, patch: int, seed_offset: int) -> dict[str, Tensor]:
@@ -234,10 +222,7 @@ def _pretrain(encoder: nn.Module, settings: dict) -> dict[str, float]:
     optim = torch.optim.AdamW(
         [*encoder.parameters(), *heads.parameters()], lr=settings['lr'], weight_decay=0.05
     )
-    warmup = max(1, iters // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters))
-    )
+    sched = stages.warmup_cosine(optim, iters)
     gen = torch.Generator().manual_seed(seed)
     encoder.train()
     with tqdm(range(iters), desc='encoder pretraining') as bar:

@@ -1,0 +1,48 @@
+"""What the pretraining stages share: how a stage reads its settings, its cache key and its learning-rate
+schedule (docs/architecture.md, "Stages").
+
+A pretraining stage is a top-level config key that trains one part once, before the model is built, caches
+the result under ``data_root`` and points the part's config at it (:mod:`vlkit.engine.encoder_pretraining`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+
+def stage_settings(cfg: Any, key: str, defaults: Mapping, inherited: Mapping) -> dict | None:
+    """The settings of the config's stage ``key``: what it sets, over ``inherited`` (settings that default to
+    the rest of the config, e.g. ``data_root``), over ``defaults``; ``None`` when the config has no such
+    stage. A setting that is neither is refused, naming it and the known ones."""
+    stage = cfg.get(key)
+    if not stage:
+        return None
+    known = {*defaults, *inherited}
+    unknown = sorted(set(stage) - known)
+    if unknown:
+        raise KeyError(f'{key}: unknown setting(s) {unknown}; it takes {sorted(known)}')
+    return {**defaults, **inherited, **{k: v for k, v in stage.items() if v is not None}}
+
+
+def plain_dict(node: Any) -> dict:
+    """A part's config as a plain dict (a ``ConfigDict``'s ``to_dict``)."""
+    return node.to_dict() if hasattr(node, 'to_dict') else dict(node)
+
+
+def cache_key(what: Mapping) -> str:
+    """A short hash of everything a stage's result depends on (JSON, keys sorted)."""
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def warmup_cosine(optim: torch.optim.Optimizer, iters: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over the first 5% of ``iters``, then a cosine decay to zero at ``iters``."""
+    warmup = max(1, iters // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(i, iters) / iters))
+    )
