@@ -1,5 +1,5 @@
 """Training-engine pieces: runners with safe checkpoint loading, crash-safe writes, the non-finite guard,
-hooks, and the encoder pretraining stage."""
+hooks, and the pretraining stages (encoder, language model)."""
 
 from .checkpoint import (
     AtomicCheckpointHook,
@@ -12,9 +12,11 @@ from .checkpoint import (
 from .encoder_pretraining import ensure_pretrained_encoder
 from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, TrainingFault
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
+from .llm_pretraining import ensure_pretrained_llm
 from .packaged import ensure_packaged_weights
 from .precision import PrecisionError, apply_precision, resolve_precision
 from .runner import FlexibleRunner, Runner, build_runner
+from .stages import PRETRAINING_STAGES
 
 __all__ = [
     'AccuracyTableHook',
@@ -26,6 +28,7 @@ __all__ = [
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
+    'PRETRAINING_STAGES',
     'PrecisionError',
     'RNGStateHook',
     'Runner',
@@ -34,6 +37,7 @@ __all__ = [
     'build_runner',
     'ensure_packaged_weights',
     'ensure_pretrained_encoder',
+    'ensure_pretrained_llm',
     'find_resumable_checkpoint',
     'load_checkpoint_file',
     'read_last_checkpoint',

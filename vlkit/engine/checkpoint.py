@@ -120,6 +120,19 @@ def publish_file(tmp_path: str, final_path: str) -> None:
     _fsync_dir(osp.dirname(osp.abspath(final_path)))
 
 
+def publish_dir(tmp_dir: str, final_dir: str) -> None:
+    """Makes every file in ``tmp_dir`` durable, then renames the directory to ``final_dir`` (which must not
+    exist) in one step: readers see the whole directory or none of it."""
+    for name in os.listdir(tmp_dir):
+        path = osp.join(tmp_dir, name)
+        if osp.isfile(path):
+            with open(path, 'rb+') as f:
+                os.fsync(f.fileno())
+    _fsync_dir(tmp_dir)
+    os.rename(tmp_dir, final_dir)
+    _fsync_dir(osp.dirname(osp.abspath(final_dir)))
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Writes a small text file so that readers see either the old or the new contents."""
     tmp = f'{path}.tmp'

@@ -1,8 +1,10 @@
-"""What the pretraining stages share: how a stage reads its settings, its cache key and its learning-rate
-schedule (docs/architecture.md, "Stages").
+"""What the pretraining stages share: their config keys, how a stage reads its settings, its cache key and
+its learning-rate schedule (docs/architecture.md, "Stages").
 
 A pretraining stage is a top-level config key that trains one part once, before the model is built, caches
-the result under ``data_root`` and points the part's config at it (:mod:`vlkit.engine.encoder_pretraining`).
+the result under ``data_root`` and points the part's config at it (:mod:`vlkit.engine.encoder_pretraining`,
+:mod:`vlkit.engine.llm_pretraining`). A checkpoint of a trained model holds every weight, so whatever loads
+one (``tools/test.py``, :func:`vlkit.inference.load_model`) drops these keys.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+PRETRAINING_STAGES = ('encoder_pretraining', 'llm_pretraining')  # in the order tools/train.py runs them
 
 
 def stage_settings(cfg: Any, key: str, defaults: Mapping, inherited: Mapping) -> dict | None:
