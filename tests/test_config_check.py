@@ -133,6 +133,12 @@ def test_pretraining_stage_and_encoder_checkpoint_together_are_refused(synthetic
     assert 'encoder_pretraining and vision_encoder.checkpoint both set the encoder weights' in message
 
 
+def test_llm_pretraining_and_a_pretrained_language_model_together_are_refused(synthetic_root, tmp_path):
+    options = {'llm_pretraining': dict(iters=2), 'language_model.pretrained': str(tmp_path)}
+    message = _refused(synthetic_root, **options)
+    assert 'llm_pretraining and language_model.pretrained both set the language model weights' in message
+
+
 @pytest.mark.slow
 def test_the_train_tool_refuses_before_the_first_iteration(synthetic_root, tmp_path):
     args = [*tiny_overrides(synthetic_root, str(tmp_path / 'run'), 2), 'connector.num_latent=8']

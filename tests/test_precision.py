@@ -26,13 +26,13 @@ def test_auto_takes_bf16_only_where_the_cpu_has_bf16_units(monkeypatch):
         P.resolve_precision('fp16', 'cpu')
 
 
-def test_the_resolved_precision_goes_into_the_model_and_the_pretraining_stage(monkeypatch):
+def test_the_resolved_precision_goes_into_the_model_and_the_pretraining_stages(monkeypatch):
     monkeypatch.setattr(P, 'cpu_bf16_units', lambda: ['amx_bf16'])
-    cfg = Config(
-        dict(precision='auto', model=dict(type='VisionLanguageModel'), encoder_pretraining=dict(iters=2))
-    )
+    stages = dict(encoder_pretraining=dict(iters=2), llm_pretraining=dict(iters=2))
+    cfg = Config(dict(precision='auto', model=dict(type='VisionLanguageModel'), **stages))
     assert P.apply_precision(cfg, 'cpu') == 'bf16'
-    assert cfg.precision == cfg.model.precision == cfg.encoder_pretraining.precision == 'bf16'
+    assert cfg.precision == cfg.model.precision == 'bf16'
+    assert cfg.encoder_pretraining.precision == cfg.llm_pretraining.precision == 'bf16'
     assert P.apply_precision(cfg, 'cpu', 'fp32') == 'fp32' and cfg.model.precision == 'fp32'
 
 

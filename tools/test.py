@@ -238,7 +238,7 @@ def main(argv=None) -> dict:
     import torch
 
     from vlkit.config import load_config
-    from vlkit.engine import CheckpointLoadError, PrecisionError, Runner, apply_precision
+    from vlkit.engine import PRETRAINING_STAGES, CheckpointLoadError, PrecisionError, Runner, apply_precision
     from vlkit.evaluation import format_accuracy_table
 
     cfg = load_config(args.config, args.cfg_options)
@@ -266,7 +266,7 @@ def main(argv=None) -> dict:
         pair_with_blank_images(cfg)
     # evaluation builds nothing for training or validation (MMEngine wants all of val_* or none of them),
     # and the checkpoint holds every weight: no stage or part initialisation is needed
-    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', 'encoder_pretraining'):
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler', *PRETRAINING_STAGES):
         cfg.pop(key, None)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator', 'load_parts'):
         cfg.pop(key, None)

@@ -13,6 +13,8 @@
 * dataset shards of which none exists, and local weight or checkpoint paths that do not exist (a part's
   ``file_arguments``, any other argument that looks like a local path, ``load_from`` and ``load_parts``);
   ``packaged_weights`` that vlkit does not know;
+* two sources of one part's weights: ``encoder_pretraining`` beside ``vision_encoder.checkpoint``,
+  ``llm_pretraining`` beside ``language_model.pretrained``;
 * a checkpoint interval that is not a multiple of ``optim_wrapper.accumulative_counts``: a checkpoint inside
   an accumulated step would lose the gradients accumulated so far, and a run resumed from it would differ.
 """
@@ -32,6 +34,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from . import registry as R
+from .engine.stages import PRETRAINING_STAGES
 from .models.training import TRAINING_KEYS, check_training
 
 RUNNER_KEYS = {
@@ -49,7 +52,7 @@ VLKIT_KEYS = {
     'model_settings',
     'data_root',
     'image_size',
-    'encoder_pretraining',
+    *PRETRAINING_STAGES,
     'load_parts',
     'precision',
     'packaged_weights',
@@ -287,6 +290,11 @@ def check_config(cfg: Config) -> Config:
         raise ConfigError(
             f'{where}: encoder_pretraining and vision_encoder.checkpoint both set the encoder weights; '
             'set encoder_pretraining=None to use the checkpoint, or drop the checkpoint'
+        )
+    if cfg.get('llm_pretraining') and cfg.model.language_model.get('pretrained'):
+        raise ConfigError(
+            f'{where}: llm_pretraining and language_model.pretrained both set the language model weights; '
+            'set llm_pretraining=None to use the pretrained weights, or drop language_model.pretrained'
         )
     _check_packaged(cfg, where)
     _check_accumulation(cfg, where)

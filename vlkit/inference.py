@@ -19,7 +19,7 @@ from .config import declared_preprocessing, load_config
 from .constants import IMAGE_TOKEN
 from .data.templates import format_prompt
 from .data.transforms import MEAN, RESAMPLE, STD, image_to_tensor, resolve_image_processor
-from .engine import ensure_packaged_weights, load_checkpoint_file
+from .engine import PRETRAINING_STAGES, ensure_packaged_weights, load_checkpoint_file
 from .engine.checkpoint import check_state_dict
 from .registry import MODELS
 
@@ -35,7 +35,8 @@ def load_model(config, checkpoint: str | None = None, cfg_options: dict | None =
     """
     cfg = load_config(config, cfg_options) if isinstance(config, str) else config
     if checkpoint is not None:
-        cfg.encoder_pretraining = None  # the checkpoint holds the encoder's weights too
+        for stage in PRETRAINING_STAGES:  # the checkpoint holds the parts' weights too
+            cfg[stage] = None
     ensure_packaged_weights(cfg)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:

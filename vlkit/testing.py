@@ -101,12 +101,15 @@ def tiny_model_cfg(data_root: str, connector: dict | None = None, fusion: dict |
 
 
 def tiny_options(data_root: str, max_iters: int) -> dict:
-    """Config overrides that shrink any experiment config to the tiny models and data."""
+    """Config overrides that shrink any experiment config to the tiny models and data (and turn its
+    pretraining stages off)."""
+    from vlkit.engine.stages import PRETRAINING_STAGES
+
     opts = {
         'data_root': data_root,
         'image_size': TINY_IMAGE_SIZE,
         'train_cfg.max_iters': max_iters,
-        'encoder_pretraining': None,
+        **dict.fromkeys(PRETRAINING_STAGES),
         'train_dataloader.batch_size': 8,
         'val_dataloader.batch_size': 30,
         'default_hooks.logger.interval': 5,

@@ -8,7 +8,7 @@ bf16 in slow emulation. ``auto`` takes ``bf16`` where the device has those units
 config without the key runs :data:`DEFAULT` (fp32): bf16 becomes the default only once it is measured both
 faster and learning as well as fp32 on the default run (docs/speed.md says where that stands). The
 precision that ran is written back into the config, so that it is part of every config hash
-(``tools/compare.py`` reuses runs by it) and of the encoder pretraining's cache key.
+(``tools/compare.py`` reuses runs by it) and of the pretraining stages' cache keys.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..ops.precision import PRECISIONS
+from .stages import PRETRAINING_STAGES
 
 CPU_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 DEFAULT = 'fp32'  # for a config without a precision key
@@ -65,10 +66,11 @@ def resolve_precision(requested: str | None, device: str) -> str:
 
 def apply_precision(cfg: Any, device: str, requested: str | None = None) -> str:
     """Resolves ``requested`` (default: the config's ``precision``) and writes the result into the config:
-    ``precision``, ``model.precision`` and the encoder pretraining stage's ``precision``."""
+    ``precision``, ``model.precision`` and each pretraining stage's ``precision``."""
     resolved = resolve_precision(requested or cfg.get('precision'), device)
     cfg.precision = resolved
     cfg.model.precision = resolved
-    if cfg.get('encoder_pretraining'):
-        cfg.encoder_pretraining.precision = resolved
+    for stage in PRETRAINING_STAGES:
+        if cfg.get(stage):
+            cfg[stage].precision = resolved
     return resolved
