@@ -97,5 +97,5 @@ def test_the_tool_runs_the_stage_of_a_config(synthetic_root):
         *(f'vision_encoder.model_kwargs.{k}={v}' for k, v in tiny_encoder()['model_kwargs'].items()),
     )  # fmt: skip
     written = out.stdout.strip().splitlines()[-1]
-    assert written.startswith('encoder weights: ') and written.endswith('.pth')
+    assert written.startswith('encoder_pretraining: ') and written.endswith('.pth')
     assert torch.load(written.split(': ', 1)[1], weights_only=True)

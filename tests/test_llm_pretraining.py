@@ -147,9 +147,9 @@ def test_loading_a_checkpoint_runs_no_stage(synthetic_root, tmp_path, monkeypatc
 def test_the_tools_pretrain_alone_and_evaluate_without_the_stage(synthetic_root, tmp_path):
     options = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 2).items() if k != 'llm_pretraining']
     stage_options = ['llm_pretraining.iters=2', 'llm_pretraining.batch_size=4', 'llm_pretraining.seed=6']
-    out = run_tool('pretrain_llm.py', FROZEN, '--cfg-options', *options, *stage_options)
+    out = run_tool('pretrain.py', FROZEN, '--stage', 'llm_pretraining', '--cfg-options', *options, *stage_options)
     written = out.stdout.strip().splitlines()[-1]
-    assert written.startswith('language model: ')
+    assert written.startswith('llm_pretraining: ')
     assert load_file(Path(written.split(': ', 1)[1]) / 'model.safetensors')
 
     cached = set((Path(synthetic_root) / 'llms').iterdir())
@@ -163,3 +163,15 @@ def test_the_tools_pretrain_alone_and_evaluate_without_the_stage(synthetic_root,
     assert set((Path(synthetic_root) / 'llms').iterdir()) == cached
     (dumped,) = work_dir.glob('*.py')
     assert 'llm_pretraining' not in dumped.read_text()
+
+
+def test_every_pretraining_stage_has_what_runs_it():
+    from vlkit.engine import PRETRAINING, PRETRAINING_STAGES
+
+    assert tuple(PRETRAINING) == PRETRAINING_STAGES
+
+
+@pytest.mark.slow
+def test_the_tool_names_a_stage_the_config_lacks(synthetic_root):
+    out = run_tool('pretrain.py', 'configs/blip3_perceiver.py', '--stage', 'llm_pretraining', check=False)
+    assert out.returncode != 0 and 'has no llm_pretraining stage' in out.stderr

@@ -1,38 +1,14 @@
-"""Run a config's encoder pretraining stage alone (tools/train.py runs it too, before it builds the model).
+"""``tools/pretrain.py CONFIG --stage encoder_pretraining``, under its earlier name.
 
-    python tools/pretrain_encoder.py CONFIG [--cfg-options key=value ...]
-
-Writes ``{data_root}/encoders/{key}.pth`` (the encoder's weights, which ``vision_encoder.checkpoint`` loads)
-and its ``.json`` (settings and held-out accuracy per target) unless they exist, and prints the path.
+python tools/pretrain_encoder.py CONFIG [--cfg-options key=value ...]
 """
 
-from __future__ import annotations
-
-import argparse
 import os
+import sys
 
-os.environ.setdefault('HF_HUB_OFFLINE', '1')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def main(argv=None) -> None:
-    from mmengine.config import DictAction
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument('config')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
-    args = parser.parse_args(argv)
-
-    from vlkit.config import load_config
-    from vlkit.engine import ensure_pretrained_encoder
-
-    cfg = load_config(args.config, args.cfg_options)
-    path = ensure_pretrained_encoder(cfg)
-    if path is None:
-        raise SystemExit(f'{args.config} has no encoder_pretraining stage')
-    print(f'encoder weights: {path}')
-
+from pretrain import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    main([*sys.argv[1:], '--stage', 'encoder_pretraining'])

@@ -137,20 +137,16 @@ def main(argv=None) -> None:
 
     from vlkit.data import BadSampleError
     from vlkit.engine import (
+        PRETRAINING,
         CheckpointLoadError,
         TrainingFault,
         build_runner,
         ensure_packaged_weights,
-        ensure_pretrained_encoder,
-        ensure_pretrained_llm,
     )
 
     start = time.perf_counter()
-    seconds = {
-        'encoder_pretraining': seconds_of(ensure_pretrained_encoder, cfg),
-        'llm_pretraining': seconds_of(ensure_pretrained_llm, cfg),
-        'packaged_weights': seconds_of(ensure_packaged_weights, cfg),
-    }
+    seconds = {stage: seconds_of(run, cfg) for stage, run in PRETRAINING.items()}
+    seconds['packaged_weights'] = seconds_of(ensure_packaged_weights, cfg)
     runner = build_runner(cfg)
     try:
         runner.train()

@@ -18,6 +18,9 @@ from .precision import PrecisionError, apply_precision, resolve_precision
 from .runner import FlexibleRunner, Runner, build_runner
 from .stages import PRETRAINING_STAGES
 
+# each pretraining stage's config key -> what runs it (once; cached) and points its part at the result
+PRETRAINING = {'encoder_pretraining': ensure_pretrained_encoder, 'llm_pretraining': ensure_pretrained_llm}
+
 __all__ = [
     'AccuracyTableHook',
     'AtomicCheckpointHook',
@@ -28,6 +31,7 @@ __all__ = [
     'GuardedOptimWrapper',
     'NonFiniteError',
     'NonFiniteGuardHook',
+    'PRETRAINING',
     'PRETRAINING_STAGES',
     'PrecisionError',
     'RNGStateHook',

@@ -11,7 +11,7 @@ A config asks for the stage with a top-level ``encoder_pretraining`` dict (``ite
 ``lr``, ``bank_size``, ``seed``, ``precision``; ``data_root`` and ``image_size`` default to the config's own,
 and the tools set ``precision`` to the run's, vlkit.engine.precision).
 ``tools/train.py`` runs :func:`ensure_pretrained_encoder` before it builds the model
-(``tools/pretrain_encoder.py`` runs it alone): the stage trains once, writes
+(``tools/pretrain.py`` runs it alone): the stage trains once, writes
 ``{data_root}/encoders/{key}.pth`` (the state dict of the encoder's ``model``, keyed by the encoder's config
 and the settings) beside a JSON of its settings and
 held-out accuracy, and sets ``vision_encoder.checkpoint`` to that file; later runs find it and skip the
@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from filelock import FileLock
 from mmengine.logging import print_log
 from mmengine.runner import set_random_seed
 from torch import Tensor, nn
@@ -123,10 +122,7 @@ def ensure_pretrained_encoder(cfg: Any) -> Path | None:
             f'encoder weights; drop one (set {CONFIG_KEY}=None to use the checkpoint)'
         )
     path = checkpoint_path(encoder_cfg, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f'{path}.lock'):
-        if not path.exists():
-            pretrain_encoder(encoder_cfg, settings, path)
+    stages.build_once(path, lambda p: pretrain_encoder(encoder_cfg, settings, p))
     cfg.model.vision_encoder.checkpoint = str(path)
     return path
 

@@ -14,7 +14,7 @@ accuracy, which should stay near chance.
 A config asks for the stage with a top-level ``llm_pretraining`` dict (``iters``, ``batch_size``, ``lr``,
 ``seed``, ``precision``; ``data_root`` defaults to the config's own, and the tools set ``precision`` to the
 run's, vlkit.engine.precision). ``tools/train.py`` runs :func:`ensure_pretrained_llm` before it builds the
-model (``tools/pretrain_llm.py`` runs it alone): the stage trains once, writes ``{data_root}/llms/{key}/``
+model (``tools/pretrain.py`` runs it alone): the stage trains once, writes ``{data_root}/llms/{key}/``
 (``save_pretrained``, safetensors) beside ``{key}.json`` (its settings and held-out metrics), and sets
 ``language_model.pretrained`` to the directory; later runs find it and skip the training. The key covers the
 language model's architecture and tokenizer (its vocabulary too), the settings and the benchmark's format,
@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from filelock import FileLock
 from mmengine.logging import print_log
 from mmengine.runner import set_random_seed
 from torch import Tensor, nn
@@ -112,10 +111,7 @@ def ensure_pretrained_llm(cfg: Any) -> Path | None:
             f'dict(model_type=...)), but language_model.model is {llm_cfg.get("model")!r}'
         )
     path = pretrained_dir(llm_cfg, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f'{path}.lock'):
-        if not path.is_dir():
-            pretrain_llm(llm_cfg, settings, path)
+    stages.build_once(path, lambda p: pretrain_llm(llm_cfg, settings, p))
     cfg.model.language_model.pretrained = str(path)
     return path
 

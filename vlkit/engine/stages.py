@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 PRETRAINING_STAGES = ('encoder_pretraining', 'llm_pretraining')  # in the order tools/train.py runs them
 
@@ -32,6 +34,15 @@ def stage_settings(cfg: Any, key: str, defaults: Mapping, inherited: Mapping) ->
     if unknown:
         raise KeyError(f'{key}: unknown setting(s) {unknown}; it takes {sorted(known)}')
     return {**defaults, **inherited, **{k: v for k, v in stage.items() if v is not None}}
+
+
+def build_once(path: Path, build: Callable[[Path], object]) -> None:
+    """Runs ``build(path)`` unless ``path`` exists, under a file lock: concurrent runs of one stage build its
+    result once, and the others wait for it and find it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f'{path}.lock'):
+        if not path.exists():
+            build(path)
 
 
 def plain_dict(node: Any) -> dict:
