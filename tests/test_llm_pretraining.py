@@ -147,7 +147,8 @@ def test_loading_a_checkpoint_runs_no_stage(synthetic_root, tmp_path, monkeypatc
 def test_the_tools_pretrain_alone_and_evaluate_without_the_stage(synthetic_root, tmp_path):
     options = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 2).items() if k != 'llm_pretraining']
     stage_options = ['llm_pretraining.iters=2', 'llm_pretraining.batch_size=4', 'llm_pretraining.seed=6']
-    out = run_tool('pretrain.py', FROZEN, '--stage', 'llm_pretraining', '--cfg-options', *options, *stage_options)
+    only_llm = ['--stage', 'llm_pretraining']
+    out = run_tool('pretrain.py', FROZEN, *only_llm, '--cfg-options', *options, *stage_options)
     written = out.stdout.strip().splitlines()[-1]
     assert written.startswith('llm_pretraining: ')
     assert load_file(Path(written.split(': ', 1)[1]) / 'model.safetensors')

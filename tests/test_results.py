@@ -87,3 +87,23 @@ def test_another_run_of_the_default_is_kept_under_its_name_and_command(tmp_path,
     assert json.loads((tmp_path / 'default_run_bf16.json').read_text())['command'] == command
     assert not (tmp_path / 'default_run.json').exists()
     assert readme.read_text().startswith(f'<!-- results:default_run_bf16 -->\n`{command}` from a fresh clone')
+
+
+def test_a_comparison_renders_as_a_task_table_best_first_with_the_prior():
+    run = dict(status='done', visual_tokens=16, seconds={})
+    record = {
+        'command': 'tools/compare.py c.py', 'commit': 'abc1234', 'date': '2026-12-01', 'machine': 'a CPU',
+        'benchmark_format': 2, 'training': '10 iterations', 'evaluation': 'val', 'wall_seconds': 75,
+        'runs': [dict(run, name='a', accuracy={'spatial': 40.0, 'overall': 41.0}),
+                 dict(run, name='b', accuracy={'spatial': 70.25, 'overall': 60.0}),
+                 dict(run, name='c', status='failed', accuracy={})],
+        'question_only': {'spatial': 50.0, 'overall': 30.0},
+    }  # fmt: skip
+    lines = results.render_compare_default(record).splitlines()
+    assert 'benchmark format 2' in lines[0] and '1 min 15 s in all' in lines[0] and '(30.0%)' in lines[0]
+    assert lines[2:] == [
+        '| task | b | a | question only |',
+        '|---|---|---|---|',
+        '| spatial | 70.2 | 40.0 | 50.0 |',
+        '| overall | 60.0 | 41.0 | 30.0 |',
+    ]

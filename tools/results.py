@@ -172,21 +172,20 @@ def render_default_run(r: dict) -> str:
 def render_compare_default(r: dict) -> str:
     runs = [x for x in r['runs'] if x['status'] != 'failed']
     by_overall = sorted(runs, key=lambda x: -x['accuracy'].get('overall', 0))
-    scores = '; '.join(
-        f'{x["name"]} {x["accuracy"].get("overall", 0):.1f} / {x["accuracy"].get("colour", 0):.1f} / '
-        f'{x["accuracy"].get("shape", 0):.1f}'
-        for x in by_overall
-    )
     tokens = ', '.join(f'{x["name"]} {x["visual_tokens"]}' for x in runs)
     wall = f' {_minutes(r["wall_seconds"])} in all.' if r.get('wall_seconds') else ''
-    prior = (r.get('question_only') or {}).get('overall')
-    prior_text = f' The dotted line is the question-only prior ({prior:.1f}%).' if prior is not None else ''
-    return (
+    prior = r.get('question_only') or {}
+    prior_text = f' The dotted line is the question-only prior ({prior["overall"]:.1f}%).' if prior else ''
+    columns = {x['name']: x['accuracy'] for x in by_overall}
+    if prior:
+        columns['question only'] = prior
+    return '\n'.join([
         f'*Made by `{r["command"]}` on {r["machine"]}, commit {r["commit"]} ({r["date"]}, benchmark format '
-        f'{r["benchmark_format"]}): training '
-        f'{r["training"]}, evaluation {r["evaluation"]}; visual tokens per image: {tokens}.{wall}'
-        f'{prior_text} Val accuracy (%), overall / colour / shape: {scores}.*'
-    )
+        f'{r["benchmark_format"]}): training {r["training"]}, evaluation {r["evaluation"]}; visual tokens '
+        f'per image: {tokens}.{wall}{prior_text} Val accuracy (%):*',
+        '',
+        *_table(columns),
+    ])  # fmt: skip
 
 
 def render_chat_answer(r: dict) -> str:
