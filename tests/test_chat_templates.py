@@ -164,17 +164,18 @@ def test_smollm2_own_template():
 
 
 def test_synthetic_sample_token_ids_are_pinned(synthetic_root):
-    """The synthetic benchmark's format ('vlkit' template) gives the ids it always gave."""
+    """The synthetic benchmark's format ('vlkit' template) gives the ids it always gave, in benchmark format 2
+    (its vocabulary, and so its ids, changed with format 2's words)."""
     from vlkit.data import SyntheticShards
 
     tok = dict(type='synthetic_tokenizer', data_root=synthetic_root)
     train = next(iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok)))
-    assert train['input_ids'] == [2, 4, 24, 45, 9, 46, 7, 8, 6, 30, 3]
-    assert train['labels'] == [IGNORE_INDEX] * 9 + [30, 3]
-    assert float(train['image'].sum()) == pytest.approx(2265.5217, abs=1e-3)
+    assert train['input_ids'] == [2, 4, 26, 29, 9, 5, 14, 7, 8, 6, 27, 3]  # what colour is the triangle ?
+    assert train['labels'] == [IGNORE_INDEX] * 10 + [27, 3]
+    assert float(train['image'].sum()) == pytest.approx(2354.5728, abs=1e-3)
     query = next(
         iter(SyntheticShards('val', data_root=synthetic_root, image_size=32, tokenizer=tok, mode='generate'))
     )
-    assert query['input_ids'] == [2, 4, 24, 26, 9, 5, 16, 7, 8, 6] and query['answer'] == 'orange'
+    assert query['input_ids'] == [2, 4, 26, 29, 9, 5, 13, 7, 8, 6] and query['answer'] == 'orange'
     assert float(query['image'].sum()) == pytest.approx(2555.3647, abs=1e-3)
     assert sorted(query) == ['__key__', 'answer', 'image', 'input_ids', 'task']
