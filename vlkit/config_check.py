@@ -34,7 +34,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from . import registry as R
-from .engine.stages import PRETRAINING_STAGES
+from .engine.stages import PRETRAINING_STAGES, second_weights_source
 from .models.training import TRAINING_KEYS, check_training
 
 RUNNER_KEYS = {
@@ -286,16 +286,14 @@ def check_config(cfg: Config) -> Config:
         if cls is not None and (key.startswith('model') or key.endswith('.dataset')):
             _check_arguments(key, node, cls, where)
     _check_dimensions(cfg.model, cfg.get('image_size'), where)
-    if cfg.get('encoder_pretraining') and cfg.model.vision_encoder.get('checkpoint'):
-        raise ConfigError(
-            f'{where}: encoder_pretraining and vision_encoder.checkpoint both set the encoder weights; '
-            'set encoder_pretraining=None to use the checkpoint, or drop the checkpoint'
-        )
-    if cfg.get('llm_pretraining') and cfg.model.language_model.get('pretrained'):
-        raise ConfigError(
-            f'{where}: llm_pretraining and language_model.pretrained both set the language model weights; '
-            'set llm_pretraining=None to use the pretrained weights, or drop language_model.pretrained'
-        )
+    for stage in PRETRAINING_STAGES:
+        conflict = second_weights_source(cfg, stage)
+        if conflict:
+            weights, what = conflict
+            raise ConfigError(
+                f'{where}: {stage} and {weights} both set the {what} weights; set {stage}=None to use '
+                f'{weights}, or drop {weights}'
+            )
     _check_packaged(cfg, where)
     _check_accumulation(cfg, where)
     _check_paths(cfg, where)

@@ -115,12 +115,7 @@ def ensure_pretrained_encoder(cfg: Any) -> Path | None:
     settings = stage_settings(cfg)
     if settings is None:
         return None
-    encoder_cfg = stages.plain_dict(cfg.model.vision_encoder)
-    if encoder_cfg.get('checkpoint'):
-        raise ValueError(
-            f'vision_encoder.checkpoint={encoder_cfg["checkpoint"]!r} and {CONFIG_KEY} both set the '
-            f'encoder weights; drop one (set {CONFIG_KEY}=None to use the checkpoint)'
-        )
+    encoder_cfg = stages.part_config(cfg, CONFIG_KEY)
     path = checkpoint_path(encoder_cfg, settings)
     stages.build_once(path, lambda p: pretrain_encoder(encoder_cfg, settings, p))
     cfg.model.vision_encoder.checkpoint = str(path)

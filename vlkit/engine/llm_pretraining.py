@@ -99,12 +99,7 @@ def ensure_pretrained_llm(cfg: Any) -> Path | None:
     settings = stage_settings(cfg)
     if settings is None:
         return None
-    llm_cfg = stages.plain_dict(cfg.model.language_model)
-    if llm_cfg.get('pretrained'):
-        raise ValueError(
-            f'language_model.pretrained={llm_cfg["pretrained"]!r} and {CONFIG_KEY} both set the language '
-            f'model weights; drop one (set {CONFIG_KEY}=None to use the pretrained weights)'
-        )
+    llm_cfg = stages.part_config(cfg, CONFIG_KEY)
     if not isinstance(llm_cfg.get('model'), dict):
         raise ValueError(
             f'{CONFIG_KEY} trains a language model built from a config dict (language_model.model='

@@ -20,6 +20,9 @@ import torch
 from filelock import FileLock
 
 PRETRAINING_STAGES = ('encoder_pretraining', 'llm_pretraining')  # in the order tools/train.py runs them
+# each stage -> the model part it trains and the key of that part which it points at its result
+WEIGHTS_SET_BY = {'encoder_pretraining': ('vision_encoder', 'checkpoint'),
+                  'llm_pretraining': ('language_model', 'pretrained')}  # fmt: skip
 
 
 def stage_settings(cfg: Any, key: str, defaults: Mapping, inherited: Mapping) -> dict | None:
@@ -34,6 +37,30 @@ def stage_settings(cfg: Any, key: str, defaults: Mapping, inherited: Mapping) ->
     if unknown:
         raise KeyError(f'{key}: unknown setting(s) {unknown}; it takes {sorted(known)}')
     return {**defaults, **inherited, **{k: v for k, v in stage.items() if v is not None}}
+
+
+def second_weights_source(cfg: Any, key: str) -> tuple[str, str] | None:
+    """``(where, what)`` when the config runs stage ``key`` and also sets the weights the stage would set
+    (the part's :data:`WEIGHTS_SET_BY` key): ``where`` names that key (``'vision_encoder.checkpoint'``),
+    ``what`` the part (``'encoder'``); ``None`` when it does not."""
+    part, weights_key = WEIGHTS_SET_BY[key]
+    if not (cfg.get(key) and cfg.model[part].get(weights_key)):
+        return None
+    return f'{part}.{weights_key}', part.replace('_', ' ').replace('vision ', '')
+
+
+def part_config(cfg: Any, key: str) -> dict:
+    """The model part that stage ``key`` trains, as a plain dict; refused (ValueError) when the config also
+    sets the weights the stage would set."""
+    part, weights_key = WEIGHTS_SET_BY[key]
+    conflict = second_weights_source(cfg, key)
+    if conflict:
+        where, what = conflict
+        raise ValueError(
+            f'{where}={cfg.model[part][weights_key]!r} and {key} both set the {what} weights; drop one (set '
+            f'{key}=None to use {where})'
+        )
+    return plain_dict(cfg.model[part])
 
 
 def build_once(path: Path, build: Callable[[Path], object]) -> None:
