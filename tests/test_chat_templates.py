@@ -164,8 +164,8 @@ def test_smollm2_own_template():
 
 
 def test_synthetic_sample_token_ids_are_pinned(synthetic_root):
-    """The synthetic benchmark's format ('vlkit' template) gives the ids it always gave, in benchmark format 2
-    (its vocabulary, and so its ids, changed with format 2's words)."""
+    """The synthetic benchmark's format ('vlkit' template) gives the ids it always gave since benchmark
+    format 2 (its vocabulary, and so its ids, changed with format 2's words; format 3 kept them)."""
     from vlkit.data import SyntheticShards
 
     tok = dict(type='synthetic_tokenizer', data_root=synthetic_root)

@@ -89,6 +89,20 @@ def test_patch_targets_take_the_majority_label_of_a_quarter_of_the_patch():
     assert out['colour'].tolist() == [[2, 1], [0, 3]] and out['centre'].tolist() == [[0, 0], [1, 0]]
 
 
+def test_the_image_tags_name_coloured_shapes_and_the_word_but_not_where_they_are():
+    """Benchmark format 3: the mean token is taught what is in the image, never where (docs/data.md)."""
+    from vlkit.data import synthetic
+
+    def tags(*shapes):
+        return stage.scene_tags(synthetic.Scene([synthetic.Shape(*s) for s in shapes], 'dog', 10))
+
+    scene = tags(('triangle', 'red', 3, 1), ('circle', 'blue', 0, 0))
+    assert scene.shape == (6 * 4 + 8,) and scene.sum() == 3
+    red_triangle, blue_circle, dog = 0 * 4 + 2, 2 * 4 + 0, 24 + 1  # colour * 4 + shape; then the words
+    assert np.flatnonzero(scene).tolist() == [red_triangle, blue_circle, dog]
+    assert np.array_equal(scene, tags(('triangle', 'red', 0, 0), ('circle', 'blue', 3, 1)))  # cells swapped
+
+
 @pytest.mark.slow
 def test_the_tool_runs_the_stage_of_a_config(synthetic_root):
     out = run_tool(

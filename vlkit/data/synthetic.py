@@ -8,10 +8,13 @@ written ?"). For each sample the answer is drawn uniformly first and the scene i
 question alone scores near chance (:data:`CHANCE`; the prior is measured and stored in the manifest).
 ``spatial`` and ``position`` are the tasks whose answer depends on where things are.
 
-This is format 2 (:data:`FORMAT_VERSION`). Format 1 asked the spatial question as "is the A left of the
+This is format 3 (:data:`FORMAT_VERSION`). Format 1 asked the spatial question as "is the A left of the
 B ?" (yes / no) and had no ``position`` task. A probe on the frozen encoder's tokens
 (benchmarks/task_probe.py) stayed at the majority answer on that form, while it read the same relation
-asked as a choice between the two shapes; see docs/data.md.
+asked as a choice between the two shapes; format 2 asks it that way. Format 3 keeps format 2's data and
+takes where things are out of the encoder's image-level tags, so the mean token no longer reads the
+locality tasks; see docs/data.md. The version covers the generator and the encoder-pretraining targets
+together.
 
 The generator also returns pixel-level label maps (:data:`LABEL_MAPS`): colour, shape, word, shape centres,
 and two joint labels, ``object`` (colour and shape together) and ``place`` (shape and grid cell
@@ -64,7 +67,7 @@ GRID_COLS, GRID_ROWS = 4, 2
 BASE_SIZE = 64  # the layout is drawn on a 64 x 64 canvas and scaled to the requested size
 CELL_W, CELL_H = 16, 20
 WORD_BAND_TOP = 44
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # label map name -> number of classes, background (0) included
 LABEL_MAPS = {
     'colour': len(COLOURS) + 1,

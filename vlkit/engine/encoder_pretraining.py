@@ -3,9 +3,9 @@
 A frozen *random* encoder gives a connector nothing to work with, so the default tiny encoder is taught to
 see first, as BLIP-3 assumes a pretrained SigLIP: every patch token learns the colour, shape and word
 under it, whether a shape's centre lies in it, which coloured shape and which shape in which grid cell
-it shows; the mean token learns the number of shapes and the image's tags (:func:`scene_tags`). The
-targets come from the synthetic generator's ground truth (:func:`vlkit.data.synthetic.render`'s label
-maps).
+it shows; the mean token learns the number of shapes and the image's tags (:func:`scene_tags`: its
+coloured shapes and its word, not where they are). The targets come from the synthetic generator's ground
+truth (:func:`vlkit.data.synthetic.render`'s label maps).
 
 A config asks for the stage with a top-level ``encoder_pretraining`` dict (``iters``, ``batch_size``,
 ``lr``, ``bank_size``, ``seed``, ``precision``; ``data_root`` and ``image_size`` default to the config's own,
@@ -47,27 +47,28 @@ DEFAULTS = dict(iters=800, batch_size=64, lr=1e-3, bank_size=16_384, seed=0, pre
 GLOBAL_HEADS = ('count', 'tags')  # read from the mean token; the others from every patch token
 BACKGROUND_WEIGHT = 0.1  # most patches are background: without this the encoder learns mostly "nothing here"
 TAG_POSITIVE_WEIGHT = 4.0  # a scene has few of its possible tags
-# The tag loss is one mean over 64 tags beside six summed cross-entropies; weighted up so that the mean
+# The tag loss is one mean over 32 tags beside six summed cross-entropies; weighted up so that the mean
 # token holds the scene's objects (at weight 1, with benchmark format 1's 48 tags, a linear probe found 72%
 # of the objects present in it).
 TAG_LOSS_WEIGHT = 10.0
 
 
 def scene_tags(scene: synthetic.Scene) -> np.ndarray:
-    """Image-level multi-hot tags: which coloured shapes, which shape in which grid cell, which word.
+    """Image-level multi-hot tags: which coloured shapes, and which word.
 
     Taught to the encoder's mean token (with the shape count), so that what a pooling connector sees at
-    first, the average over patches, already holds the scene's contents bound together.
+    first, the average over patches, already holds the scene's contents bound together. The tags say
+    nothing about where a shape is: where things are is taught per patch only (the ``place`` map), so a
+    connector has to keep the patches apart to answer the locality tasks (benchmark format 3; format 2's
+    tags also named each shape's grid cell, and the mean token alone then read the spatial relation,
+    docs/data.md).
     """
     colours, shapes = list(synthetic.COLOURS), synthetic.SHAPES
-    rows, cols = synthetic.GRID_ROWS, synthetic.GRID_COLS
-    n_obj, n_place = len(colours) * len(shapes), len(shapes) * rows * cols
-    tags = np.zeros(n_obj + n_place + len(synthetic.WORDS), dtype=np.float32)
+    n_obj = len(colours) * len(shapes)
+    tags = np.zeros(n_obj + len(synthetic.WORDS), dtype=np.float32)
     for shape in scene.shapes:
-        kind = shapes.index(shape.kind)
-        tags[colours.index(shape.colour) * len(shapes) + kind] = 1
-        tags[n_obj + (kind * rows + shape.row) * cols + shape.col] = 1
-    tags[n_obj + n_place + synthetic.WORDS.index(scene.word)] = 1
+        tags[colours.index(shape.colour) * len(shapes) + shapes.index(shape.kind)] = 1
+    tags[n_obj + synthetic.WORDS.index(scene.word)] = 1
     return tags
 
 
