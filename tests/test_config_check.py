@@ -146,3 +146,9 @@ def test_the_train_tool_refuses_before_the_first_iteration(synthetic_root, tmp_p
     assert result.returncode != 0
     assert 'config error: configs/blip3_perceiver.py: model.connector.num_latent' in result.stderr
     assert 'Iter(train)' not in result.stdout + result.stderr and not (tmp_path / 'run').exists()
+
+
+def test_few_shot_demonstrations_are_checked_as_a_dataset(synthetic_root):
+    message = _refused(synthetic_root, few_shot_demonstrations=dict(type='SyntheticShard'))
+    assert "few_shot_demonstrations.type='SyntheticShard' is not a registered" in message
+    assert "Did you mean 'SyntheticShards'?" in message

@@ -129,3 +129,25 @@ def test_test_tool_writes_one_result_per_evaluation(synthetic_root, tmp_path):
     result = json.load(open(os.path.join(work_dir, 'accuracy_val_2shot_iter_2.json')))
     assert result['shots'] == 2 and result['split'] == 'val' and 'exact_match/overall' in result['images']
     assert not os.path.exists(os.path.join(work_dir, 'accuracy_val_0shot_iter_2.json'))
+
+
+def test_demonstrations_come_from_few_shot_demonstrations_where_the_config_names_them():
+    import importlib.util
+
+    from mmengine.config import Config
+
+    spec = importlib.util.spec_from_file_location('test_tool', ROOT / 'tools' / 'test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    loaders = dict(
+        test_dataloader=dict(dataset=dict(type='Queries')), train_dataloader=dict(dataset=dict(type='Mix'))
+    )
+    cfg = Config(loaders)
+    tool.use_demonstrations(cfg, 2, 0)
+    assert cfg.test_dataloader.dataset.demonstrations.type == 'Mix'  # the train dataset by default
+    cfg = Config(dict(loaders, few_shot_demonstrations=dict(type='Pairs')))
+    tool.use_demonstrations(cfg, 2, 0)
+    assert cfg.test_dataloader.dataset.demonstrations.type == 'Pairs'
+    assert cfg.test_dataloader.dataset.dataset.type == 'Queries' and cfg.test_dataloader.dataset.shots == 2
+    with pytest.raises(SystemExit, match='no few_shot_demonstrations and no train_dataloader'):
+        tool.use_demonstrations(Config(dict(test_dataloader=loaders['test_dataloader'])), 2, 0)

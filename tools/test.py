@@ -82,11 +82,17 @@ def resolve_checkpoint(checkpoint: str, work_dir: str) -> str:
 
 
 def use_demonstrations(cfg, shots: int, seed: int) -> None:
-    """Wraps the test dataset so that ``shots`` demonstrations from the train dataset precede every query."""
-    if 'train_dataloader' not in cfg:
-        raise SystemExit(f'--shots {shots}: the config has no train_dataloader to draw demonstrations from')
+    """Wraps the test dataset so that ``shots`` demonstrations precede every query: from the config's
+    ``few_shot_demonstrations`` dataset where it names one (a training mixture whose samples are not all
+    single-image pairs), else from its train dataset."""
+    demonstrations = cfg.get('few_shot_demonstrations')
+    if demonstrations is None and 'train_dataloader' not in cfg:
+        raise SystemExit(
+            f'--shots {shots}: the config has no few_shot_demonstrations and no train_dataloader to draw '
+            'demonstrations from'
+        )
     loader = cfg.test_dataloader
-    demonstrations = cfg.train_dataloader.dataset
+    demonstrations = demonstrations or cfg.train_dataloader.dataset
     loader.dataset = dict(
         type='FewShotDataset', dataset=loader.dataset, demonstrations=demonstrations, shots=shots, seed=seed
     )

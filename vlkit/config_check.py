@@ -56,6 +56,7 @@ VLKIT_KEYS = {
     'load_parts',
     'precision',
     'packaged_weights',
+    'few_shot_demonstrations',  # tools/test.py --shots draws from it instead of the train dataset
 }
 PART_REGISTRIES = {
     'vision_encoder': R.VISION_ENCODERS,
@@ -95,6 +96,7 @@ def _components(cfg: Config) -> Iterator[tuple[str, Any, Registry]]:
         yield f'{split}_dataloader.dataset', loader.get('dataset'), R.DATASETS
         yield f'{split}_dataloader.collate_fn', loader.get('collate_fn'), R.FUNCTIONS
         yield f'{split}_cfg', cfg.get(f'{split}_cfg'), R.LOOPS
+    yield 'few_shot_demonstrations', cfg.get('few_shot_demonstrations'), R.DATASETS
     for name, hook in (cfg.get('default_hooks') or {}).items():
         yield f'default_hooks.{name}', hook, R.HOOKS
     for i, hook in enumerate(cfg.get('custom_hooks') or []):
