@@ -1,0 +1,162 @@
+"""tools/findings.py: the verdict rule on hand-worked cases, recipes that name the architectures their
+comparisons produce, and the document, table and error-bar plot made from the kept records."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+from vlkit.analysis.report import RunResult, write_report
+
+sys.path.insert(0, str(ROOT / 'tools'))
+import compare  # noqa: E402
+import findings  # noqa: E402
+
+
+def _spread(mean: float, std: float | None, n: int) -> dict:
+    return {'mean': mean, 'std': std, 'n': n}
+
+
+@pytest.mark.parametrize(
+    ('a', 'b', 'expect', 'word', 'effect', 'half'),
+    [
+        # 2 * sqrt(4/3 + 4/3) = 3.27: +10 lies above 0
+        (_spread(62, 2, 3), _spread(52, 2, 3), 'higher', 'reproduced', 10.0, 3.266),
+        (_spread(52, 2, 3), _spread(62, 2, 3), 'higher', 'not reproduced', -10.0, 3.266),  # reversed
+        # 2 * sqrt(32/3) = 6.53: [-4.5, 8.5] holds 0 and leaves the margin
+        (_spread(52, 4, 3), _spread(50, 4, 3), 'higher', 'inconclusive', 2.0, 6.532),
+        # 2 * sqrt(0.25/3 * 2) = 0.82: [-0.3, 1.3] inside ±3, no effect
+        (_spread(50.5, 0.5, 3), _spread(50, 0.5, 3), 'higher', 'not reproduced', 0.5, 0.816),
+        # 2 * sqrt(2/3) = 1.63: [-1.1, 2.1] inside ±3
+        (_spread(50.5, 1, 3), _spread(50, 1, 3), 'equal', 'reproduced', 0.5, 1.633),
+        (_spread(62, 2, 3), _spread(52, 2, 3), 'equal', 'not reproduced', 10.0, 3.266),
+        (_spread(52, 4, 3), _spread(50, 4, 3), 'equal', 'inconclusive', 2.0, 6.532),
+    ],
+)
+def test_the_verdict_rule_on_hand_worked_cases(a, b, expect, word, effect, half):
+    v = findings.verdict(a, b, expect)
+    assert (v.word, v.effect) == (word, pytest.approx(effect)) and v.half_width == pytest.approx(
+        half, abs=1e-3
+    )
+
+
+def test_a_single_seed_or_a_missing_run_decides_nothing():
+    assert findings.verdict(_spread(70, None, 1), _spread(50, None, 1), 'higher').word.startswith(
+        'inconclusive'
+    )
+    assert findings.verdict(None, _spread(50, 1, 3), 'higher').word == 'not run'
+    with pytest.raises(ValueError, match="'bigger'"):
+        findings.verdict(_spread(50, 1, 3), _spread(50, 1, 3), 'bigger')
+    words = [
+        findings.Verdict(w) for w in ('reproduced', 'not reproduced', 'inconclusive (fewer than 2 seeds)')
+    ]
+    assert findings.overall_verdict(words[:1] * 2) == 'reproduced'
+    assert findings.overall_verdict(words) == 'not reproduced'
+    assert findings.overall_verdict([words[0], words[2]]) == 'inconclusive'
+    missing = findings.Verdict('not run')
+    assert findings.overall_verdict([missing] * 2) == 'not run yet'
+    assert findings.overall_verdict([words[0], missing]) == 'incomplete (not every run is there)'
+
+
+def test_every_contrast_names_an_architecture_its_part_produces(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipes' config paths are relative to the checkout
+    for finding in findings.FINDINGS:
+        parts = {p.name: p for p in finding.parts}
+        for contrast in finding.contrasts:
+            for arch in (contrast.a, contrast.b):
+                part, name = arch.split('/', 1)
+                produced = [v.name for v in compare.variants(compare.parse_args(parts[part].args))]
+                assert name in produced, f'finding ({finding.key}): {arch} is not one of {produced}'
+
+
+def _part_runs(values: dict[str, list[float]]) -> list[RunResult]:
+    """Three seeds per architecture, every task scoring the overall value given."""
+    return [
+        RunResult(
+            name, seed=seed, seconds={'training': 600.0, 'evaluation': 40.0},
+            metrics={'val 0-shot': {'exact_match/overall': v, 'exact_match/spatial': v + 1}},
+            references={'question only': {'overall': 25.0}},
+        )
+        for name, overalls in values.items() for seed, v in enumerate(overalls)
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def kept_a(tmp_path, monkeypatch):
+    """Finding (a)'s two comparisons written as tools/compare.py writes them, then collected."""
+    for part, shift in (('tokens9', 0.0), ('tokens16', 10.0)):
+        runs = _part_runs(
+            {n: [50 + shift, 52 + shift, 54 + shift] for n in ('avgpool', 'perceiver', 'c_abstractor')}
+        )
+        meta = {'command': f'tools/compare.py {part}', 'date': '2026-12-01', 'training': '1500 iterations'}
+        write_report(runs, str(tmp_path / 'runs' / part), meta)
+    monkeypatch.setattr(findings, 'KEPT', str(tmp_path / 'kept'))
+    monkeypatch.setattr(findings, 'DOC', str(tmp_path / 'findings.md'))
+    monkeypatch.setattr(findings, 'IMAGES', str(tmp_path))
+    return findings.collect(findings.BY_KEY['a'], str(tmp_path / 'runs'))
+
+
+def test_collect_keeps_each_architectures_scores_over_seeds_and_the_runs_time(kept_a, tmp_path):
+    saved = json.loads((tmp_path / 'kept' / 'a.json').read_text())
+    assert saved == kept_a and set(saved['parts']) == {'tokens9', 'tokens16'}
+    part = saved['parts']['tokens16']
+    assert part['runs'] == 9 and part['run_seconds'] == 9 * 640 and part['question_only'] == {'overall': 25.0}
+    assert part['architectures']['perceiver']['scores'][findings.score_key('overall', 0)] == _spread(62, 2, 3)
+
+
+def test_the_document_gives_each_contrast_its_figures_and_verdict(kept_a, tmp_path):
+    assert findings.render() == 0 and findings.render(check=True) == 0
+    doc = (tmp_path / 'findings.md').read_text()
+    assert (
+        '| 16 vs 9 tokens, C-Abstractor | overall, 0-shot | `tokens16/c_abstractor` 62.0 ± 2.0 (n=3) | '
+        '`tokens9/c_abstractor` 52.0 ± 2.0 (n=3) | - | +10.0 ± 3.3 | reproduced |'
+    ) in doc
+    # the three connectors score alike at 16 tokens: a difference of 0 ± 3.3 leaves the ±3 margin
+    assert (
+        '| C-Abstractor vs perceiver, 16 tokens | overall, 0-shot |' in doc
+        and '| +0.0 ± 3.3 | inconclusive |' in doc
+    )
+    assert '**Verdict: inconclusive** (reproduced: +10.0 ± 3.3 points;' in doc
+    assert '18 runs, 3.2 h of training and evaluation' in doc and 'Ran so far: 2 of 9 comparisons' in doc
+    assert (
+        '`python tools/findings.py run b`' in doc and 'not run' in doc
+    )  # the others: their recipe, no figure
+    assert (tmp_path / 'finding_a.png').stat().st_size > 0
+    (tmp_path / 'findings.md').write_text(doc.replace('+10.0', '+12.0'))
+    assert findings.render(check=True) == 1
+
+
+def test_the_plot_draws_each_mean_with_its_seeds_spread(kept_a):
+    fig = findings.figure(findings.BY_KEY['a'], kept_a)
+    bars = [c for c in fig.axes[0].containers if type(c).__name__ == 'BarContainer']
+    assert [round(b.patches[0].get_height(), 6) for b in bars[4:6]] == [62.0, 52.0]  # contrast 3: a, b
+    (low, high) = bars[4].errorbar.lines[2][0].get_segments()[0][:, 1]  # tokens16/c_abstractor: 62 ± 2
+    assert (low, high) == pytest.approx((60.0, 64.0))
+
+
+def test_the_committed_document_is_what_its_records_render():
+    assert findings.render(check=True) == 0, 'docs/findings.md differs: run python tools/findings.py render'
+
+
+def test_every_architecture_of_every_recipe_passes_the_config_check_and_builds(
+    synthetic_root, tmp_path, monkeypatch
+):
+    """A recipe that fails only after hours of other runs is caught here, at tiny size."""
+    from vlkit.config import load_config
+    from vlkit.config_check import check_config
+    from vlkit.registry import MODELS
+    from vlkit.testing import tiny_options
+
+    monkeypatch.chdir(ROOT)
+    parts = {p.name: p for f in findings.FINDINGS for p in f.parts}
+    for part in parts.values():
+        for variant in compare.variants(compare.parse_args(part.args)):
+            path = tmp_path / f'{part.name}-{variant.name}.py'
+            variant.cfg.dump(str(path))
+            cfg = check_config(load_config(str(path), tiny_options(synthetic_root, 2)))
+            model = MODELS.build(cfg.model)
+            trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            assert trained > 0, f'{part.name}/{variant.name} trains nothing'

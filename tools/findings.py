@@ -1,0 +1,512 @@
+"""The papers' findings, re-tested on the synthetic benchmark: each one's runs, table, plot and verdict.
+
+    python tools/findings.py list                              # the findings and their compare commands
+    python tools/findings.py run KEY [--seeds 3] [--out work_dirs/findings]
+    python tools/findings.py collect KEY [--out work_dirs/findings]
+    python tools/findings.py render [--check]
+
+Each finding (:data:`FINDINGS`, keys ``a`` to ``e``) is one or more ``tools/compare.py`` commands (its
+*parts*) and the contrasts the paper predicts between two of their architectures. ``run`` runs the parts it
+lacks (each into ``OUT/PART``: a part shared by two findings runs once, and ``tools/compare.py`` reuses every
+finished run), then collects. ``collect`` keeps each part's figures (every architecture's scores over its
+seeds, the command, commit, machine and the runs' own seconds) in ``docs/results/findings/KEY.json``;
+run it from the checkout whose commit ran the parts. ``render`` writes ``docs/findings.md`` and one plot
+per finding (``docs/images/finding_KEY.png``) from those files alone, with the verdict each contrast gets
+under :func:`verdict`'s rule; ``--check`` changes nothing and exits 1 when the document differs.
+
+The recipes, the contrasts, the verdict rule and its margin were written down before any finding ran, and
+the benchmark was designed and accepted on its own criteria (docs/data.md), not on these results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+from dataclasses import dataclass
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+KEPT = osp.join(ROOT, 'docs', 'results', 'findings')
+DOC = osp.join(ROOT, 'docs', 'findings.md')
+IMAGES = osp.join(ROOT, 'docs', 'images')
+BASE = 'configs/blip3_perceiver.py'
+# A finding that says two settings are "as good as" each other is reproduced when the 95% interval of the
+# difference lies within this many points; fixed before any finding ran.
+EQUAL_MARGIN = 3.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One ``tools/compare.py`` command of a finding (its arguments, without ``--seeds`` and ``--out``), run
+    into ``OUT/name``."""
+
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> list[str]:
+        return self.arguments.split()
+
+    def command(self, out: str, seeds: int) -> list[str]:
+        return [*self.args, '--seeds', str(seeds), '--out', osp.join(out, self.name)]
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """What the paper predicts of two architectures (``PART/NAME``) on one score: ``a`` above ``b``
+    (``expect='higher'``) or the two within :data:`EQUAL_MARGIN` (``expect='equal'``)."""
+
+    label: str
+    a: str
+    b: str
+    metric: str = 'overall'
+    expect: str = 'higher'
+    shots: int = 0
+    paper: str = ''  # the paper's figures for a and b, where it states them
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    title: str
+    source: str
+    claim: str
+    scaling: str
+    parts: tuple[Part, ...]
+    contrasts: tuple[Contrast, ...]
+
+
+FROZEN, LORA = 'configs/blip3_perceiver_frozen_llm.py', 'configs/blip3_perceiver_lora_llm.py'
+RESAMPLERS = '--connectors avgpool perceiver c_abstractor'
+TOKENS_9 = Part('tokens9', f'{BASE} {RESAMPLERS} --tokens 9')
+TOKENS_16 = Part('tokens16', f'{BASE} {RESAMPLERS} --tokens 16')
+FROZEN_FUSIONS = Part(
+    'frozen_fusions', f'{FROZEN} --connectors perceiver --fusions autoregressive cross_attention --tokens 6'
+)
+LORA_FUSIONS = Part(
+    'lora_fusions', f'{LORA} --connectors perceiver --fusions autoregressive cross_attention_lora --tokens 6'
+)
+NO_POOLING = Part('frozen_mlp', f'{FROZEN} --connectors mlp')
+LATENTS_6 = Part('latents6', f'{BASE} --connectors perceiver --tokens 6')
+LATENTS_11 = Part('latents11', f'{BASE} --connectors perceiver --tokens 11')
+PAIRS = Part('pairs', f'{BASE} --shots 0 2')
+INTERLEAVED = Part('interleaved', 'configs/blip3_perceiver_interleaved_mix.py --shots 0 2')
+
+_FROZEN_AR, _FROZEN_XA = 'frozen_fusions/perceiver+autoregressive', 'frozen_fusions/perceiver+cross_attention'
+_LORA_AR, _LORA_XA = 'lora_fusions/perceiver+autoregressive', 'lora_fusions/perceiver+cross_attention_lora'
+
+FINDINGS = (
+    Finding(
+        'a',
+        'Visual tokens matter more than the connector type',
+        'MM1 (McKinzie et al., 2024), section 3.2',
+        'The number of visual tokens and the image resolution matter most; the connector type matters '
+        'little.',
+        'MM1 pools 576 tokens to 64 or 144 (9x and 4x); here 64 patch tokens go to 9 or 16 (7.1x and 4x; '
+        'square counts, which average pooling and the C-Abstractor need). MM1 compares average pooling, '
+        'attention pooling and the C-Abstractor: here `avgpool`, `perceiver` and `c_abstractor`. '
+        'Resolution is '
+        'not varied: every object and word of the benchmark is legible at its 64 px, so a higher resolution '
+        'adds no information to read.',
+        (TOKENS_9, TOKENS_16),
+        (
+            Contrast('16 vs 9 tokens, average pooling', 'tokens16/avgpool', 'tokens9/avgpool'),
+            Contrast('16 vs 9 tokens, perceiver', 'tokens16/perceiver', 'tokens9/perceiver'),
+            Contrast('16 vs 9 tokens, C-Abstractor', 'tokens16/c_abstractor', 'tokens9/c_abstractor'),
+            Contrast(
+                'C-Abstractor vs perceiver, 16 tokens',
+                'tokens16/c_abstractor',
+                'tokens16/perceiver',
+                expect='equal',
+            ),
+            Contrast(
+                'C-Abstractor vs average pooling, 16 tokens',
+                'tokens16/c_abstractor',
+                'tokens16/avgpool',
+                expect='equal',
+            ),
+        ),  # fmt: skip
+    ),
+    Finding(
+        'b',
+        'Fusion and pooling with frozen and with trained backbones',
+        'Idefics2 (Laurencon et al., 2024), Table 3',
+        'With frozen backbones, cross-attention beats fully autoregressive fusion; once the backbones train '
+        '(LoRA), fully autoregressive wins. Pooling with a perceiver beats no pooling with frozen backbones.',
+        'The language model is the default tiny Llama after its text-only pretraining stage '
+        '(`llm_pretraining`), '
+        'frozen or with LoRA (`configs/blip3_perceiver_frozen_llm.py`, '
+        '`configs/blip3_perceiver_lora_llm.py`); '
+        'the encoder is frozen in both, as in the default. Idefics2 pools 729 tokens to 64 latents (11x): '
+        'here '
+        '64 tokens to 6. No pooling is the MLP projector on all 64 tokens.',
+        (FROZEN_FUSIONS, LORA_FUSIONS, NO_POOLING),
+        (
+            Contrast(
+                'frozen: cross-attention vs autoregressive', _FROZEN_XA, _FROZEN_AR, paper='66.7 vs 60.3'
+            ),
+            Contrast('LoRA: autoregressive vs cross-attention', _LORA_AR, _LORA_XA, paper='69.5 vs 67.3'),
+            Contrast('frozen: perceiver vs no pooling', _FROZEN_AR, 'frozen_mlp/mlp', paper='60.3 vs 51.8'),
+        ),
+    ),
+    Finding(
+        'c',
+        'A perceiver with half the latents',
+        'Idefics2 (Laurencon et al., 2024), Table 4',
+        'A perceiver with 64 latents is as good as one with 128.',
+        'Idefics2 pools 729 tokens to 64 or 128 latents (11x and 5.7x); here 64 tokens to 6 or 11 latents, '
+        'the '
+        "same compression ratios. 128 latents would exceed the benchmark's 64 tokens.",
+        (LATENTS_6, LATENTS_11),
+        (
+            Contrast(
+                '6 vs 11 latents',
+                'latents6/perceiver',
+                'latents11/perceiver',
+                expect='equal',
+                paper='71.7 vs 71.2',
+            ),
+        ),  # fmt: skip
+    ),
+    Finding(
+        'd',
+        'Locality at an equal number of tokens',
+        'Honeybee (Cha et al., 2024), section 3',
+        'At an equal number of visual tokens, a locality-preserving abstractor (the C-Abstractor) beats a '
+        'resampler on spatial understanding.',
+        "The runs of finding (a) at 16 tokens; the benchmark's two tasks whose answer depends on where "
+        'things '
+        'are, `spatial` and `position`.',
+        (TOKENS_16,),
+        (
+            Contrast(
+                'spatial: C-Abstractor vs perceiver',
+                'tokens16/c_abstractor',
+                'tokens16/perceiver',
+                metric='spatial',
+            ),
+            Contrast(
+                'position: C-Abstractor vs perceiver',
+                'tokens16/c_abstractor',
+                'tokens16/perceiver',
+                metric='position',
+            ),
+        ),  # fmt: skip
+    ),
+    Finding(
+        'e',
+        'Interleaved data and few-shot ability',
+        'MM1 (McKinzie et al., 2024), section 3.3',
+        'Interleaved image-text data is what gives few-shot ability; caption pairs lift zero-shot.',
+        'Pairs: the default training data (one image, one question). Interleaved: half of the samples are '
+        'the '
+        "benchmark's interleaved documents (0-2 solved examples, then a query; "
+        '`configs/blip3_perceiver_interleaved_mix.py`). Both are evaluated on the same questions, with 0 '
+        'and 2 '
+        'solved examples from the training pairs before each.',
+        (PAIRS, INTERLEAVED),
+        (
+            Contrast(
+                '2-shot: interleaved vs pairs',
+                'interleaved/blip3_perceiver_interleaved_mix',
+                'pairs/blip3_perceiver',
+                shots=2,
+            ),
+            Contrast(
+                '0-shot: pairs vs interleaved',
+                'pairs/blip3_perceiver',
+                'interleaved/blip3_perceiver_interleaved_mix',
+            ),
+        ),  # fmt: skip
+    ),
+)
+BY_KEY = {f.key: f for f in FINDINGS}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A contrast's outcome: ``effect`` = mean(a) - mean(b) in points, ``half_width`` = twice its standard
+    error (the 95% interval is ``effect ± half_width``), and the word it earns under :func:`verdict`."""
+
+    word: str
+    effect: float | None = None
+    half_width: float | None = None
+
+    def __str__(self) -> str:
+        if self.effect is None:
+            return self.word
+        return f'{self.word}: {self.effect:+.1f} ± {self.half_width:.1f} points'
+
+
+def verdict(a: dict | None, b: dict | None, expect: str) -> Verdict:
+    """The rule, fixed before any finding ran. ``a`` and ``b`` are scores over seeds (``mean``, ``std``,
+    ``n``). The difference's 95% interval is ``effect ± 2 * sqrt(std_a² / n_a + std_b² / n_b)``.
+
+    * ``higher`` (the paper says a > b): *reproduced* when the interval lies above 0; *not reproduced* when
+      it lies below 0, or within ``± EQUAL_MARGIN`` (no effect); else *inconclusive*.
+    * ``equal`` (the paper says a ≈ b): *reproduced* when the interval lies within ``± EQUAL_MARGIN``; *not
+      reproduced* when it excludes 0 (a difference); else *inconclusive*.
+
+    A side without runs: *not run*; fewer than two seeds on either side: *inconclusive* (no spread is known).
+    """
+    if not a or not b:
+        return Verdict('not run')
+    if a['n'] < 2 or b['n'] < 2:
+        return Verdict('inconclusive (fewer than 2 seeds)')
+    effect = a['mean'] - b['mean']
+    half = 2 * math.sqrt(a['std'] ** 2 / a['n'] + b['std'] ** 2 / b['n'])
+    low, high = effect - half, effect + half
+    within_margin = -EQUAL_MARGIN <= low and high <= EQUAL_MARGIN
+    if expect == 'higher':
+        word = 'reproduced' if low > 0 else 'not reproduced' if high < 0 or within_margin else 'inconclusive'
+    elif expect == 'equal':
+        word = 'reproduced' if within_margin else 'not reproduced' if low > 0 or high < 0 else 'inconclusive'
+    else:
+        raise ValueError(f"Contrast.expect must be 'higher' or 'equal', got {expect!r}")
+    return Verdict(word, effect, half)
+
+
+def overall_verdict(verdicts: list[Verdict]) -> str:
+    """A finding's one word: reproduced when every contrast is, not reproduced when any is not, else
+    inconclusive; *not run yet* or *incomplete* while runs are missing."""
+    words = [v.word.split(' (')[0] for v in verdicts]
+    if 'not run' in words:
+        return 'not run yet' if set(words) == {'not run'} else 'incomplete (not every run is there)'
+    if all(w == 'reproduced' for w in words):
+        return 'reproduced'
+    return 'not reproduced' if 'not reproduced' in words else 'inconclusive'
+
+
+def score_key(metric: str, shots: int) -> str:
+    """The name of a score in a comparison's ``results.json`` (``val 0-shot: exact_match/spatial``)."""
+    return f'val {shots}-shot: exact_match/{metric}'
+
+
+def score(record: dict, arch: str, metric: str, shots: int) -> dict | None:
+    """The score over seeds of ``PART/NAME`` in a kept finding record, or ``None`` when it has not run."""
+    part, name = arch.split('/', 1)
+    kept = record['parts'].get(part, {}).get('architectures', {}).get(name)
+    return (kept or {}).get('scores', {}).get(score_key(metric, shots))
+
+
+def scores(record: dict, contrast: Contrast) -> tuple[dict | None, dict | None]:
+    """The contrast's two scores over seeds, ``a`` then ``b``."""
+    return tuple(score(record, arch, contrast.metric, contrast.shots) for arch in (contrast.a, contrast.b))
+
+
+def contrast_verdict(record: dict, contrast: Contrast) -> Verdict:
+    return verdict(*scores(record, contrast), contrast.expect)
+
+
+def _load(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def kept_part(results: dict) -> dict:
+    """What a finding keeps of one comparison's ``results.json``: how it ran, and each architecture's seeds,
+    status and scores over the seeds."""
+    from vlkit.data.synthetic import FORMAT_VERSION  # the checkout that ran the parts: same format
+
+    meta, env = results['meta'], results['environment']
+    seconds = [sum(r['seconds'].get(k) or 0.0 for k in ('training', 'evaluation')) for r in results['runs']]
+    question_only = next((r['references']['question only'] for r in results['runs'] if r['references']), {})
+    return {
+        'command': meta['command'],
+        'commit': env.get('vlkit commit'),
+        'date': meta['date'],
+        'machine': f'{env["cpu"]}, {env["cores"]} cores, torch {env["torch version"]}',
+        'benchmark_format': FORMAT_VERSION,
+        'training': meta['training'],
+        'runs': len(results['runs']),
+        'run_seconds': round(sum(seconds)),
+        'question_only': question_only,
+        'architectures': results['architectures'],
+    }
+
+
+def collect(finding: Finding, out: str) -> dict:
+    """Writes ``docs/results/findings/KEY.json`` from the finding's parts under ``out``; a part not run yet
+    is left out (and the verdicts that need it say so)."""
+    parts = {}
+    for part in finding.parts:
+        path = osp.join(out, part.name, 'results.json')
+        if osp.isfile(path):
+            parts[part.name] = kept_part(_load(path))
+        else:
+            print(f'{part.name}: no {path} yet (python tools/findings.py run {finding.key})')
+    record = {'finding': finding.key, 'parts': parts}
+    os.makedirs(KEPT, exist_ok=True)
+    path = osp.join(KEPT, f'{finding.key}.json')
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)
+        f.write('\n')
+    print(f'wrote {osp.relpath(path, ROOT)}')
+    return record
+
+
+def run(finding: Finding, out: str, seeds: int) -> int:
+    """Runs the finding's comparisons (each reuses its finished runs), then collects; 1 if a run failed."""
+    import compare  # tools/compare.py, beside this file
+
+    failed = 0
+    for i, part in enumerate(finding.parts, 1):
+        argv = part.command(out, seeds)
+        print(f'finding ({finding.key}), part {i}/{len(finding.parts)}: tools/compare.py {" ".join(argv)}')
+        failed += any(r.failed for r in compare.main(argv))
+    collect(finding, out)
+    return 1 if failed else 0
+
+
+def _cell(value: dict | None) -> str:
+    if not value:
+        return 'not run'
+    spread = f' ± {value["std"]:.1f}' if value.get('std') is not None else ''
+    return f'{value["mean"]:.1f}{spread} (n={value["n"]})'
+
+
+def figure(finding: Finding, record: dict):
+    """Each contrast's two means as bars, with the seeds' standard deviation as error bars."""
+    from vlkit.analysis.report import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(finding.contrasts), 3.6))
+    for i, c in enumerate(finding.contrasts):
+        for j, (arch, colour) in enumerate(((c.a, 'tab:blue'), (c.b, 'tab:grey'))):
+            value = score(record, arch, c.metric, c.shots) or {'mean': 0.0, 'std': None}  # not run: no bar
+            ax.bar(3 * i + j, value['mean'], yerr=value['std'] or 0.0, color=colour, capsize=4, width=0.9)
+    ax.set_xticks([3 * i + 0.5 for i in range(len(finding.contrasts))])
+    ax.set_xticklabels([c.label.replace(': ', ':\n').replace(' vs ', '\nvs ') for c in finding.contrasts],
+                       fontsize=7)  # fmt: skip
+    ax.set_ylabel('accuracy % (mean ± std over seeds)')
+    ax.set_title(f'({finding.key}) {finding.title}', fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _provenance(record: dict) -> str:
+    parts = record['parts'].values()
+    commits = sorted({p['commit'] or '?' for p in parts})
+    return (
+        f'Ran at commit {", ".join(commits)} on {"; ".join(sorted({p["machine"] for p in parts}))} '
+        f'(benchmark format {", ".join(sorted({str(p["benchmark_format"]) for p in parts}))}; '
+        f'{"; ".join(sorted({p["training"] for p in parts}))}); {sum(p["runs"] for p in parts)} runs, '
+        f'{sum(p["run_seconds"] for p in parts) / 3600:.1f} h of training and evaluation.'
+    )
+
+
+def section(finding: Finding, record: dict | None) -> list[str]:
+    """A finding's part of docs/findings.md."""
+    record = record or {'parts': {}}
+    verdicts = [contrast_verdict(record, c) for c in finding.contrasts]
+    measured = '; '.join(str(v) for v in verdicts if v.effect is not None)
+    lines = [f'## ({finding.key}) {finding.title}', '', f'{finding.source}: {finding.claim}', '']
+    lines += [f'**Verdict: {overall_verdict(verdicts)}**' + (f' ({measured}).' if measured else '.'), '']
+    lines += [f'Scaled to the benchmark: {finding.scaling}', '']
+    lines += [
+        f'`python tools/findings.py run {finding.key}` runs (into `work_dirs/findings/PART`, reused):',
+        '',
+    ]
+    lines += [f'* `{part.name}`: `tools/compare.py {" ".join(part.command("work_dirs/findings", 3))}`'
+              for part in finding.parts]  # fmt: skip
+    lines += ['', '| contrast | score | a | b | paper (a vs b) | a - b, 95% interval | verdict |']
+    lines += ['|---|---|---|---|---|---|---|']
+    for c, v in zip(finding.contrasts, verdicts, strict=True):
+        a, b = scores(record, c)
+        interval = f'{v.effect:+.1f} ± {v.half_width:.1f}' if v.effect is not None else '-'
+        lines.append(f'| {c.label} | {c.metric}, {c.shots}-shot | `{c.a}` {_cell(a)} | `{c.b}` {_cell(b)} | '
+                     f'{c.paper or "-"} | {interval} | {v.word} |')  # fmt: skip
+    if record['parts']:
+        lines += ['', f'![finding {finding.key}](images/finding_{finding.key}.png)', '', _provenance(record)]
+    return [*lines, '']
+
+
+def document(records: dict[str, dict]) -> str:
+    """docs/findings.md from the kept records (key -> record)."""
+    ran = [r for r in records.values() if r and r['parts']]
+    seconds = {name: p['run_seconds'] for r in ran for name, p in r['parts'].items()}  # shared parts once
+    head = [
+        '# Findings',
+        '',
+        '<!-- Generated by `python tools/findings.py render` from docs/results/findings/*.json; do not '
+        'edit. -->',
+        '',
+        "The papers' findings behind vlkit's connectors and fusions, re-tested at small scale on the "
+        'synthetic '
+        'benchmark (docs/data.md), each by one command. Fixed before any finding ran: the benchmark (format '
+        'and tasks, accepted on its own criteria), every recipe below (configs, connectors, token counts, '
+        'scaling), the contrasts and their expected direction, and the verdict rule: the 95% interval of '
+        'a - b is the difference of the means ± twice its standard error over the seeds; a "higher" '
+        'contrast is reproduced when the interval lies above 0, and not reproduced when it lies below 0 or '
+        f'within ±{EQUAL_MARGIN:g} points; an "equal" one is reproduced when the interval lies within '
+        f'±{EQUAL_MARGIN:g} points and not reproduced when it excludes 0; anything else is inconclusive. '
+        'A finding is reproduced when all its contrasts are.',
+        '',
+        f'Ran so far: {len(seconds)} of {len({p.name for f in FINDINGS for p in f.parts})} comparisons, '
+        f'{sum(seconds.values()) / 3600:.1f} h of training and evaluation on this machine.',
+        '',
+    ]
+    return '\n'.join(head + [line for f in FINDINGS for line in section(f, records.get(f.key))])
+
+
+def render(check: bool = False) -> int:
+    """Writes docs/findings.md and the plots of the findings that ran; with ``check``, 1 if the doc "
+    "differs."""
+    records = {f.key: _load(p) for f in FINDINGS if osp.isfile(p := osp.join(KEPT, f'{f.key}.json'))}
+    text = document(records)
+    current = open(DOC).read() if osp.isfile(DOC) else None
+    if check:
+        if current != text:
+            print(f'{osp.relpath(DOC, ROOT)} differs from its records: run python tools/findings.py render')
+        return int(current != text)
+    for key, record in records.items():
+        if record['parts']:
+            figure(BY_KEY[key], record).savefig(osp.join(IMAGES, f'finding_{key}.png'), dpi=110)
+    with open(DOC, 'w') as f:
+        f.write(text)
+    print(f'wrote {osp.relpath(DOC, ROOT)}')
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest='action', required=True)
+    sub.add_parser('list', help='the findings and their compare commands')
+    for name in ('run', 'collect'):
+        p = sub.add_parser(name, help=f'{name} one finding')
+        p.add_argument('key', choices=list(BY_KEY), help='the finding (a-e)')
+        p.add_argument(
+            '--out', default='work_dirs/findings', help='where the runs go (default work_dirs/findings)'
+        )
+        if name == 'run':
+            p.add_argument('--seeds', type=int, default=3, help='runs per architecture (default 3)')
+    sub.add_parser('render', help='docs/findings.md from the kept records').add_argument(
+        '--check', action='store_true'
+    )
+    args = parser.parse_args(argv)
+    if args.action == 'list':
+        for f in FINDINGS:
+            print(f'({f.key}) {f.title}')
+            print(
+                ''.join(
+                    f'    tools/compare.py {" ".join(p.command("work_dirs/findings", 3))}\n' for p in f.parts
+                )
+            )
+        return 0
+    if args.action == 'run':
+        return run(BY_KEY[args.key], args.out, args.seeds)
+    if args.action == 'collect':
+        collect(BY_KEY[args.key], args.out)
+        return 0
+    return render(args.check)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
