@@ -120,7 +120,7 @@ def test_the_document_gives_each_contrast_its_figures_and_verdict(kept_a, tmp_pa
         and '| +0.0 ± 3.3 | inconclusive |' in doc
     )
     assert '**Verdict: inconclusive** (reproduced: +10.0 ± 3.3 points;' in doc
-    assert '18 runs, 3.2 h of training and evaluation' in doc and 'Ran so far: 2 of 9 comparisons' in doc
+    assert '18 runs, 3.2 h of training and evaluation' in doc and 'Ran so far: 2 of 10 comparisons' in doc
     assert (
         '`python tools/findings.py run b`' in doc and 'not run' in doc
     )  # the others: their recipe, no figure
@@ -160,3 +160,52 @@ def test_every_architecture_of_every_recipe_passes_the_config_check_and_builds(
             model = MODELS.build(cfg.model)
             trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
             assert trained > 0, f'{part.name}/{variant.name} trains nothing'
+
+
+def _acceptance_runs(position_gain: float) -> list[RunResult]:
+    """mlp and linear (64 tokens) and c_abstractor (16), three seeds each; every task's prior is 25 but
+    spatial's, 50. mlp scores prior + 30 (position: prior + ``position_gain``), linear prior + 5, the
+    C-Abstractor prior + 10; the seeds add -1, 0, +1."""
+    from vlkit.data.synthetic import TASKS
+
+    prior = {t: 50.0 if t == 'spatial' else 25.0 for t in TASKS} | {'overall': 29.2}
+    gains = {'mlp': 30.0, 'linear': 5.0, 'c_abstractor': 10.0}
+    runs = []
+    for name, gain in gains.items():
+        for seed, noise in enumerate((-1.0, 0.0, 1.0)):
+            task_gain = {t: position_gain if (name, t) == ('mlp', 'position') else gain for t in TASKS}
+            scores = {f'exact_match/{t}': prior[t] + task_gain[t] + noise for t in TASKS}
+            scores['exact_match/overall'] = sum(scores.values()) / len(TASKS)
+            tokens = 16 if name == 'c_abstractor' else 64
+            profile = {'visual_tokens_per_image': tokens} if seed == 0 else {}
+            references = {'question only': prior}
+            runs.append(RunResult(name, seed=seed, metrics={'val 0-shot': scores}, profile=profile,
+                                  seconds={'training': 60.0}, references=references))  # fmt: skip
+    return runs
+
+
+def test_the_acceptance_asks_every_task_of_one_connector_and_compares_equal_token_counts(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(findings, 'KEPT', str(tmp_path / 'kept'))
+    write_report(_acceptance_runs(position_gain=30.0), str(tmp_path / 'runs' / 'acceptance'), {'command': 'c',
+                 'date': 'd', 'training': '1500 iterations'})  # fmt: skip
+    record = findings.collect(findings.ACCEPTANCE, str(tmp_path / 'runs'))
+    lines = findings.acceptance_section(record)
+    assert lines[4].startswith('**Accepted**')
+    assert (
+        '| task | question only | mlp (64 tokens) | c_abstractor (16 tokens) | linear (64 tokens) |'
+        in lines[6]
+    )
+    assert '| spatial | 50.0 | 80.0 ± 1.0 (n=3) | 60.0 ± 1.0 (n=3) | 55.0 ± 1.0 (n=3) | +30.0 |' in lines
+    # mlp and linear both pass 64 tokens on: 80 - 55 = 25 points apart, against 2 x 1.0
+    assert (
+        '* spatial, 64 tokens (mlp, linear): best - worst 25.0 points, twice the seed std 2.0: they differ.'
+        in lines
+    )
+
+    write_report(_acceptance_runs(position_gain=12.0), str(tmp_path / 'runs' / 'acceptance'), {'command': 'c',
+                 'date': 'd', 'training': '1500 iterations'})  # fmt: skip
+    lines = findings.acceptance_section(findings.collect(findings.ACCEPTANCE, str(tmp_path / 'runs')))
+    assert lines[4] == '**Not accepted**: no connector is 20 points above the prior on position.'
+    assert '| position | 25.0 | 37.0 ± 1.0 (n=3) | 35.0 ± 1.0 (n=3) | 30.0 ± 1.0 (n=3) | +12.0 |' in lines

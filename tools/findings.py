@@ -105,51 +105,39 @@ FINDINGS = (
         'a',
         'Visual tokens matter more than the connector type',
         'MM1 (McKinzie et al., 2024), section 3.2',
-        'The number of visual tokens and the image resolution matter most; the connector type matters '
+        'the number of visual tokens and the image resolution matter most; the connector type matters '
         'little.',
         'MM1 pools 576 tokens to 64 or 144 (9x and 4x); here 64 patch tokens go to 9 or 16 (7.1x and 4x; '
         'square counts, which average pooling and the C-Abstractor need). MM1 compares average pooling, '
-        'attention pooling and the C-Abstractor: here `avgpool`, `perceiver` and `c_abstractor`. '
-        'Resolution is '
-        'not varied: every object and word of the benchmark is legible at its 64 px, so a higher resolution '
-        'adds no information to read.',
+        'attention pooling and the C-Abstractor: here `avgpool`, `perceiver` and `c_abstractor`. The '
+        'resolution is not varied: every object and word of the benchmark is legible at its 64 px, so a '
+        'higher resolution adds nothing to read.',
         (TOKENS_9, TOKENS_16),
         (
             Contrast('16 vs 9 tokens, average pooling', 'tokens16/avgpool', 'tokens9/avgpool'),
             Contrast('16 vs 9 tokens, perceiver', 'tokens16/perceiver', 'tokens9/perceiver'),
             Contrast('16 vs 9 tokens, C-Abstractor', 'tokens16/c_abstractor', 'tokens9/c_abstractor'),
-            Contrast(
-                'C-Abstractor vs perceiver, 16 tokens',
-                'tokens16/c_abstractor',
-                'tokens16/perceiver',
-                expect='equal',
-            ),
-            Contrast(
-                'C-Abstractor vs average pooling, 16 tokens',
-                'tokens16/c_abstractor',
-                'tokens16/avgpool',
-                expect='equal',
-            ),
-        ),  # fmt: skip
+            Contrast('C-Abstractor vs perceiver, 16 tokens',
+                     'tokens16/c_abstractor', 'tokens16/perceiver', expect='equal'),
+            Contrast('C-Abstractor vs average pooling, 16 tokens',
+                     'tokens16/c_abstractor', 'tokens16/avgpool', expect='equal'),
+        ),
     ),
     Finding(
         'b',
         'Fusion and pooling with frozen and with trained backbones',
         'Idefics2 (Laurencon et al., 2024), Table 3',
-        'With frozen backbones, cross-attention beats fully autoregressive fusion; once the backbones train '
-        '(LoRA), fully autoregressive wins. Pooling with a perceiver beats no pooling with frozen backbones.',
+        'with frozen backbones, cross-attention beats fully autoregressive fusion; once the backbones train '
+        '(LoRA), fully autoregressive wins; pooling with a perceiver beats no pooling with frozen backbones.',
         'The language model is the default tiny Llama after its text-only pretraining stage '
-        '(`llm_pretraining`), '
-        'frozen or with LoRA (`configs/blip3_perceiver_frozen_llm.py`, '
-        '`configs/blip3_perceiver_lora_llm.py`); '
-        'the encoder is frozen in both, as in the default. Idefics2 pools 729 tokens to 64 latents (11x): '
-        'here '
-        '64 tokens to 6. No pooling is the MLP projector on all 64 tokens.',
+        '(`llm_pretraining`), frozen or with LoRA (`configs/blip3_perceiver_frozen_llm.py`, '
+        '`configs/blip3_perceiver_lora_llm.py`); the encoder is frozen in both, as in the default. '
+        'Idefics2 pools 729 tokens to 64 latents (11x): here 64 tokens to 6. No pooling is the MLP '
+        'projector on all 64 tokens.',
         (FROZEN_FUSIONS, LORA_FUSIONS, NO_POOLING),
         (
-            Contrast(
-                'frozen: cross-attention vs autoregressive', _FROZEN_XA, _FROZEN_AR, paper='66.7 vs 60.3'
-            ),
+            Contrast('frozen: cross-attention vs autoregressive', _FROZEN_XA, _FROZEN_AR,
+                     paper='66.7 vs 60.3'),
             Contrast('LoRA: autoregressive vs cross-attention', _LORA_AR, _LORA_XA, paper='69.5 vs 67.3'),
             Contrast('frozen: perceiver vs no pooling', _FROZEN_AR, 'frozen_mlp/mlp', paper='60.3 vs 51.8'),
         ),
@@ -158,74 +146,56 @@ FINDINGS = (
         'c',
         'A perceiver with half the latents',
         'Idefics2 (Laurencon et al., 2024), Table 4',
-        'A perceiver with 64 latents is as good as one with 128.',
+        'a perceiver with 64 latents is as good as one with 128.',
         'Idefics2 pools 729 tokens to 64 or 128 latents (11x and 5.7x); here 64 tokens to 6 or 11 latents, '
-        'the '
-        "same compression ratios. 128 latents would exceed the benchmark's 64 tokens.",
+        "the same compression ratios (128 latents would exceed the benchmark's 64 tokens).",
         (LATENTS_6, LATENTS_11),
-        (
-            Contrast(
-                '6 vs 11 latents',
-                'latents6/perceiver',
-                'latents11/perceiver',
-                expect='equal',
-                paper='71.7 vs 71.2',
-            ),
-        ),  # fmt: skip
+        (Contrast('6 vs 11 latents', 'latents6/perceiver', 'latents11/perceiver', expect='equal',
+                  paper='71.7 vs 71.2'),),
     ),
     Finding(
         'd',
         'Locality at an equal number of tokens',
         'Honeybee (Cha et al., 2024), section 3',
-        'At an equal number of visual tokens, a locality-preserving abstractor (the C-Abstractor) beats a '
+        'at an equal number of visual tokens, a locality-preserving abstractor (the C-Abstractor) beats a '
         'resampler on spatial understanding.',
-        "The runs of finding (a) at 16 tokens; the benchmark's two tasks whose answer depends on where "
-        'things '
-        'are, `spatial` and `position`.',
+        "The runs of finding (a) at 16 tokens, on the benchmark's two tasks whose answer depends on where "
+        'things are, `spatial` and `position`.',
         (TOKENS_16,),
         (
-            Contrast(
-                'spatial: C-Abstractor vs perceiver',
-                'tokens16/c_abstractor',
-                'tokens16/perceiver',
-                metric='spatial',
-            ),
-            Contrast(
-                'position: C-Abstractor vs perceiver',
-                'tokens16/c_abstractor',
-                'tokens16/perceiver',
-                metric='position',
-            ),
-        ),  # fmt: skip
+            Contrast('spatial: C-Abstractor vs perceiver', 'tokens16/c_abstractor', 'tokens16/perceiver',
+                     metric='spatial'),
+            Contrast('position: C-Abstractor vs perceiver', 'tokens16/c_abstractor', 'tokens16/perceiver',
+                     metric='position'),
+        ),
     ),
     Finding(
         'e',
         'Interleaved data and few-shot ability',
         'MM1 (McKinzie et al., 2024), section 3.3',
-        'Interleaved image-text data is what gives few-shot ability; caption pairs lift zero-shot.',
-        'Pairs: the default training data (one image, one question). Interleaved: half of the samples are '
-        'the '
+        'interleaved image-text data is what gives few-shot ability; caption pairs lift zero-shot.',
+        'Pairs: the default training data (one image, one question). Interleaved: half the samples are the '
         "benchmark's interleaved documents (0-2 solved examples, then a query; "
-        '`configs/blip3_perceiver_interleaved_mix.py`). Both are evaluated on the same questions, with 0 '
-        'and 2 '
-        'solved examples from the training pairs before each.',
+        '`configs/blip3_perceiver_interleaved_mix.py`). Both are evaluated on the same questions, with 0 and '
+        '2 solved examples from the training pairs before each.',
         (PAIRS, INTERLEAVED),
         (
-            Contrast(
-                '2-shot: interleaved vs pairs',
-                'interleaved/blip3_perceiver_interleaved_mix',
-                'pairs/blip3_perceiver',
-                shots=2,
-            ),
-            Contrast(
-                '0-shot: pairs vs interleaved',
-                'pairs/blip3_perceiver',
-                'interleaved/blip3_perceiver_interleaved_mix',
-            ),
-        ),  # fmt: skip
+            Contrast('2-shot: interleaved vs pairs', 'interleaved/blip3_perceiver_interleaved_mix',
+                     'pairs/blip3_perceiver', shots=2),
+            Contrast('0-shot: pairs vs interleaved', 'pairs/blip3_perceiver',
+                     'interleaved/blip3_perceiver_interleaved_mix'),
+        ),
     ),
-)
+)  # fmt: skip
 BY_KEY = {f.key: f for f in FINDINGS}
+# The benchmark's own acceptance, before any finding: every task learned by at least one built-in connector,
+# ACCEPTANCE_MARGIN points above its question-only prior (the mean over the seeds).
+ACCEPTANCE = Finding(
+    'acceptance', 'Benchmark acceptance', '', '', '',
+    (Part('acceptance', f'{BASE} --connectors mlp c_abstractor linear perceiver qformer'),), (),
+)  # fmt: skip
+ACCEPTANCE_MARGIN = 20.0
+RECIPES = {**BY_KEY, ACCEPTANCE.key: ACCEPTANCE}
 
 
 @dataclass(frozen=True)
@@ -326,6 +296,9 @@ def kept_part(results: dict) -> dict:
         'runs': len(results['runs']),
         'run_seconds': round(sum(seconds)),
         'question_only': question_only,
+        'visual_tokens': {
+            r['name']: r['profile']['visual_tokens_per_image'] for r in results['runs'] if r['profile']
+        },
         'architectures': results['architectures'],
     }
 
@@ -426,38 +399,124 @@ def section(finding: Finding, record: dict | None) -> list[str]:
     return [*lines, '']
 
 
+def _overall(part: dict, name: str) -> float:
+    kept = part['architectures'][name]['scores'].get(score_key('overall', 0))
+    return kept['mean'] if kept else float('-inf')
+
+
+def task_rows(part: dict, names: list[str]) -> tuple[list[str], list[str]]:
+    """The acceptance table's rows (a task, its prior, each connector's score, the best one's margin over
+    the prior) and the tasks no connector learned by :data:`ACCEPTANCE_MARGIN` points."""
+    from vlkit.data.synthetic import TASKS
+
+    rows, unlearned = [], []
+    for task in [*TASKS, 'overall']:
+        values = [part['architectures'][n]['scores'].get(score_key(task, 0)) for n in names]
+        prior = part['question_only'].get(task)
+        best = max((v['mean'] for v in values if v), default=None)
+        margin = best - prior if best is not None and prior is not None else None
+        if task != 'overall' and (margin is None or margin < ACCEPTANCE_MARGIN):
+            unlearned.append(task)
+        cells = [_cell(v) for v in values]
+        rows.append(f'| {task} | {_fmt(prior)} | {" | ".join(cells)} | {_fmt(margin, "+")} |')
+    return rows, unlearned
+
+
+def _fmt(value: float | None, sign: str = '') -> str:
+    return '-' if value is None else f'{value:{sign}.1f}'
+
+
+def locality_lines(part: dict) -> list[str]:
+    """Per group of connectors with the same number of visual tokens, on each locality task: the spread
+    between the best and the worst mean against twice the seeds' (pooled) standard deviation."""
+    from vlkit.data.synthetic import LOCALITY_TASKS
+
+    groups: dict[int, list[str]] = {}
+    for name, tokens in part['visual_tokens'].items():
+        groups.setdefault(tokens, []).append(name)
+    lines = []
+    for tokens, names in sorted(groups.items()):
+        for task in LOCALITY_TASKS if len(names) > 1 else ():
+            values = [v for n in names if (v := part['architectures'][n]['scores'].get(score_key(task, 0)))]
+            stds = [v['std'] for v in values if v['std'] is not None]
+            if len(values) < 2 or len(stds) < len(values):
+                continue
+            spread = max(v['mean'] for v in values) - min(v['mean'] for v in values)
+            noise = 2 * math.sqrt(sum(x * x for x in stds) / len(stds))
+            verdict_text = 'they differ' if spread > noise else "within the seeds' spread"
+            lines.append(
+                f'* {task}, {tokens} tokens ({", ".join(names)}): best - worst {spread:.1f} points, '
+                f'twice the seed std {noise:.1f}: {verdict_text}.'
+            )
+    return lines
+
+
+def acceptance_section(record: dict | None) -> list[str]:
+    """The benchmark's acceptance: per task and connector, the mean ± std over seeds against the prior."""
+    part = (record or {'parts': {}})['parts'].get('acceptance')
+    command = ' '.join(ACCEPTANCE.parts[0].command('work_dirs/findings', 3))
+    lines = ['## The benchmark, accepted before the findings', '', f'`tools/compare.py {command}`', '']
+    if not part:
+        return [*lines, '**Not run yet.**', '']
+    names = sorted(part['architectures'], key=lambda n: -_overall(part, n))
+    rows, unlearned = task_rows(part, names)
+    heads = [f'{n} ({part["visual_tokens"].get(n, "?")} tokens)' for n in names]
+    margin = f'{ACCEPTANCE_MARGIN:g} points'
+    verdict_text = (
+        f'**Accepted**: on every task at least one connector scores {margin} or more above the question-only '
+        'prior (mean over the seeds).'
+        if not unlearned
+        else f'**Not accepted**: no connector is {margin} above the prior on {", ".join(unlearned)}.'
+    )
+    lines += [verdict_text, '', f'| task | question only | {" | ".join(heads)} | best - prior |']
+    lines += ['|' + '---|' * (len(names) + 3), *rows, '']
+    locality = locality_lines(part)
+    if locality:
+        lines += [
+            'Connectors with the same number of visual tokens, on the tasks where locality matters:',
+            '',
+        ]
+        lines += [*locality, '']
+    return [*lines, _provenance(record), '']
+
+
+RULE = (
+    'Fixed before any finding ran: the benchmark (its format and tasks, accepted on its own criteria, '
+    'below), every recipe (configs, connectors, token counts, scaling), the contrasts and their expected '
+    'direction, and the verdict rule. The 95% interval of a - b is the difference of the means ± twice its '
+    'standard error over the seeds. A "higher" contrast is reproduced when the interval lies above 0, and '
+    f'not reproduced when it lies below 0 or within ±{EQUAL_MARGIN:g} points; an "equal" one is reproduced '
+    f'when the interval lies within ±{EQUAL_MARGIN:g} points, and not reproduced when it excludes 0; '
+    'anything else is inconclusive. A finding is reproduced when all its contrasts are.'
+)
+
+
 def document(records: dict[str, dict]) -> str:
     """docs/findings.md from the kept records (key -> record)."""
     ran = [r for r in records.values() if r and r['parts']]
     seconds = {name: p['run_seconds'] for r in ran for name, p in r['parts'].items()}  # shared parts once
+    comparisons = {p.name for f in RECIPES.values() for p in f.parts}
     head = [
         '# Findings',
         '',
-        '<!-- Generated by `python tools/findings.py render` from docs/results/findings/*.json; do not '
-        'edit. -->',
+        '<!-- Generated by `python tools/findings.py render` from docs/results/findings/*.json. -->',
         '',
         "The papers' findings behind vlkit's connectors and fusions, re-tested at small scale on the "
-        'synthetic '
-        'benchmark (docs/data.md), each by one command. Fixed before any finding ran: the benchmark (format '
-        'and tasks, accepted on its own criteria), every recipe below (configs, connectors, token counts, '
-        'scaling), the contrasts and their expected direction, and the verdict rule: the 95% interval of '
-        'a - b is the difference of the means ± twice its standard error over the seeds; a "higher" '
-        'contrast is reproduced when the interval lies above 0, and not reproduced when it lies below 0 or '
-        f'within ±{EQUAL_MARGIN:g} points; an "equal" one is reproduced when the interval lies within '
-        f'±{EQUAL_MARGIN:g} points and not reproduced when it excludes 0; anything else is inconclusive. '
-        'A finding is reproduced when all its contrasts are.',
+        'synthetic benchmark ([data.md](data.md#the-synthetic-benchmark)), each by one command. ' + RULE,
         '',
-        f'Ran so far: {len(seconds)} of {len({p.name for f in FINDINGS for p in f.parts})} comparisons, '
-        f'{sum(seconds.values()) / 3600:.1f} h of training and evaluation on this machine.',
+        f'Ran so far: {len(seconds)} of {len(comparisons)} comparisons, {sum(seconds.values()) / 3600:.1f} h '
+        'of training and evaluation on this machine.',
         '',
     ]
-    return '\n'.join(head + [line for f in FINDINGS for line in section(f, records.get(f.key))])
+    body = acceptance_section(records.get(ACCEPTANCE.key))
+    body += [line for f in FINDINGS for line in section(f, records.get(f.key))]
+    return '\n'.join(head + body)
 
 
 def render(check: bool = False) -> int:
-    """Writes docs/findings.md and the plots of the findings that ran; with ``check``, 1 if the doc "
-    "differs."""
-    records = {f.key: _load(p) for f in FINDINGS if osp.isfile(p := osp.join(KEPT, f'{f.key}.json'))}
+    """Writes docs/findings.md and the plots of the findings that ran; with ``check``, 1 if the document
+    differs from what the records give."""
+    records = {k: _load(p) for k in RECIPES if osp.isfile(p := osp.join(KEPT, f'{k}.json'))}
     text = document(records)
     current = open(DOC).read() if osp.isfile(DOC) else None
     if check:
@@ -465,7 +524,7 @@ def render(check: bool = False) -> int:
             print(f'{osp.relpath(DOC, ROOT)} differs from its records: run python tools/findings.py render')
         return int(current != text)
     for key, record in records.items():
-        if record['parts']:
+        if record['parts'] and key in BY_KEY:
             figure(BY_KEY[key], record).savefig(osp.join(IMAGES, f'finding_{key}.png'), dpi=110)
     with open(DOC, 'w') as f:
         f.write(text)
@@ -481,7 +540,7 @@ def main(argv=None) -> int:
     sub.add_parser('list', help='the findings and their compare commands')
     for name in ('run', 'collect'):
         p = sub.add_parser(name, help=f'{name} one finding')
-        p.add_argument('key', choices=list(BY_KEY), help='the finding (a-e)')
+        p.add_argument('key', choices=list(RECIPES), help='a finding (a-e), or the benchmark acceptance')
         p.add_argument(
             '--out', default='work_dirs/findings', help='where the runs go (default work_dirs/findings)'
         )
@@ -492,7 +551,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.action == 'list':
-        for f in FINDINGS:
+        for f in RECIPES.values():
             print(f'({f.key}) {f.title}')
             print(
                 ''.join(
@@ -501,9 +560,9 @@ def main(argv=None) -> int:
             )
         return 0
     if args.action == 'run':
-        return run(BY_KEY[args.key], args.out, args.seeds)
+        return run(RECIPES[args.key], args.out, args.seeds)
     if args.action == 'collect':
-        collect(BY_KEY[args.key], args.out)
+        collect(RECIPES[args.key], args.out)
         return 0
     return render(args.check)
 

@@ -462,6 +462,8 @@ def costs_figure(archs: list[Architecture]):
             'time to first token': column('speed/time_to_first_token_ms')}),
     ]  # fmt: skip
     measured = [p for p in panels if any(v is not None for v in sum(p[2].values(), []))]
+    if not measured:  # a profile without any cost figure (e.g. visual tokens only)
+        return None
     fig, axes = _pyplot().subplots(
         1, len(measured), figsize=(4.4 * len(measured), 1.6 + 0.9 * len(archs)), squeeze=False
     )

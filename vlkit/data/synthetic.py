@@ -57,6 +57,7 @@ NUMBERS = ('one', 'two', 'three', 'four')
 ROWS = ('top', 'bottom')
 COLUMNS = ('first', 'second', 'third', 'fourth')
 TASKS = ('colour', 'shape', 'count', 'spatial', 'position', 'text')
+LOCALITY_TASKS = ('spatial', 'position')  # the answer depends on where things are
 # What a guess that knows only the question scores: the answers it allows are equally likely. A spatial
 # question names its two candidate shapes, so its chance is one in two.
 CHANCE = {'colour': 1 / len(COLOURS), 'shape': 1 / len(SHAPES), 'count': 1 / len(NUMBERS), 'spatial': 1 / 2,
