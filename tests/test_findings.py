@@ -209,3 +209,16 @@ def test_the_acceptance_asks_every_task_of_one_connector_and_compares_equal_toke
     lines = findings.acceptance_section(findings.collect(findings.ACCEPTANCE, str(tmp_path / 'runs')))
     assert lines[4] == '**Not accepted**: no connector is 20 points above the prior on position.'
     assert '| position | 25.0 | 37.0 ± 1.0 (n=3) | 35.0 ± 1.0 (n=3) | 30.0 ± 1.0 (n=3) | +12.0 |' in lines
+
+
+def test_run_runs_each_part_with_its_seeds_then_collects(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(compare, 'main', lambda argv: calls.append(argv) or [RunResult('x', status='failed')])
+    monkeypatch.setattr(findings, 'collect', lambda finding, out: calls.append(('collect', finding.key, out)))
+    assert findings.main(['run', 'b', '--seeds', '2', '--out', str(tmp_path)]) == 1  # a run failed
+    assert calls[0] == [
+        *'configs/blip3_perceiver_frozen_llm.py --connectors perceiver --fusions autoregressive'.split(),
+        *'cross_attention --tokens 6 --seeds 2 --out'.split(), str(tmp_path / 'frozen_fusions'),
+    ]  # fmt: skip
+    assert [c[-1] for c in calls[1:3]] == [str(tmp_path / 'lora_fusions'), str(tmp_path / 'frozen_mlp')]
+    assert calls[3] == ('collect', 'b', str(tmp_path))

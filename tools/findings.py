@@ -6,7 +6,8 @@
     python tools/findings.py render [--check]
 
 Each finding (:data:`FINDINGS`, keys ``a`` to ``e``) is one or more ``tools/compare.py`` commands (its
-*parts*) and the contrasts the paper predicts between two of their architectures. ``run`` runs the parts it
+*parts*) and the contrasts the paper predicts between two of their architectures; the key ``acceptance``
+(:data:`ACCEPTANCE`) is the benchmark's own acceptance run, which comes first. ``run`` runs the parts it
 lacks (each into ``OUT/PART``: a part shared by two findings runs once, and ``tools/compare.py`` reuses every
 finished run), then collects. ``collect`` keeps each part's figures (every architecture's scores over its
 seeds, the command, commit, machine and the runs' own seconds) in ``docs/results/findings/KEY.json``;
