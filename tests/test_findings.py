@@ -120,6 +120,7 @@ def test_the_document_gives_each_contrast_its_figures_and_verdict(kept_a, tmp_pa
         and '| +0.0 ± 3.3 | inconclusive |' in doc
     )
     assert '**Verdict: inconclusive** (reproduced: +10.0 ± 3.3 points;' in doc
+    assert 'Made by `tools/compare.py tokens9` (2026-12-01); `tools/compare.py tokens16` (2026-12-01).' in doc
     assert '18 runs, 3.2 h of training and evaluation' in doc and 'Ran so far: 2 of 10 comparisons' in doc
     assert (
         '`python tools/findings.py run b`' in doc and 'not run' in doc

@@ -364,10 +364,13 @@ def figure(finding: Finding, record: dict):
 
 
 def _provenance(record: dict) -> str:
+    """Which commands made the figures (as they were typed), where, and what they cost."""
     parts = record['parts'].values()
     commits = sorted({p['commit'] or '?' for p in parts})
+    made_by = '; '.join(f'`{p["command"]}` ({p["date"]})' for p in parts)
+    machines = '; '.join(sorted({p['machine'] for p in parts}))
     return (
-        f'Ran at commit {", ".join(commits)} on {"; ".join(sorted({p["machine"] for p in parts}))} '
+        f'Made by {made_by}. Ran at commit {", ".join(commits)} on {machines} '
         f'(benchmark format {", ".join(sorted({str(p["benchmark_format"]) for p in parts}))}; '
         f'{"; ".join(sorted({p["training"] for p in parts}))}); {sum(p["runs"] for p in parts)} runs, '
         f'{sum(p["run_seconds"] for p in parts) / 3600:.1f} h of training and evaluation.'
