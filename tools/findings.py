@@ -191,9 +191,10 @@ FINDINGS = (
 BY_KEY = {f.key: f for f in FINDINGS}
 # The benchmark's own acceptance, before any finding: every task learned by at least one built-in connector,
 # ACCEPTANCE_MARGIN points above its question-only prior (the mean over the seeds).
+ACCEPTANCE_CONNECTORS = ('mlp', 'c_abstractor', 'linear', 'perceiver', 'qformer')
 ACCEPTANCE = Finding(
     'acceptance', 'Benchmark acceptance', '', '', '',
-    (Part('acceptance', f'{BASE} --connectors mlp c_abstractor linear perceiver qformer'),), (),
+    (Part('acceptance', f'{BASE} --connectors {" ".join(ACCEPTANCE_CONNECTORS)}'),), (),
 )  # fmt: skip
 ACCEPTANCE_MARGIN = 20.0
 RECIPES = {**BY_KEY, ACCEPTANCE.key: ACCEPTANCE}
@@ -474,6 +475,9 @@ def acceptance_section(record: dict | None) -> list[str]:
     )
     lines += [verdict_text, '', f'| task | question only | {" | ".join(heads)} | best - prior |']
     lines += ['|' + '---|' * (len(names) + 3), *rows, '']
+    missing = [c for c in ACCEPTANCE_CONNECTORS if c not in part['architectures']]
+    if missing:
+        lines += [f'Not run yet: {", ".join(missing)}.', '']
     locality = locality_lines(part)
     if locality:
         lines += [
