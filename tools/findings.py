@@ -259,11 +259,16 @@ def score_key(metric: str, shots: int) -> str:
     return f'val {shots}-shot: exact_match/{metric}'
 
 
+def part_score(part: dict, name: str, metric: str, shots: int = 0) -> dict | None:
+    """One architecture's score over seeds in a kept part, or ``None`` when it has not run."""
+    kept = part.get('architectures', {}).get(name)
+    return (kept or {}).get('scores', {}).get(score_key(metric, shots))
+
+
 def score(record: dict, arch: str, metric: str, shots: int) -> dict | None:
     """The score over seeds of ``PART/NAME`` in a kept finding record, or ``None`` when it has not run."""
     part, name = arch.split('/', 1)
-    kept = record['parts'].get(part, {}).get('architectures', {}).get(name)
-    return (kept or {}).get('scores', {}).get(score_key(metric, shots))
+    return part_score(record['parts'].get(part, {}), name, metric, shots)
 
 
 def scores(record: dict, contrast: Contrast) -> tuple[dict | None, dict | None]:
@@ -404,11 +409,6 @@ def section(finding: Finding, record: dict | None) -> list[str]:
     return [*lines, '']
 
 
-def _overall(part: dict, name: str) -> float:
-    kept = part['architectures'][name]['scores'].get(score_key('overall', 0))
-    return kept['mean'] if kept else float('-inf')
-
-
 def task_rows(part: dict, names: list[str]) -> tuple[list[str], list[str]]:
     """The acceptance table's rows (a task, its prior, each connector's score, the best one's margin over
     the prior) and the tasks no connector learned by :data:`ACCEPTANCE_MARGIN` points."""
@@ -416,7 +416,7 @@ def task_rows(part: dict, names: list[str]) -> tuple[list[str], list[str]]:
 
     rows, unlearned = [], []
     for task in [*TASKS, 'overall']:
-        values = [part['architectures'][n]['scores'].get(score_key(task, 0)) for n in names]
+        values = [part_score(part, n, task) for n in names]
         prior = part['question_only'].get(task)
         best = max((v['mean'] for v in values if v), default=None)
         margin = best - prior if best is not None and prior is not None else None
@@ -442,7 +442,7 @@ def locality_lines(part: dict) -> list[str]:
     lines = []
     for tokens, names in sorted(groups.items()):
         for task in LOCALITY_TASKS if len(names) > 1 else ():
-            values = [v for n in names if (v := part['architectures'][n]['scores'].get(score_key(task, 0)))]
+            values = [v for n in names if (v := part_score(part, n, task))]
             stds = [v['std'] for v in values if v['std'] is not None]
             if len(values) < 2 or len(stds) < len(values):
                 continue
@@ -463,7 +463,9 @@ def acceptance_section(record: dict | None) -> list[str]:
     lines = ['## The benchmark, accepted before the findings', '', f'`tools/compare.py {command}`', '']
     if not part:
         return [*lines, '**Not run yet.**', '']
-    names = sorted(part['architectures'], key=lambda n: -_overall(part, n))
+    names = sorted(
+        part['architectures'], key=lambda n: -(part_score(part, n, 'overall') or {'mean': -1})['mean']
+    )
     rows, unlearned = task_rows(part, names)
     heads = [f'{n} ({part["visual_tokens"].get(n, "?")} tokens)' for n in names]
     margin = f'{ACCEPTANCE_MARGIN:g} points'
