@@ -223,3 +223,29 @@ def test_run_runs_each_part_with_its_seeds_then_collects(tmp_path, monkeypatch):
     ]  # fmt: skip
     assert [c[-1] for c in calls[1:3]] == [str(tmp_path / 'lora_fusions'), str(tmp_path / 'frozen_mlp')]
     assert calls[3] == ('collect', 'b', str(tmp_path))
+
+
+def _latents_record(six: float, eleven: float) -> dict:
+    """Finding (c)'s record with three seeds a side at a std of 1."""
+
+    def part(mean):
+        scores = {findings.score_key('overall', 0): {'mean': mean, 'std': 1.0, 'n': 3}}
+        how = {'command': 'tools/compare.py', 'commit': 'abc', 'date': '2026-12-01', 'machine': 'cpu'}
+        return {**how, 'benchmark_format': 3, 'training': '1500 iterations', 'runs': 3, 'run_seconds': 1800,
+                'architectures': {'perceiver': {'scores': scores}}}  # fmt: skip
+
+    return {'parts': {'latents6': part(six), 'latents11': part(eleven)}}
+
+
+def test_a_finding_that_does_not_reproduce_says_what_might_explain_it():
+    finding = findings.BY_KEY['c']
+    assert all(f.if_not_reproduced for f in findings.FINDINGS)  # every finding has its explanation ready
+    reproduced = '\n'.join(findings.section(finding, _latents_record(60.0, 60.5)))
+    assert '**Verdict: reproduced**' in reproduced and 'What might explain it' not in reproduced
+    missed = '\n'.join(findings.section(finding, _latents_record(50.0, 60.0)))
+    assert '**Verdict: not reproduced** (not reproduced: -10.0 ± 1.6 points).' in missed
+    assert (
+        f'What might explain it (written with the recipe, before the runs): {finding.if_not_reproduced}'
+        in missed
+    )
+    assert 'What might explain it' not in '\n'.join(findings.section(finding, None))  # not run yet

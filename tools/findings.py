@@ -80,6 +80,8 @@ class Finding:
     scaling: str
     parts: tuple[Part, ...]
     contrasts: tuple[Contrast, ...]
+    # What might explain it if it does not reproduce, written down with the recipe, before any run.
+    if_not_reproduced: str = ''
 
 
 FROZEN, LORA = 'configs/blip3_perceiver_frozen_llm.py', 'configs/blip3_perceiver_lora_llm.py'
@@ -123,6 +125,10 @@ FINDINGS = (
             Contrast('C-Abstractor vs average pooling, 16 tokens',
                      'tokens16/c_abstractor', 'tokens16/avgpool', expect='equal'),
         ),
+        'Nine tokens may already hold all that the benchmark asks of its few objects at 64 px (no token '
+        'effect), or the 1,500-iteration budget may separate the connectors by how fast they learn rather '
+        'than by what they can hold (a type effect); MM1 trained each variant on hundreds of millions of '
+        'samples.',
     ),
     Finding(
         'b',
@@ -142,6 +148,10 @@ FINDINGS = (
             Contrast('LoRA: autoregressive vs cross-attention', _LORA_AR, _LORA_XA, paper='69.5 vs 67.3'),
             Contrast('frozen: perceiver vs no pooling', _FROZEN_AR, 'frozen_mlp/mlp', paper='60.3 vs 51.8'),
         ),
+        "The tiny language model, pretrained for minutes on the benchmark's own text, is far from a frozen "
+        '7B model, so freezing it may cost more here than in Idefics2; the cross-attention gates start '
+        'closed (tanh(0)) and may not open far in 1,500 iterations; LoRA on a four-layer model is close to '
+        'training it fully.',
     ),
     Finding(
         'c',
@@ -153,6 +163,8 @@ FINDINGS = (
         (LATENTS_6, LATENTS_11),
         (Contrast('6 vs 11 latents', 'latents6/perceiver', 'latents11/perceiver', expect='equal',
                   paper='71.7 vs 71.2'),),
+        'Six latents may be too few for the objects and word of one scene, where 64 latents of 729 tokens '
+        'are not; Idefics2 also trained far longer, which lets fewer latents catch up.',
     ),
     Finding(
         'd',
@@ -169,6 +181,10 @@ FINDINGS = (
             Contrast('position: C-Abstractor vs perceiver', 'tokens16/c_abstractor', 'tokens16/perceiver',
                      metric='position'),
         ),
+        'At 16 tokens of an 8 x 8 grid the C-Abstractor pools 2 x 2 patches, and the acceptance run left it '
+        "at the prior on both locality tasks at this budget; a perceiver's latents can attend to single "
+        'patches, so at this scale a resampler may keep where things are as well as a convolution does. '
+        'Honeybee measured its gain with a pretrained CLIP encoder and a 7B language model.',
     ),
     Finding(
         'e',
@@ -186,6 +202,9 @@ FINDINGS = (
             Contrast('0-shot: pairs vs interleaved', 'pairs/blip3_perceiver',
                      'interleaved/blip3_perceiver_interleaved_mix'),
         ),
+        'A tiny model trained for 1,500 iterations may not learn to use solved examples in its context at '
+        "all (MM1's few-shot gains come after billions of tokens); and with half of the mixture "
+        'interleaved, the mixed model sees half as many single-image questions, which may cost it zero-shot.',
     ),
 )  # fmt: skip
 BY_KEY = {f.key: f for f in FINDINGS}
@@ -389,7 +408,11 @@ def section(finding: Finding, record: dict | None) -> list[str]:
     verdicts = [contrast_verdict(record, c) for c in finding.contrasts]
     measured = '; '.join(str(v) for v in verdicts if v.effect is not None)
     lines = [f'## ({finding.key}) {finding.title}', '', f'{finding.source}: {finding.claim}', '']
-    lines += [f'**Verdict: {overall_verdict(verdicts)}**' + (f' ({measured}).' if measured else '.'), '']
+    overall = overall_verdict(verdicts)
+    lines += [f'**Verdict: {overall}**' + (f' ({measured}).' if measured else '.'), '']
+    if overall in ('not reproduced', 'inconclusive') and finding.if_not_reproduced:
+        explanation = finding.if_not_reproduced
+        lines += [f'What might explain it (written with the recipe, before the runs): {explanation}', '']
     lines += [f'Scaled to the benchmark: {finding.scaling}', '']
     lines += [
         f'`python tools/findings.py run {finding.key}` runs (into `work_dirs/findings/PART`, reused):',
@@ -493,7 +516,8 @@ def acceptance_section(record: dict | None) -> list[str]:
 RULE = (
     'Fixed before any finding ran: the benchmark (its format and tasks, accepted on its own criteria, '
     'below), every recipe (configs, connectors, token counts, scaling), the contrasts and their expected '
-    'direction, and the verdict rule. The 95% interval of a - b is the difference of the means ± twice its '
+    "direction, the verdict rule, and each finding's possible explanations should it not reproduce. The "
+    '95% interval of a - b is the difference of the means ± twice its '
     'standard error over the seeds. A "higher" contrast is reproduced when the interval lies above 0, and '
     f'not reproduced when it lies below 0 or within ±{EQUAL_MARGIN:g} points; an "equal" one is reproduced '
     f'when the interval lies within ±{EQUAL_MARGIN:g} points, and not reproduced when it excludes 0; '
