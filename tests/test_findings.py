@@ -4,6 +4,7 @@ comparisons produce, and the document, table and error-bar plot made from the ke
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -249,3 +250,17 @@ def test_a_finding_that_does_not_reproduce_says_what_might_explain_it():
         in missed
     )
     assert 'What might explain it' not in '\n'.join(findings.section(finding, None))  # not run yet
+
+
+def test_the_headline_plot_draws_each_contrasts_interval_in_its_verdicts_colour():
+    fig = findings.headline_figure({'c': _latents_record(50.0, 60.0)})
+    ax = fig.axes[0]
+    (line,) = [ln for ln in ax.lines if ln.get_marker() == 'o' and len(ln.get_xdata()) == 1]
+    assert line.get_xdata()[0] == pytest.approx(-10.0) and line.get_color() == 'tab:red'  # not reproduced
+    (low, high) = ax.collections[-1].get_segments()[0][:, 0]  # its 95% interval: -10 ± 2·sqrt(2/3)
+    assert (low, high) == pytest.approx((-10 - 2 * math.sqrt(2 / 3), -10 + 2 * math.sqrt(2 / 3)))
+    rows = sum(len(f.contrasts) for f in findings.FINDINGS)
+    assert [t.get_text() for t in ax.texts] == ['not run'] * (rows - 1)
+    assert len(ax.get_yticklabels()) == rows and '(c) 6 vs 11 latents [=]' in [
+        t.get_text() for t in ax.get_yticklabels()
+    ]

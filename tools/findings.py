@@ -388,6 +388,40 @@ def figure(finding: Finding, record: dict):
     return fig
 
 
+VERDICT_COLOURS = {'reproduced': 'tab:green', 'not reproduced': 'tab:red', 'inconclusive': 'tab:orange'}
+
+
+def headline_figure(records: dict[str, dict]):
+    """Every contrast of every finding in one plot: a - b with its 95% interval, against 0 and the
+    ±EQUAL_MARGIN band, coloured by its verdict; a contrast whose runs are missing is named "not run"."""
+    from vlkit.analysis.report import _pyplot
+
+    plt = _pyplot()
+    rows = [(f, c) for f in FINDINGS for c in f.contrasts]
+    fig, ax = plt.subplots(figsize=(8.0, 0.9 + 0.32 * len(rows)))
+    ax.axvspan(-EQUAL_MARGIN, EQUAL_MARGIN, color='0.92', zorder=0)
+    ax.axvline(0.0, color='0.5', lw=0.8)
+    for y, (finding, c) in enumerate(rows):
+        v = contrast_verdict(records.get(finding.key) or {'parts': {}}, c)
+        if v.effect is None:
+            ax.text(0.0, y, v.word, ha='center', va='center', fontsize=7, color='0.4')
+            continue
+        colour = VERDICT_COLOURS[v.word.split(' (')[0]]
+        ax.errorbar(v.effect, y, xerr=v.half_width, fmt='o', color=colour, capsize=3, ms=4)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f'({f.key}) {c.label} [{"=" if c.expect == "equal" else ">"}]' for f, c in rows],
+                       fontsize=7)  # fmt: skip
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first finding on top
+    low, high = ax.get_xlim()
+    ax.set_xlim(min(low, -10.0), max(high, 10.0))
+    ax.set_xlabel(f'a - b, points (95% interval); grey band: ±{EQUAL_MARGIN:g}, "as good as"')
+    handles = [plt.Line2D([], [], marker='o', ls='', color=c, label=w) for w, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, loc='lower right')
+    ax.set_title("The papers' findings on the synthetic benchmark", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _provenance(record: dict) -> str:
     """Which commands made the figures (as they were typed), where, and what they cost."""
     parts = record['parts'].values()
@@ -541,6 +575,8 @@ def document(records: dict[str, dict]) -> str:
         f'Ran so far: {len(seconds)} of {len(comparisons)} comparisons, {sum(seconds.values()) / 3600:.1f} h '
         'of training and evaluation on this machine.',
         '',
+        '![every contrast of every finding, with its verdict](images/findings.png)',
+        '',
     ]
     body = acceptance_section(records.get(ACCEPTANCE.key))
     body += [line for f in FINDINGS for line in section(f, records.get(f.key))]
@@ -557,9 +593,15 @@ def render(check: bool = False) -> int:
         if current != text:
             print(f'{osp.relpath(DOC, ROOT)} differs from its records: run python tools/findings.py render')
         return int(current != text)
-    for key, record in records.items():
-        if record['parts'] and key in BY_KEY:
-            figure(BY_KEY[key], record).savefig(osp.join(IMAGES, f'finding_{key}.png'), dpi=110)
+    from vlkit.analysis.report import _pyplot
+
+    figures = {'findings': headline_figure(records)}
+    figures |= {
+        f'finding_{k}': figure(BY_KEY[k], r) for k, r in records.items() if r['parts'] and k in BY_KEY
+    }
+    for name, fig in figures.items():
+        fig.savefig(osp.join(IMAGES, f'{name}.png'), dpi=110)
+        _pyplot().close(fig)
     with open(DOC, 'w') as f:
         f.write(text)
     print(f'wrote {osp.relpath(DOC, ROOT)}')
