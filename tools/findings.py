@@ -11,12 +11,14 @@ Each finding (:data:`FINDINGS`, keys ``a`` to ``e``) is one or more ``tools/comp
 lacks (each into ``OUT/PART``: a part shared by two findings runs once, and ``tools/compare.py`` reuses every
 finished run), then collects. ``collect`` keeps each part's figures (every architecture's scores over its
 seeds, the command, commit, machine and the runs' own seconds) in ``docs/results/findings/KEY.json``;
-run it from the checkout whose commit ran the parts. ``render`` writes ``docs/findings.md`` and one plot
-per finding (``docs/images/finding_KEY.png``) from those files alone, with the verdict each contrast gets
-under :func:`verdict`'s rule; ``--check`` changes nothing and exits 1 when the document differs.
+run it from the checkout whose commit ran the parts. ``render`` writes ``docs/findings.md``, one plot
+per finding (``docs/images/finding_KEY.png``) and the headline plot of every contrast
+(``docs/images/findings.png``) from those files alone, with the verdict each contrast gets under
+:func:`verdict`'s rule; ``--check`` changes nothing and exits 1 when the document differs.
 
 The recipes, the contrasts, the verdict rule and its margin were written down before any finding ran, and
-the benchmark was designed and accepted on its own criteria (docs/data.md), not on these results.
+the benchmark was designed and accepted on its own criteria (docs/data.md), not on these results; so were
+the possible explanations each finding gives should it not reproduce (``Finding.if_not_reproduced``).
 """
 
 from __future__ import annotations
