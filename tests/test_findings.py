@@ -226,11 +226,11 @@ def test_run_runs_each_part_with_its_seeds_then_collects(tmp_path, monkeypatch):
     assert calls[3] == ('collect', 'b', str(tmp_path))
 
 
-def _latents_record(six: float, eleven: float) -> dict:
-    """Finding (c)'s record with three seeds a side at a std of 1."""
+def _latents_record(six: float, eleven: float, std: float = 1.0) -> dict:
+    """Finding (c)'s record with three seeds a side."""
 
     def part(mean):
-        scores = {findings.score_key('overall', 0): {'mean': mean, 'std': 1.0, 'n': 3}}
+        scores = {findings.score_key('overall', 0): {'mean': mean, 'std': std, 'n': 3}}
         how = {'command': 'tools/compare.py', 'commit': 'abc', 'date': '2026-12-01', 'machine': 'cpu'}
         return {**how, 'benchmark_format': 3, 'training': '1500 iterations', 'runs': 3, 'run_seconds': 1800,
                 'architectures': {'perceiver': {'scores': scores}}}  # fmt: skip
@@ -250,6 +250,25 @@ def test_a_finding_that_does_not_reproduce_says_what_might_explain_it():
         in missed
     )
     assert 'What might explain it' not in '\n'.join(findings.section(finding, None))  # not run yet
+    undecided = '\n'.join(findings.section(finding, _latents_record(60.0, 60.0, std=3.0)))
+    assert '**Verdict: inconclusive** (inconclusive: +0.0 ± 4.9 points).' in undecided
+    assert 'What might explain it' not in undecided  # the spread explains it: 3 · (4.90 / 3)² = 8 seeds
+    assert '"6 vs 11 latents" is inconclusive because the seeds spread more than the effect' in undecided
+    assert 'about 8 seeds a side would decide it.' in undecided
+
+
+@pytest.mark.parametrize(
+    'a, b, expect, seeds',
+    [
+        (61.5, 61.0, 'equal', 12),  # ±4.90 must shrink to 3 - 0.5: 3 · (4.90 / 2.5)² = 11.5
+        (62.5, 60.0, 'higher', 21),  # ±6.53 must shrink below 2.5: 3 · (6.53 / 2.5)² = 20.5
+        (60.0, 60.0, 'higher', None),  # no effect: no number of seeds makes it higher
+    ],
+)
+def test_the_seeds_an_inconclusive_contrast_would_need(a, b, expect, seeds):
+    std = 3.0 if expect == 'equal' else 4.0
+    assert findings.verdict(_spread(a, std, 3), _spread(b, std, 3), expect).word == 'inconclusive'
+    assert findings.seeds_to_decide(_spread(a, std, 3), _spread(b, std, 3), expect) == seeds
 
 
 def test_the_headline_plot_draws_each_contrasts_interval_in_its_verdicts_colour():

@@ -264,6 +264,22 @@ def verdict(a: dict | None, b: dict | None, expect: str) -> Verdict:
     return Verdict(word, effect, half)
 
 
+def seeds_to_decide(a: dict, b: dict, expect: str) -> int | None:
+    """For an inconclusive contrast: about how many seeds a side would decide it if the means and the seeds'
+    spreads stayed as they are (the interval narrows as 1/sqrt(n)); ``None`` when no number of seeds would.
+
+    The interval must shrink to within ``EQUAL_MARGIN - |effect|`` for an ``equal`` contrast whose effect is
+    inside the margin, and below ``|effect|`` (so that it excludes 0) otherwise."""
+    v = verdict(a, b, expect)
+    if v.effect is None:
+        return None
+    inside = expect == 'equal' and abs(v.effect) < EQUAL_MARGIN
+    room = EQUAL_MARGIN - abs(v.effect) if inside else abs(v.effect)
+    if room <= 0:
+        return None
+    return math.ceil(round(min(a['n'], b['n']) * (v.half_width / room) ** 2, 6))  # 8.0000000001 is 8
+
+
 def overall_verdict(verdicts: list[Verdict]) -> str:
     """A finding's one word: reproduced when every contrast is, not reproduced when any is not, else
     inconclusive; *not run yet* or *incomplete* while runs are missing."""
@@ -385,6 +401,8 @@ def figure(finding: Finding, record: dict):
     ax.set_xticklabels([c.label.replace(': ', ':\n').replace(' vs ', '\nvs ') for c in finding.contrasts],
                        fontsize=7)  # fmt: skip
     ax.set_ylabel('accuracy % (mean ± std over seeds)')
+    sides = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ('tab:blue', 'tab:grey')]
+    ax.legend(sides, ['a (named first)', 'b'], fontsize=7, loc='lower right')
     ax.set_title(f'({finding.key}) {finding.title}', fontsize=9)
     fig.tight_layout()
     return fig
@@ -446,9 +464,14 @@ def section(finding: Finding, record: dict | None) -> list[str]:
     lines = [f'## ({finding.key}) {finding.title}', '', f'{finding.source}: {finding.claim}', '']
     overall = overall_verdict(verdicts)
     lines += [f'**Verdict: {overall}**' + (f' ({measured}).' if measured else '.'), '']
-    if overall in ('not reproduced', 'inconclusive') and finding.if_not_reproduced:
+    if overall == 'not reproduced' and finding.if_not_reproduced:
         explanation = finding.if_not_reproduced
         lines += [f'What might explain it (written with the recipe, before the runs): {explanation}', '']
+    undecided = [c for c, v in zip(finding.contrasts, verdicts, strict=True) if v.word == 'inconclusive']
+    for c in undecided:
+        if n := seeds_to_decide(*scores(record, c), c.expect):
+            lines += [f'"{c.label}" is inconclusive because the seeds spread more than the effect: at the '
+                      f'same means and spreads, about {n} seeds a side would decide it.', '']  # fmt: skip
     lines += [f'Scaled to the benchmark: {finding.scaling}', '']
     lines += [
         f'`python tools/findings.py run {finding.key}` runs (into `work_dirs/findings/PART`, reused):',
