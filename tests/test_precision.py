@@ -3,10 +3,13 @@ weights and gives the fp32 results within bf16's rounding."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from mmengine.config import Config
 
+from tests.helpers import ROOT
 from vlkit.engine import precision as P
 from vlkit.registry import MODELS
 from vlkit.testing import TEXTS, text_batch, tiny_model_cfg
@@ -34,6 +37,31 @@ def test_the_resolved_precision_goes_into_the_model_and_the_pretraining_stages(m
     assert cfg.precision == cfg.model.precision == 'bf16'
     assert cfg.encoder_pretraining.precision == cfg.llm_pretraining.precision == 'bf16'
     assert P.apply_precision(cfg, 'cpu', 'fp32') == 'fp32' and cfg.model.precision == 'fp32'
+
+
+def test_pretraining_alone_resolves_the_precision_as_training_does(monkeypatch):
+    """tools/pretrain.py resolves ``precision='auto'`` for the run's device, as tools/train.py does, so the
+    stage's cache key (which holds its precision) is the same whichever tool ran it."""
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import pretrain  # tools/pretrain.py
+
+    from vlkit.engine import PRETRAINING
+
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: ['amx_bf16'])
+    monkeypatch.setattr(P.torch.cuda, 'is_available', lambda: False)
+    assert P.run_device() == 'cpu'
+    seen = []
+    monkeypatch.setitem(
+        PRETRAINING, 'llm_pretraining', lambda cfg: seen.append(cfg.llm_pretraining.precision)
+    )
+    options = ['--stage', 'llm_pretraining', '--cfg-options', 'precision=auto']
+    pretrain.main([str(ROOT / 'configs/blip3_perceiver_frozen_llm.py'), *options])
+    assert seen == ['bf16']
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: [])
+    with pytest.raises(SystemExit, match=r"config error: .*precision='bf16' \(--amp\) needs bf16 units"):
+        pretrain.main(
+            [str(ROOT / 'configs/blip3_perceiver_frozen_llm.py'), '--cfg-options', 'precision=bf16']
+        )
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):

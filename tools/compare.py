@@ -261,11 +261,9 @@ def profile(config: str, options: list[str], run: RunResult, profile_only: bool)
 
 def run_precision(cfg: Config) -> str:
     """The precision tools/train.py will run ``cfg`` at on this machine ('fp32' or 'bf16')."""
-    import torch
+    from vlkit.engine import resolve_precision, run_device
 
-    from vlkit.engine import resolve_precision
-
-    return resolve_precision(cfg.get('precision'), 'cuda' if torch.cuda.is_available() else 'cpu')
+    return resolve_precision(cfg.get('precision'), run_device())
 
 
 def training_samples(cfg: Config) -> int | None:

@@ -32,9 +32,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from vlkit.config import load_config
-    from vlkit.engine import PRETRAINING
+    from vlkit.engine import PRETRAINING, PrecisionError, apply_precision
 
     cfg = load_config(args.config, args.cfg_options)
+    try:
+        apply_precision(cfg)  # as tools/train.py does: the same precision, so the same cache key
+    except PrecisionError as err:
+        raise SystemExit(f'config error: {args.config}: {err}') from err
     stages = [s for s in PRETRAINING_STAGES if cfg.get(s) and args.stage in (None, s)]
     if not stages:
         raise SystemExit(f'{args.config} has no {args.stage or " or ".join(PRETRAINING_STAGES)} stage')

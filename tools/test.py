@@ -241,15 +241,13 @@ def write_results(
 def main(argv=None) -> dict:
     args = parse_args(argv)
     start = time.perf_counter()
-    import torch
-
     from vlkit.config import load_config
     from vlkit.engine import PRETRAINING_STAGES, CheckpointLoadError, PrecisionError, Runner, apply_precision
     from vlkit.evaluation import format_accuracy_table
 
     cfg = load_config(args.config, args.cfg_options)
     try:
-        apply_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu')
+        apply_precision(cfg)
     except PrecisionError as err:
         raise SystemExit(f'config error: {args.config}: {err}') from err
     cfg.work_dir = (

@@ -81,7 +81,7 @@ def configure(args: argparse.Namespace):
         cfg.resume = True
         cfg.load_from = args.resume
     try:
-        apply_precision(cfg, 'cuda' if torch.cuda.is_available() else 'cpu', 'bf16' if args.amp else None)
+        apply_precision(cfg, requested='bf16' if args.amp else None)
     except PrecisionError as err:
         raise SystemExit(f'config error: {args.config}: {err}') from err
     if 'strategy' in cfg and not torch.cuda.is_available():

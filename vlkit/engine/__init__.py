@@ -14,7 +14,7 @@ from .guard import GuardedOptimWrapper, NonFiniteError, NonFiniteGuardHook, Trai
 from .hooks import AccuracyTableHook, DataSkipError, DataSkipsHook
 from .llm_pretraining import ensure_pretrained_llm
 from .packaged import ensure_packaged_weights
-from .precision import PrecisionError, apply_precision, resolve_precision
+from .precision import PrecisionError, apply_precision, resolve_precision, run_device
 from .runner import FlexibleRunner, Runner, build_runner
 from .stages import PRETRAINING_STAGES
 
@@ -46,4 +46,5 @@ __all__ = [
     'load_checkpoint_file',
     'read_last_checkpoint',
     'resolve_precision',
+    'run_device',
 ]

@@ -64,10 +64,17 @@ def resolve_precision(requested: str | None, device: str) -> str:
     return requested
 
 
-def apply_precision(cfg: Any, device: str, requested: str | None = None) -> str:
-    """Resolves ``requested`` (default: the config's ``precision``) and writes the result into the config:
-    ``precision``, ``model.precision`` and each pretraining stage's ``precision``."""
-    resolved = resolve_precision(requested or cfg.get('precision'), device)
+def run_device() -> str:
+    """The device a run's model trains and evaluates on: ``'cuda'`` where a GPU is visible, else ``'cpu'``."""
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def apply_precision(cfg: Any, device: str | None = None, requested: str | None = None) -> str:
+    """Resolves ``requested`` (default: the config's ``precision``) for ``device`` (default:
+    :func:`run_device`) and writes the result into the config: ``precision``, ``model.precision`` and each
+    pretraining stage's ``precision``. Every tool that trains, evaluates or pretrains calls it, so that the
+    stages' cache keys are the same whichever tool runs them."""
+    resolved = resolve_precision(requested or cfg.get('precision'), device or run_device())
     cfg.precision = resolved
     cfg.model.precision = resolved
     for stage in PRETRAINING_STAGES:
