@@ -436,7 +436,7 @@ def headline_figure(records: dict[str, dict]):
     ax.set_xlim(min(low, -10.0), max(high, 10.0))
     ax.set_xlabel(f'a - b, points (95% interval); grey band: ±{EQUAL_MARGIN:g}, "as good as"')
     handles = [plt.Line2D([], [], marker='o', ls='', color=c, label=w) for w, c in VERDICT_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, loc='lower right')
+    ax.legend(handles=handles, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # beside, not over
     ax.set_title("The papers' findings on the synthetic benchmark", fontsize=9)
     fig.tight_layout()
     return fig
