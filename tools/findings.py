@@ -230,6 +230,11 @@ class Verdict:
     effect: float | None = None
     half_width: float | None = None
 
+    @property
+    def outcome(self) -> str:
+        """The word without its reason: 'inconclusive (fewer than 2 seeds)' is 'inconclusive'."""
+        return self.word.split(' (')[0]
+
     def __str__(self) -> str:
         if self.effect is None:
             return self.word
@@ -283,7 +288,7 @@ def seeds_to_decide(a: dict, b: dict, expect: str) -> int | None:
 def overall_verdict(verdicts: list[Verdict]) -> str:
     """A finding's one word: reproduced when every contrast is, not reproduced when any is not, else
     inconclusive; *not run yet* or *incomplete* while runs are missing."""
-    words = [v.word.split(' (')[0] for v in verdicts]
+    words = [v.outcome for v in verdicts]
     if 'not run' in words:
         return 'not run yet' if set(words) == {'not run'} else 'incomplete (not every run is there)'
     if all(w == 'reproduced' for w in words):
@@ -426,7 +431,7 @@ def headline_figure(records: dict[str, dict]):
         if v.effect is None:
             ax.text(0.0, y, v.word, ha='center', va='center', fontsize=7, color='0.4')
             continue
-        colour = VERDICT_COLOURS[v.word.split(' (')[0]]
+        colour = VERDICT_COLOURS[v.outcome]
         ax.errorbar(v.effect, y, xerr=v.half_width, fmt='o', color=colour, capsize=3, ms=4)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f'({f.key}) {c.label} [{"=" if c.expect == "equal" else ">"}]' for f, c in rows],
