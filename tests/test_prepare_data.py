@@ -74,22 +74,19 @@ def _read(out: Path, tokenizer_dir: str, mode: str = 'generate', **kwargs) -> li
         return list(ds)
     from itertools import islice
 
-    return list(
-        islice(
-            iter(
-                PreparedShards(
-                    str(out),
-                    tokenizer=tokenizer_dir,
-                    image_size=16,
-                    mode='train',
-                    template='chat',
-                    shuffle_buffer=1,
-                    **kwargs,
-                )
-            ),
-            len(ds),
-        )
+    # training resamples shards with replacement: draw enough to see every sample, and keep each once
+    train = PreparedShards(
+        str(out),
+        tokenizer=tokenizer_dir,
+        image_size=16,
+        mode='train',
+        template='chat',
+        shuffle_buffer=1,
+        **kwargs,
     )
+    once = {s['__key__']: s for s in islice(iter(train), 20 * len(ds))}
+    assert len(once) == len(ds), f'{len(ds) - len(once)} samples never drawn'
+    return list(once.values())
 
 
 def _supervised(tokenizer_dir: str, sample: dict) -> str:
@@ -140,7 +137,7 @@ def _llava_source(tmp_path: Path) -> tuple[Path, Path, dict]:
             'conversations': [{'from': 'human', 'value': '<image> hi'}],
         },
         {'id': 'empty', 'image': 'coco/a.jpg', 'conversations': []},
-        {'id': 7, 'image': 'coco/a.jpg', 'conversations': turn('<image>', 'again')},
+        {'id': 7, 'image': 'coco/a.jpg', 'conversations': turn('<image>', 'again')},  # the image's id again
     ]
     path = tmp_path / 'llava_v1_5_mix.json'
     path.write_text(json.dumps(records))
@@ -151,21 +148,23 @@ def test_llava_converts_reads_back_and_counts_each_bad_input(tmp_path, tokenizer
     path, images, source = _llava_source(tmp_path)
     out = tmp_path / 'out'
     manifest = _convert('llava', [path], out, images, shard_size=3)
-    assert manifest['num_records'] == 10 and manifest['num_samples'] == 4
+    assert manifest['num_records'] == 10 and manifest['num_samples'] == 5
     assert manifest['skipped'] == {
         'missing_image': 1,
         'corrupt_image': 1,
         'image_count_mismatch': 1,
         'empty_conversation': 2,
-        'duplicate_id': 1,
-    }
+    }  # LLaVA's ids name images: a repeated id is another conversation on the same image, kept
     assert manifest['sources'] == [{'name': path.name, 'path': str(path), 'bytes': path.stat().st_size}]
     assert manifest['splits']['train']['shards'] == [f'train-{i:05d}.tar' for i in range(4)]
     skips = json.loads((out / 'data_skips.json').read_text())
     assert skips['skipped'] == manifest['skipped']
-    assert {(r['id'], r['reason']) for r in skips['records']} >= {
+    assert {(r['id'], r['reason']) for r in skips['records']} == {
         ('missing', 'missing_image'),
-        (7, 'duplicate_id'),
+        ('broken', 'corrupt_image'),
+        ('count', 'image_count_mismatch'),
+        ('one-sided', 'empty_conversation'),
+        ('empty', 'empty_conversation'),
     }
     members = dict(_members(out))
     assert members['000000000.jpg'] == source['a']  # bytes as they are
@@ -173,16 +172,21 @@ def test_llava_converts_reads_back_and_counts_each_bad_input(tmp_path, tokenizer
     assert members['000000003.0.jpg'] == source['a'] and '000000002.json' in members  # text-only: no image
 
     samples = _read(out, tokenizer_dir, mode='train')
-    by_id = {json.loads(members[f'{s["__key__"]}.json'])['id']: s for s in samples}
+    by_id = {
+        json.loads(members[f'{s["__key__"]}.json'])['id']: s for s in samples if s['__key__'] != '000000009'
+    }
     assert sorted(by_id, key=str) == sorted([7, '7', 'text-only', 'two-images'], key=str)
     assert _supervised(tokenizer_dir, by_id['7']) == 'green<|im_end|>two<|im_end|>'
     assert _supervised(tokenizer_dir, by_id[7]) == 'a red bus<|im_end|>'
+    (again,) = [s for s in samples if s['__key__'] == '000000009']
+    assert json.loads(members['000000009.json'])['id'] == 7 and members['000000009.jpg'] == source['a']
+    assert _supervised(tokenizer_dir, again) == 'again<|im_end|>'
     assert by_id['7']['image'].shape == (3, 16, 16)  # the GIF decodes
     assert (
         by_id['two-images']['images'].shape == (2, 3, 16, 16) and by_id['text-only']['images'].shape[0] == 0
     )
-    queries = {s['meta']['id']: s for s in _read(out, tokenizer_dir)}
-    assert queries[7]['answer'] == 'a red bus' and queries['7']['answer'] == 'two'
+    queries = {(s['meta']['id'], s['answer']) for s in _read(out, tokenizer_dir)}
+    assert {(7, 'a red bus'), (7, 'again'), ('7', 'two')} <= queries
 
 
 def test_strict_stops_at_the_first_bad_record_naming_it(tmp_path):
@@ -354,6 +358,17 @@ def test_vqa_textvqa_gqa_vizwiz(tmp_path, tokenizer_dir):
     (query,) = _read(tmp_path / 'vw', tokenizer_dir)
     assert query['meta'] == {'image_name': 'VizWiz_val_00000000.jpg', 'answer_type': 'unanswerable'}
     assert query['answer'].count('unanswerable') == 9 and query['task'] == 'unanswerable'
+
+
+def test_a_repeated_question_id_is_skipped_and_named(tmp_path):
+    q, a, images = write_vqa_pair(tmp_path)
+    questions = json.loads(q.read_text())
+    questions['questions'].append(dict(questions['questions'][0], question='asked again'))  # id 101 again
+    q.write_text(json.dumps(questions))
+    manifest = _convert('vqa', [q, a], tmp_path / 'vqa', images)
+    assert manifest['splits']['val']['num_samples'] == 3 and manifest['skipped'] == {'duplicate_id': 1}
+    (skip,) = json.loads((tmp_path / 'vqa' / 'data_skips.json').read_text())['records']
+    assert (skip['id'], skip['reason'], skip['key']) == (101, 'duplicate_id', '000000003')
 
 
 # -- interleaved documents ----------------------------------------------------------------------------------

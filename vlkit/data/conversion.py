@@ -8,14 +8,15 @@ docs/data.md).
 * **Streaming.** The main process reads the records (a single-array JSON through ``ijson``) and hands one
   shard's records at a time to a pool of workers, never more than ``2 x workers`` shards ahead; the
   workers read, identify and store the images. Memory stays flat in the dataset's size (the ids seen,
-  kept for the duplicate check, are the only thing that grows).
+  kept for the duplicate check of a format whose ids are unique, are the only thing that grows).
 * **Resumable.** A worker writes ``NAME.tar.tmp``, fsyncs and renames it to ``NAME.tar``, then writes the
   shard's counts to ``_progress/NAME.json``, the mark of a complete shard. A re-run keeps complete shards,
   redoes the others and removes leftover temporary files; a reader never takes a ``.tmp`` file.
 * **Images by content.** Image bytes are read and decoded to check them, identified by their content (a
   GIF or PNG named ``.jpg`` is stored as ``.gif`` or ``.png``), and copied as they are unless ``resize``
   is set. Bad records are skipped and counted by reason (``missing_image``, ``corrupt_image``,
-  ``duplicate_id``, the format's own reasons), or stop the conversion with ``strict``.
+  ``duplicate_id`` where the format's ids are unique, the format's own reasons), or stop the conversion
+  with ``strict``.
 * **Manifest.** ``manifest.json`` (written last): counts, skips by reason, the splits' shards and sample
   counts, the source files' names and sizes; ``data_skips.json``: the counts and the skipped records.
 """
@@ -184,9 +185,11 @@ def _is_complete(out: Path, name: str) -> bool:
     return (out / name).is_file() and (out / PROGRESS / f'{name}.json').is_file()
 
 
-def shard_jobs(records: Iterator[Record], shard_size: int, max_records: int | None) -> Iterator[ShardJob]:
+def shard_jobs(
+    records: Iterator[Record], shard_size: int, max_records: int | None, unique_ids: bool = True
+) -> Iterator[ShardJob]:
     """Records grouped into their shards (module docstring), each shard yielded once complete (the last
-    of each split at the end); duplicate ids marked."""
+    of each split at the end); with ``unique_ids``, a repeated id marked ``duplicate_id``."""
     open_jobs: dict[str, ShardJob] = {}
     per_split: Counter[str] = Counter()
     seen: set[bytes] = set()
@@ -197,7 +200,7 @@ def shard_jobs(records: Iterator[Record], shard_size: int, max_records: int | No
         per_split[record.split] += 1
         job = open_jobs.setdefault(record.split, ShardJob(f'{record.split}-{index // shard_size:05d}.tar'))
         known_bad = None
-        if record.id is not None:  # ids compared by value and type: mix665k's 5 and '5' are two ids
+        if unique_ids and record.id is not None:  # compared by value and type: 5 and '5' are two ids
             digest = hashlib.blake2b(repr(record.id).encode(), digest_size=12).digest()
             known_bad = 'duplicate_id' if digest in seen else None
             seen.add(digest)
@@ -243,7 +246,7 @@ def convert(
     for leftover in [*out.glob('*.tmp'), *(out / PROGRESS).glob('*.tmp')]:
         leftover.unlink()
     start = time.perf_counter()
-    jobs = shard_jobs(fmt.records(sources), shard_size, max_records)
+    jobs = shard_jobs(fmt.records(sources), shard_size, max_records, fmt.unique_ids)
     names, done = [], 0
     todo = _pending(jobs, out, names, progress)
     if workers <= 1:

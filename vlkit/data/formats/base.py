@@ -58,7 +58,14 @@ class BadRecord(SampleError):
 
 class DataFormat:
     """Base class of the source formats (module docstring). Constructor arguments are the format's
-    options (``tools/prepare_data.py --option key=value``)."""
+    options (``tools/prepare_data.py --option key=value``).
+
+    ``unique_ids``: a record's id names that record alone (a question id), so a repeated id is a
+    ``duplicate_id`` and skipped; a format whose ids name something records share (LLaVA's name the
+    image) sets it False and keeps every record.
+    """
+
+    unique_ids = True
 
     def records(self, sources: list[str]) -> Iterator[Record]:
         raise NotImplementedError

@@ -4,9 +4,12 @@ A record: ``{"id": ..., "image": "folder/file.jpg" | [...] | absent, "conversati
 "value": "<image>\\n..."}, {"from": "gpt", "value": "..."}, ...]}``. Covered: caption-style pretraining
 records and multi-turn instructions, text-only records (no ``image``), several images (``image`` a list,
 one ``<image>`` marker each, in order), turns keyed ``from``/``value`` or ``role``/``content``, and ids
-that are integers in some records and strings in others (mix665k). Skipped and counted: an empty or
-one-sided conversation (``empty_conversation``), a ``<image>`` count that differs from the number of images
-(``image_count_mismatch``); the converter adds duplicate ids, missing and undecodable images.
+that are integers in some records and strings in others (mix665k). An id names the record's image, not
+the record: LLaVA-Instruct-150K's three subsets, and mix665k's VQAv2, OK-VQA and A-OKVQA records, repeat
+a COCO image's id with other conversations, and every such record is kept (``unique_ids = False``).
+Skipped and counted: an empty or one-sided conversation (``empty_conversation``), a ``<image>`` count that
+differs from the number of images (``image_count_mismatch``); the converter adds missing and undecodable
+images.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def conversation_turns(turns, where: str) -> list[dict]:
 @DATA_FORMATS.register_module(name='llava')
 class LLaVA(DataFormat):
     """LLaVA JSON or JSONL files (module docstring); every source file is read in the order given."""
+
+    unique_ids = False  # ids name images, which several records share
 
     def records(self, sources: list[str]) -> Iterator[Record]:
         for path in sources:
