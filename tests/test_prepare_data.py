@@ -208,10 +208,10 @@ def test_coco_captions_and_karpathy(tmp_path, tokenizer_dir):
     a = _image(images / 'val2017/000000000001.jpg', (10, 20, 30), fmt='JPEG')
     _image(images / 'val2017/000000000002.jpg', (30, 20, 10), fmt='JPEG')
     coco = {
-        'images': [
-            {'id': 1, 'file_name': 'val2017/000000000001.jpg'},
-            {'id': 2, 'file_name': 'val2017/000000000002.jpg'},
-            {'id': 3, 'file_name': 'val2017/000000000003.jpg'},
+        'images': [  # COCO's layout: file names without their folder, the images in val2017/
+            {'id': 1, 'file_name': '000000000001.jpg'},
+            {'id': 2, 'file_name': '000000000002.jpg'},
+            {'id': 3, 'file_name': '000000000003.jpg'},
         ],
         'annotations': [
             {'image_id': 1, 'id': 10, 'caption': 'a red bus'},
@@ -230,6 +230,12 @@ def test_coco_captions_and_karpathy(tmp_path, tokenizer_dir):
         s for s in _read(tmp_path / 'out', tokenizer_dir, mode='train') if s['__key__'] == '000000000'
     ]
     assert _supervised(tokenizer_dir, train) in ('a red bus<|im_end|>', 'a photo of a bus<|im_end|>')
+    renamed = tmp_path / 'coco_val.json'
+    renamed.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r'coco_val.json: cannot tell its image folder.*image_folder='):
+        _convert('coco_captions', [renamed], tmp_path / 'renamed', images)
+    manifest = _convert('coco_captions', [renamed], tmp_path / 'renamed', images / 'val2017', image_folder='')
+    assert manifest['splits']['train']['num_samples'] == 2
 
     karpathy = {
         'images': [
