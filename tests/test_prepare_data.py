@@ -377,6 +377,19 @@ def test_a_repeated_question_id_is_skipped_and_named(tmp_path):
     assert (skip['id'], skip['reason'], skip['key']) == (101, 'duplicate_id', '000000003')
 
 
+def test_vqav2_test_dev_questions_find_their_images_in_test2015(tmp_path):
+    image = _image(tmp_path / 'coco/test2015/COCO_test2015_000000000007.jpg', (1, 2, 3), fmt='JPEG')
+    questions = {
+        'data_subtype': 'test-dev2015',
+        'questions': [{'image_id': 7, 'question': 'what colour', 'question_id': 70}],
+    }
+    q = tmp_path / 'v2_OpenEnded_mscoco_test-dev2015_questions.json'
+    q.write_text(json.dumps(questions))
+    manifest = _convert('vqa', [q], tmp_path / 'td', tmp_path / 'coco')
+    assert manifest['splits']['test-dev']['num_samples'] == 1 and manifest['skipped'] == {}
+    assert dict(_members(tmp_path / 'td'))['000000000.jpg'] == image
+
+
 # -- interleaved documents ----------------------------------------------------------------------------------
 
 

@@ -10,10 +10,15 @@ from ...registry import DATA_FORMATS
 from .base import DataFormat, Record, Sample, answer_texts, expect_files, load_json, qa_sample, split_of
 
 
+IMAGE_FOLDERS = {'test-dev2015': 'test2015'}  # test-dev's questions are on test2015's images
+
+
 @DATA_FORMATS.register_module(name='vqa')
 class VQA(DataFormat):
     """VQAv2 or OK-VQA: a questions file, and its annotations file where answers exist (test splits have
-    none). ``image_pattern`` turns a question into its image path under ``--images``; ``task`` is the
+    none). ``image_pattern`` turns a question into its image path under ``--images``, ``{subtype}`` being
+    the folder COCO ships its images in: the file's ``data_subtype``, except ``test-dev2015``, a subset of
+    ``test2015``'s questions whose images are in ``test2015/COCO_test2015_*.jpg``. ``task`` is the
     benchmark's name, used where an annotation has no ``answer_type``."""
 
     def __init__(
@@ -33,6 +38,7 @@ class VQA(DataFormat):
                 for a in load_json(expect_files(sources[1:], 1, 'annotations')[0])['annotations']
             }
         subtype = questions.get('data_subtype', '')
+        folder = IMAGE_FOLDERS.get(subtype, subtype)
         for n, q in enumerate(questions['questions']):
             ann = annotations.get(q['question_id'], {})
             data = {
@@ -42,7 +48,7 @@ class VQA(DataFormat):
                 'answer': ann.get('multiple_choice_answer'),
                 'answers': answer_texts(ann.get('answers')) or None,
                 'task': ann.get('answer_type', self.task),
-                'image_file': self.image_pattern.format(subtype=subtype, image_id=q['image_id']),
+                'image_file': self.image_pattern.format(subtype=folder, image_id=q['image_id']),
             }
             yield Record(
                 id=q['question_id'], where=f'{sources[0]} questions[{n}]', data=data, split=split_of(subtype)
