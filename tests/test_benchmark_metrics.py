@@ -60,6 +60,25 @@ def test_vizwiz_scores_unanswerable_like_any_answer():
     scores = _run(VizWizAccuracy(), samples)
     assert scores['unanswerable'] == pytest.approx(100.0)
     assert scores['other'] == pytest.approx(30.0) and scores['overall'] == pytest.approx(160 / 3)
+    # EvalAI's processing, as lmms-eval scores VizWiz: commas deleted on both sides, human answers lower-cased
+    comma = [
+        dict(prediction='Red,White', answer=['Redwhite'] * 3 + ['red'] * 7, meta={'answer_type': 'other'})
+    ]
+    assert _run(VizWizAccuracy(), comma)['overall'] == pytest.approx(90.0)
+
+
+def test_textvqa_scores_with_evalai_answer_processing_vqav2_with_the_official_one():
+    """3 of 10 humans wrote "The top of a bottle", 7 "bottle". EvalAI's processor (TextVQA, as LLaVA and
+    lmms-eval score it) normalises the human answers as the prediction: 3 matches, 0.9. VQAv2's official
+    script processes only their punctuation: "The top of a bottle" is not "top of bottle", 0."""
+    answers = ['The top of a bottle'] * 3 + ['bottle'] * 7
+    sample = [dict(prediction='top of bottle', answer=answers, meta={'question_id': 1})]
+    assert benchmark('textvqa').metric_options == {'answer_processing': 'evalai'}
+    textvqa = BenchmarkVQAAccuracy(**benchmark('textvqa').metric_options)
+    assert _run(textvqa, sample)['overall'] == pytest.approx(90.0)
+    assert _run(BenchmarkVQAAccuracy(**benchmark('vqav2').metric_options), sample)['overall'] == 0.0
+    with pytest.raises(ValueError, match=r"answer_processing='m4c': expected one of \('vqa', 'evalai'\)"):
+        BenchmarkVQAAccuracy(answer_processing='m4c')
 
 
 def test_vqa_benchmark_metric_writes_the_vqav2_submission(tmp_path):
@@ -108,6 +127,7 @@ def test_benchmark_configs_use_the_benchmark_prompt_and_metric(name):
     assert (
         cfg.test_evaluator.type == bench.metric and cfg.model_settings.max_new_tokens == bench.max_new_tokens
     )
+    assert {k: cfg.test_evaluator[k] for k in bench.metric_options} == bench.metric_options
 
 
 def test_textvqa_ocr_tokens_are_a_named_option():

@@ -53,10 +53,16 @@ def test_vqa_score_is_the_leave_one_out_average(matching, expected):
     assert vqa_score('dog', answers) == pytest.approx(expected)
 
 
-def test_vqa_score_normalises_both_sides_and_takes_a_single_answer_as_exact_match():
-    assert vqa_score('Two', ['2'] * 10) == 1.0
+def test_vqa_score_processes_human_answers_as_the_official_script_and_a_single_answer_as_exact_match():
+    assert vqa_score('Two', ['2'] * 10) == 1.0  # the prediction is normalised
     assert vqa_score('A red car.', ['red car', 'car'] * 5) == 1.0
-    assert vqa_score('red', 'Red.') == 1.0
+    # disagreeing human answers lose their punctuation only ("black/white" -> "black white"); not their case
+    assert vqa_score('black white', ['black/white'] * 3 + ['grey'] * 7) == pytest.approx(0.9)
+    assert vqa_score('red', ['Red'] * 3 + ['grey'] * 7) == 0.0
+    assert vqa_score('red', ['Red'] * 10) == 0.0  # unanimous answers are compared as they are
+    assert vqa_score('red', ['Red'] * 3 + ['grey'] * 7, processing='evalai') == pytest.approx(0.9)
+    assert vqa_score("the dog's bowl?", ["dog 's bowl"] * 10, processing='evalai') == 1.0
+    assert vqa_score('red', 'Red.') == 1.0  # one reference: normalised like the prediction
     assert vqa_score('blue', 'red') == 0.0
     with pytest.raises(ValueError, match='at least one reference'):
         vqa_score('red', [])

@@ -140,7 +140,9 @@ def use_benchmark(cfg, args: argparse.Namespace) -> dict:
     submission = osp.join(
         cfg.work_dir, f'submission_{args.benchmark}_{args.split}_{_stem(args.checkpoint)}.json'
     )
-    cfg.test_evaluator = dict(type=bench.metric, submission=bench.submission, submission_file=submission)
+    cfg.test_evaluator = dict(
+        type=bench.metric, submission=bench.submission, submission_file=submission, **bench.metric_options
+    )
     cfg.model.max_new_tokens = bench.max_new_tokens
     assemble(cfg)  # fills the new dataset's tokenizer, image size and preprocessing
     prompt = bench.caption_prompt if args.benchmark == 'coco_caption' else bench.question_prompt

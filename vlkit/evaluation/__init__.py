@@ -12,7 +12,7 @@ from .blank_images import BlankImagePairs, ByVariant
 from .cider import CIDErD, caption_scores, cider_d
 from .exact_match import ExactMatchAccuracy, normalize_answer
 from .few_shot import FewShotDataset, result_filename
-from .vqa import VQAAccuracy, normalize_vqa_answer, vqa_score
+from .vqa import VQAAccuracy, normalize_evalai_answer, normalize_vqa_answer, vqa_score
 
 __all__ = [
     'BlankImagePairs',
@@ -29,6 +29,7 @@ __all__ = [
     'normalize_answer',
     'format_accuracy_table',
     'VQAAccuracy',
+    'normalize_evalai_answer',
     'normalize_vqa_answer',
     'vqa_score',
     'CIDErD',

@@ -1,11 +1,12 @@
 """The standard benchmarks: each one's metric, prompt and official submission file (``tools/test.py
 --benchmark NAME --data DIR``, on a split that ``tools/prepare_data.py`` wrote; docs/data.md).
 
-* ``vqav2``, ``okvqa``, ``textvqa``: VQA accuracy (``BenchmarkVQAAccuracy``: official normalisation,
-  10-answer averaging); submission ``[{question_id, answer}]``;
+* ``vqav2``, ``okvqa``, ``textvqa``: VQA accuracy (``BenchmarkVQAAccuracy``: 10-answer averaging; VQAv2's
+  official answer processing, TextVQA's EvalAI one as LLaVA and lmms-eval score it; :mod:`.vqa`);
+  submission ``[{question_id, answer}]``;
 * ``gqa``: exact match (``GQAAccuracy``); submission ``[{questionId, prediction}]``;
-* ``vizwiz``: VQA accuracy per answer type, ``unanswerable`` included (``VizWizAccuracy``); submission
-  ``[{image, answer}]``;
+* ``vizwiz``: VQA accuracy per answer type, ``unanswerable`` included (``VizWizAccuracy``; EvalAI's answer
+  processing, as lmms-eval scores it); submission ``[{image, answer}]``;
 * ``coco_caption``: CIDEr-D and BLEU-4 (``COCOCaption``; the PTB tokenizer where Java is, else the
   pure-Python one); submission ``[{image_id, caption}]``.
 
@@ -24,7 +25,7 @@ from mmengine.evaluator import BaseMetric
 
 from ..registry import METRICS
 from .cider import caption_scores
-from .vqa import VQAAccuracy, per_task_means, reference_answers, vqa_score
+from .vqa import VQAAccuracy, per_task_means, reference_answers
 
 SHORT_ANSWER = 'Answer the question using a single word or phrase.'
 UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'."
@@ -46,6 +47,7 @@ class Benchmark:
     caption_prompt: str = ''
     max_new_tokens: int = 16
     notes: dict = field(default_factory=dict)
+    metric_options: dict = field(default_factory=dict)
 
 
 def benchmark(name: str, ocr_tokens: bool = False) -> Benchmark:
@@ -55,7 +57,9 @@ def benchmark(name: str, ocr_tokens: bool = False) -> Benchmark:
         return Benchmark('BenchmarkVQAAccuracy', 'vqa', short)
     if name == 'textvqa':
         prompt = '{question}\nReference OCR token: {ocr_tokens}\n' + SHORT_ANSWER if ocr_tokens else short
-        return Benchmark('BenchmarkVQAAccuracy', 'vqa', prompt, notes={'ocr_tokens': ocr_tokens})
+        notes = {'ocr_tokens': ocr_tokens}
+        evalai = {'answer_processing': 'evalai'}
+        return Benchmark('BenchmarkVQAAccuracy', 'vqa', prompt, notes=notes, metric_options=evalai)
     if name == 'gqa':
         return Benchmark('GQAAccuracy', 'gqa', short)
     if name == 'vizwiz':
@@ -109,10 +113,12 @@ class BenchmarkVQAAccuracy(SubmissionMixin, VQAAccuracy):
         super().__init__(**kwargs)
         self._init_submission(submission, submission_file)
 
+    def task_of(self, sample: dict) -> str:
+        return sample.get('task') or 'all'
+
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
-            score = vqa_score(s['prediction'], reference_answers(s))
-            self.results.append((s.get('task') or 'all', score, self._entry(s)))
+            self.results.append((self.task_of(s), self.score(s), self._entry(s)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)
@@ -149,26 +155,20 @@ class GQAAccuracy(SubmissionMixin, BaseMetric):
 
 
 @METRICS.register_module()
-class VizWizAccuracy(SubmissionMixin, BaseMetric):
-    """VizWiz VQA accuracy (%): the VQA score against the 10 answers (``unanswerable`` is an answer like
-    any other, and "Unanswerable" normalises to it), per answer type (``other``, ``yes/no``, ``number``,
-    ``unanswerable``; the sample's ``task``) and ``overall`` (the mean over all questions)."""
+class VizWizAccuracy(BenchmarkVQAAccuracy):
+    """VizWiz VQA accuracy (%): the VQA score against the 10 answers with EvalAI's answer processing
+    (``unanswerable`` is an answer like any other, and "Unanswerable" normalises to it), per answer type
+    (``other``, ``yes/no``, ``number``, ``unanswerable``; the sample's ``task``) and ``overall`` (the mean
+    over all questions)."""
 
     default_prefix = 'vizwiz'
     overall_definition = 'the mean over all questions (VQA accuracy, unanswerable questions included)'
 
-    def __init__(self, submission: str = 'vizwiz', submission_file: str | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._init_submission(submission, submission_file)
+    def __init__(self, submission: str = 'vizwiz', answer_processing: str = 'evalai', **kwargs) -> None:
+        super().__init__(submission=submission, answer_processing=answer_processing, **kwargs)
 
-    def process(self, data_batch, data_samples) -> None:
-        for s in data_samples:
-            task = (s.get('meta') or {}).get('answer_type') or s.get('task') or 'all'
-            self.results.append((task, vqa_score(s['prediction'], reference_answers(s)), self._entry(s)))
-
-    def compute_metrics(self, results: list) -> dict[str, float]:
-        self._write(results)
-        return per_task_means([r[:2] for r in results])
+    def task_of(self, sample: dict) -> str:
+        return (sample.get('meta') or {}).get('answer_type') or sample.get('task') or 'all'
 
 
 @METRICS.register_module()

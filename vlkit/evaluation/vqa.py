@@ -1,19 +1,26 @@
-"""VQA accuracy as the official VQAv2 evaluation (``vqaEval.py`` of the VQA API) defines it.
+"""VQA accuracy, with the answer processing of each benchmark's reference evaluation.
 
-An answer is normalised as the official script does: punctuation is removed (or turned into a space),
-periods not followed by a digit are dropped, the text is lower-cased, number words ``zero``..``ten``
-(and ``none``) become digits, the articles ``a``/``an``/``the`` are dropped and apostrophe-less
-contractions get their apostrophe back (``dont`` -> ``don't``).
+``processing='vqa'``, the official VQAv2 evaluation (``vqaEval.py`` of the VQA API, which VQAv2's
+test-dev server and LAVIS run; VQAv2 and OK-VQA): the prediction is normalised: punctuation is removed (or
+turned into a space), periods not followed by a digit are dropped, the text is lower-cased, number words
+``zero``..``ten`` (and ``none``) become digits, the articles ``a``/``an``/``the`` are dropped and
+apostrophe-less contractions get their apostrophe back (``dont`` -> ``don't``). The human answers are not:
+only their punctuation is processed, and only when they disagree; unanimous answers are compared as they
+are. (The released annotations are already normalised, so this matters only for other annotation files.)
+
+``processing='evalai'``, EvalAI's answer processor (``EvalAIAnswerProcessor``), as LLaVA's TextVQA
+evaluator (m4c's) and lmms-eval's TextVQA and VizWiz tasks use it: prediction and human answers alike are
+lower-cased, lose their commas and question marks, have ``'s`` split off (``dog's`` -> ``dog 's``), and
+then get the normalisation above.
 
 The score of one prediction against the human answers is the official leave-one-out average: for each
 of the n human answers, ``min(#matches among the other n - 1 answers / 3, 1)``, averaged over the n
 subsets. With VQAv2's 10 answers this is ``min(#matching humans / 3, 1)`` whenever the prediction is
 matched by 0 or at least 4 humans, and 0.3 / 0.6 / 0.9 (not 1/3, 2/3, 1) for 1, 2 or 3 matching humans.
 
-Two documented differences from the script: answers are always normalised (the script skips it when all
-human answers are already identical, which matters only for unnormalised annotations), and a single
-reference answer (a benchmark with one answer per question) scores 1 on a match and 0 otherwise, as if
-every annotator had given it (the leave-one-out formula would give 0 with no other annotator).
+One documented difference from the scripts: a single reference answer (a benchmark with one answer per
+question) is normalised as the prediction is and scores 1 on a match and 0 otherwise, as if every annotator
+had given it (the leave-one-out formula would give 0 with no other annotator).
 """
 
 from __future__ import annotations
@@ -84,19 +91,40 @@ def _strip_punctuation(text: str) -> str:
 
 
 def normalize_vqa_answer(text: str) -> str:
-    """The official VQAv2 answer normalisation (see the module docstring)."""
+    """The official VQAv2 normalisation of a prediction (see the module docstring)."""
     text = _strip_punctuation(text.replace('\n', ' ').replace('\t', ' ').strip())
     words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
     return ' '.join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
 
 
-def vqa_score(prediction: str, answers: str | Sequence[str]) -> float:
-    """The VQA accuracy of one prediction in [0, 1] against the human answers (module docstring)."""
+def normalize_evalai_answer(text: str) -> str:
+    """EvalAI's answer processing, of a prediction and of a human answer alike (module docstring)."""
+    return normalize_vqa_answer(text.lower().replace(',', '').replace('?', '').replace("'s", " 's"))
+
+
+ANSWER_PROCESSING = ('vqa', 'evalai')
+
+
+def _processed(prediction: str, answers: list[str], processing: str) -> tuple[str, list[str]]:
+    """The prediction and the human answers as ``processing`` compares them (module docstring)."""
+    if processing == 'evalai':
+        return normalize_evalai_answer(prediction), [normalize_evalai_answer(a) for a in answers]
+    if processing != 'vqa':
+        raise ValueError(f'answer processing {processing!r} is not one of {ANSWER_PROCESSING}')
+    if len(answers) == 1:
+        return normalize_vqa_answer(prediction), [normalize_vqa_answer(answers[0])]
+    humans = [_strip_punctuation(a) for a in answers] if len(set(answers)) > 1 else answers
+    return normalize_vqa_answer(prediction), humans
+
+
+def vqa_score(prediction: str, answers: str | Sequence[str], processing: str = 'vqa') -> float:
+    """The VQA accuracy of one prediction in [0, 1] against the human answers, with the answer processing
+    of VQAv2's evaluation (``'vqa'``) or EvalAI's (``'evalai'``; module docstring)."""
     answers = [answers] if isinstance(answers, str) else list(answers)
     if not answers:
         raise ValueError(f'vqa_score needs at least one reference answer for prediction {prediction!r}')
-    pred = normalize_vqa_answer(prediction)
-    matches = [normalize_vqa_answer(a) == pred for a in answers]
+    pred, humans = _processed(prediction, answers, processing)
+    matches = [human == pred for human in humans]
     if len(answers) == 1:
         return float(matches[0])
     total = sum(matches)
@@ -128,15 +156,25 @@ class VQAAccuracy(BaseMetric):
     """VQAv2 accuracy (%) per task and ``overall`` (the mean over all questions, as VQAv2 reports it).
 
     Consumes the model's predict outputs: dicts with ``prediction``, the human answers (``answers``, or
-    ``answer``: see :func:`reference_answers`) and optionally ``task``.
+    ``answer``: see :func:`reference_answers`) and optionally ``task``. ``answer_processing``: ``'vqa'``
+    (VQAv2's evaluation) or ``'evalai'`` (TextVQA's and VizWiz's; module docstring).
     """
 
     default_prefix = 'vqa'
     overall_definition = 'the mean over all questions (as VQAv2 reports it)'
 
+    def __init__(self, answer_processing: str = 'vqa', **kwargs) -> None:
+        if answer_processing not in ANSWER_PROCESSING:
+            raise ValueError(f'answer_processing={answer_processing!r}: expected one of {ANSWER_PROCESSING}')
+        super().__init__(**kwargs)
+        self.answer_processing = answer_processing
+
+    def score(self, sample: dict) -> float:
+        return vqa_score(sample['prediction'], reference_answers(sample), self.answer_processing)
+
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
-            self.results.append((s.get('task') or 'all', vqa_score(s['prediction'], reference_answers(s))))
+            self.results.append((s.get('task') or 'all', self.score(s)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         return per_task_means(results)

@@ -20,6 +20,7 @@ val_dataloader = dict(
     batch_size=32, num_workers=0, sampler=None, collate_fn=dict(type='vlkit.vlm_collate'), dataset=_benchmark
 )
 test_dataloader = val_dataloader
-val_evaluator = dict(type='BenchmarkVQAAccuracy', submission='vqa')
+# answers processed as EvalAI's processor does, as LLaVA and lmms-eval score TextVQA (vlkit.evaluation.vqa)
+val_evaluator = dict(type='BenchmarkVQAAccuracy', submission='vqa', answer_processing='evalai')
 test_evaluator = val_evaluator
 model_settings = dict(max_new_tokens=16)

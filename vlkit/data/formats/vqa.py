@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from ...registry import DATA_FORMATS
 from .base import DataFormat, Record, Sample, answer_texts, expect_files, load_json, qa_sample, split_of
 
-
 IMAGE_FOLDERS = {'test-dev2015': 'test2015'}  # test-dev's questions are on test2015's images
 
 
