@@ -412,15 +412,25 @@ def test_obelics_and_mmc4_documents(tmp_path, tokenizer_dir):
             ['describe the image', None],
         ],
     }
-    pq.write_table(pa.table(rows), tmp_path / 'obelics-00000.parquet')
-    manifest = _convert('obelics', [tmp_path / 'obelics-00000.parquet'], tmp_path / 'ob', images)
+    parquet = tmp_path / 'obelics-00000.parquet'
+    pq.write_table(pa.table(rows), parquet)
+    refused = run_tool('prepare_data.py', 'obelics', str(parquet), '--out', str(tmp_path / 'ob'), check=False)
+    assert refused.returncode == 1 and "format 'obelics': image URLs need a url_map" in refused.stderr
+    assert '--option by_file_name=true' in refused.stderr and not (tmp_path / 'ob').exists()
+    manifest = _convert('obelics', [parquet], tmp_path / 'ob', images, by_file_name=True)
     assert manifest['num_samples'] == 2 and manifest['skipped'] == {'empty_position': 1}
     members = dict(_members(tmp_path / 'ob'))
     assert (
         members['000000000.0.jpg'] == cat
         and members['000000000.1.png'] == dog
-        and members['000000002.0.jpg'] == cat
+        and members['000000002.0.jpg'] == cat  # another URL with the same file name: the same file
     )
+    other_cat = _image(images / 'pages/cat-2.jpg', (0, 0, 100), fmt='JPEG')
+    urls = {'http://x.org/a/cat.jpg': 'cat.jpg', 'http://x.org/dog.png?s=1': 'dog.png'}
+    (tmp_path / 'urls.json').write_text(json.dumps({**urls, 'http://x.org/cat.jpg': 'pages/cat-2.jpg'}))
+    _convert('obelics', [parquet], tmp_path / 'ob_map', images, url_map=str(tmp_path / 'urls.json'))
+    mapped = dict(_members(tmp_path / 'ob_map'))
+    assert mapped['000000000.0.jpg'] == cat and mapped['000000002.0.jpg'] == other_cat
     from vlkit.data import InterleavedShards
 
     doc = next(

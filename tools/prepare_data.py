@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
     options = format_options(args.option)
     try:
         fmt = DATA_FORMATS.build(dict(type=args.format, **options))
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise SystemExit(f'format {args.format!r}: {err}') from err
     if args.shard_size < 1 or args.workers < 1:
         raise SystemExit('--shard-size and --workers must be at least 1')

@@ -141,9 +141,18 @@ def answer_texts(answers) -> list[str]:
 
 
 class UrlImages:
-    """Image URLs to local files: through a ``url_map`` JSON file, else the URL's file name."""
+    """Image URLs to local files: through a ``url_map`` JSON file (``{url: path}``), or, with
+    ``by_file_name``, the URL's file name under ``--images``. One of the two must be chosen: file names
+    are a guess that is wrong wherever two URLs end in the same name (``.../image.jpg``,
+    ``photo.php?id=1`` and ``?id=2``), which would silently give a document another page's image."""
 
-    def __init__(self, url_map: str | None) -> None:
+    def __init__(self, url_map: str | None, by_file_name: bool = False) -> None:
+        if url_map is None and not by_file_name:
+            raise ValueError(
+                'image URLs need a url_map (--option url_map=FILE, a JSON {url: local path}, e.g. from your '
+                "downloader's records), or --option by_file_name=true to look for each URL's file name under "
+                '--images, which is right only where no two URLs end in the same file name'
+            )
         self.url_map_path = url_map
         self._map = None
 

@@ -13,10 +13,11 @@ from .base import DataFormat, Record, Sample, UrlImages, document_sample, expect
 @DATA_FORMATS.register_module(name='obelics')
 class OBELICS(DataFormat):
     """OBELICS parquet files: rows with aligned ``images`` (URLs or null) and ``texts`` (or null), read in
-    row batches (``pyarrow``)."""
+    row batches (``pyarrow``); ``url_map`` or ``by_file_name`` says where a URL's image is
+    (:class:`.base.UrlImages`)."""
 
-    def __init__(self, url_map: str | None = None, batch_rows: int = 256) -> None:
-        self.urls = UrlImages(url_map)
+    def __init__(self, url_map: str | None = None, by_file_name: bool = False, batch_rows: int = 256) -> None:
+        self.urls = UrlImages(url_map, by_file_name)
         self.batch_rows = batch_rows
 
     def records(self, sources: list[str]) -> Iterator[Record]:
