@@ -88,6 +88,30 @@ def test_vqa_benchmark_metric_writes_the_vqav2_submission(tmp_path):
     assert json.loads(path.read_text()) == [{'question_id': 7, 'answer': 'two'}]
 
 
+def test_questions_without_answers_are_written_not_scored_and_a_test_dev_file_is_padded(tmp_path):
+    questions = tmp_path / 'v2_OpenEnded_mscoco_test2015_questions.json'
+    questions.write_text(json.dumps({'questions': [{'question_id': q} for q in (3, 1, 2)]}))
+    path = tmp_path / 'sub.json'
+    samples = [
+        dict(prediction='red', answer=['red'] * 10, meta={'question_id': 1}),
+        dict(prediction='blue', answer='', meta={'question_id': 2}),  # a test question: no answers
+    ]
+    metric = BenchmarkVQAAccuracy(submission_file=str(path), submission_questions=str(questions))
+    assert _run(metric, samples) == {'all': 100.0, 'overall': 100.0}  # the one with answers
+    assert json.loads(path.read_text()) == [
+        {'question_id': 3, 'answer': ''},  # not evaluated: an empty answer, in the questions file's order
+        {'question_id': 1, 'answer': 'red'},
+        {'question_id': 2, 'answer': 'blue'},
+    ]
+    assert _run(GQAAccuracy(), [dict(prediction='x', answer='', meta={})]) == {}
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps({'questions': [{'question_id': 9}]}))
+    with pytest.raises(ValueError, match=r'2 evaluated questions are not in .*other.json \(e.g. 1\)'):
+        _run(BenchmarkVQAAccuracy(submission_file=str(path), submission_questions=str(other)), samples)
+    with pytest.raises(ValueError, match='submission_questions pads a VQAv2 submission'):
+        VizWizAccuracy(submission_file=str(path), submission_questions=str(questions))
+
+
 def test_bleu4_and_cider_by_hand():
     """Identical captions: BLEU-4 = 100, CIDEr-D = 10 per image (x100). "a red bus on" against "a red bus
     on the street": every n-gram matches, brevity penalty exp(1 - 6/4) -> BLEU-4 = 100 * e^-0.5."""

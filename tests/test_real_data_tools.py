@@ -154,3 +154,30 @@ def test_vqav2_benchmark_gives_the_hand_worked_accuracy_and_the_submission_file(
         'Answer the question using a single word or phrase.'
     )
     assert 'submission file' in out
+
+    # test-dev: questions without answers, on test2015's images; the file answers all of test2015's questions
+    test_dev = json.loads(questions.read_text())
+    test_dev['data_subtype'] = 'test-dev2015'
+    os.makedirs(images / 'test2015')
+    for image_id in (1, 2):
+        name = f'COCO_{{}}_{image_id:012d}.jpg'
+        os.link(images / 'val2014' / name.format('val2014'), images / 'test2015' / name.format('test2015'))
+    (tmp_path / 'test-dev.json').write_text(json.dumps(test_dev))
+    test2015 = dict(
+        test_dev, questions=[*test_dev['questions'], {'image_id': 3, 'question': '?', 'question_id': 303}]
+    )
+    (tmp_path / 'test2015.json').write_text(json.dumps(test2015))
+    run_tool(
+        'prepare_data.py', 'vqa', str(tmp_path / 'test-dev.json'), '--images', str(images), '--out', str(data)
+    )
+    run_tool(
+        'test.py', CONFIG, 'last', '--benchmark', 'vqav2', '--data', str(data), '--split', 'test-dev',
+        '--submission-questions', str(tmp_path / 'test2015.json'), '--template', 'chat', *opts,
+        f'language_model.tokenizer={tokenizer}',
+    )  # fmt: skip
+    submission = json.load(open(os.path.join(work_dir, 'submission_vqav2_test-dev_iter_40.json')))
+    assert submission == [{'question_id': q, 'answer': 'blue'} for q in (101, 201, 202)] + [
+        {'question_id': 303, 'answer': ''}
+    ]
+    result = json.load(open(os.path.join(work_dir, 'vqav2_test-dev_0shot_iter_40.json')))
+    assert not any(key.startswith('vqa/') for key in result['images']), result['images']  # nothing to score

@@ -59,6 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--data', help='the folder tools/prepare_data.py wrote for --benchmark (default data/NAME)'
     )
     parser.add_argument('--ocr-tokens', action='store_true', help='TextVQA: the OCR tokens in the prompt')
+    parser.add_argument(
+        '--submission-questions',
+        metavar='FILE',
+        help="VQAv2 test-dev: test2015's questions file; the submission answers each ('' where not run)",
+    )
     parser.add_argument('--template', help="--benchmark prompts' template (default: the training dataset's)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     args = parser.parse_args(argv)
@@ -143,6 +148,10 @@ def use_benchmark(cfg, args: argparse.Namespace) -> dict:
     cfg.test_evaluator = dict(
         type=bench.metric, submission=bench.submission, submission_file=submission, **bench.metric_options
     )
+    if args.submission_questions:
+        if bench.submission != 'vqa':
+            raise SystemExit(f'--submission-questions pads a VQAv2 submission, not a {args.benchmark} one')
+        cfg.test_evaluator['submission_questions'] = args.submission_questions
     cfg.model.max_new_tokens = bench.max_new_tokens
     assemble(cfg)  # fills the new dataset's tokenizer, image size and preprocessing
     prompt = bench.caption_prompt if args.benchmark == 'coco_caption' else bench.question_prompt

@@ -22,10 +22,11 @@ import os
 from dataclasses import dataclass, field
 
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from ..registry import METRICS
 from .cider import caption_scores
-from .vqa import VQAAccuracy, per_task_means, reference_answers
+from .vqa import VQAAccuracy, has_references, per_task_means, reference_answers
 
 SHORT_ANSWER = 'Answer the question using a single word or phrase.'
 UNANSWERABLE = "When the provided information is insufficient, respond with 'Unanswerable'."
@@ -88,41 +89,92 @@ def write_submission(path: str, entries: list[dict]) -> None:
         json.dump(entries, f)
 
 
+def pad_submission(entries: list[dict], questions_file: str) -> list[dict]:
+    """A VQA-format submission over every question of ``questions_file`` (a VQAv2 questions JSON), in its
+    order, with an empty answer for each question not evaluated: VQAv2's test-dev server takes a file
+    over all of test2015's questions (LLaVA pads its test-dev file the same way)."""
+    try:
+        with open(questions_file) as f:
+            ids = [q['question_id'] for q in json.load(f)['questions']]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f'submission_questions {questions_file}: not a VQAv2 questions file ({err!r})'
+        ) from err
+    answered = {e['question_id']: e for e in entries}
+    unknown = sorted(set(answered) - set(ids), key=str)
+    if unknown:
+        raise ValueError(
+            f'{len(unknown)} evaluated questions are not in {questions_file} (e.g. {unknown[0]!r}): is it '
+            'the questions file of the split evaluated, or of one that contains it (test2015 for test-dev)?'
+        )
+    return [answered.get(q, {'question_id': q, 'answer': ''}) for q in ids]
+
+
 class SubmissionMixin:
     """A metric that also writes the benchmark's submission file (``submission_file``, in ``submission``
-    format) from the results it collected: each result ends with the sample's submission entry."""
+    format) from the results it collected: each result ends with the sample's submission entry.
+    ``submission_questions``: a VQAv2 questions file whose every question the file must answer
+    (:func:`pad_submission`). A sample without human answers (a test split) is written, not scored."""
 
-    def _init_submission(self, submission: str | None, submission_file: str | None) -> None:
+    def _init_submission(
+        self, submission: str | None, submission_file: str | None, submission_questions: str | None = None
+    ) -> None:
         if submission_file is not None and submission not in SUBMISSION_FIELDS:
             raise ValueError(f'submission must be one of {sorted(SUBMISSION_FIELDS)}, got {submission!r}')
+        if submission_questions is not None and submission != 'vqa':
+            raise ValueError(
+                f'submission_questions pads a VQAv2 submission; this metric writes {submission!r} files'
+            )
         self.submission, self.submission_file = submission, submission_file
+        self.submission_questions = submission_questions
 
     def _entry(self, sample: dict) -> dict | None:
         return submission_entry(self.submission, sample) if self.submission_file else None
 
     def _write(self, results: list) -> None:
         if self.submission_file:
-            write_submission(self.submission_file, [r[-1] for r in results])
+            entries = [r[-1] for r in results]
+            if self.submission_questions is not None:
+                entries = pad_submission(entries, self.submission_questions)
+            write_submission(self.submission_file, entries)
+
+    def _means(self, results: list) -> dict[str, float]:
+        """Per-task means of the scored results; the unscored (no human answers) are only counted."""
+        scored = [r[:2] for r in results if r[1] is not None]
+        if len(scored) < len(results):
+            print_log(
+                f'{len(results) - len(scored)} of {len(results)} questions have no human answers (a test '
+                'split): they are in the submission file and not scored',
+                logger='current',
+            )
+        return per_task_means(scored) if scored else {}
 
 
 @METRICS.register_module()
 class BenchmarkVQAAccuracy(SubmissionMixin, VQAAccuracy):
     """:class:`VQAAccuracy` writing a VQAv2-style submission file (VQAv2, OK-VQA, TextVQA)."""
 
-    def __init__(self, submission: str = 'vqa', submission_file: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        submission: str = 'vqa',
+        submission_file: str | None = None,
+        submission_questions: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self._init_submission(submission, submission_file)
+        self._init_submission(submission, submission_file, submission_questions)
 
     def task_of(self, sample: dict) -> str:
         return sample.get('task') or 'all'
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
-            self.results.append((self.task_of(s), self.score(s), self._entry(s)))
+            score = self.score(s) if has_references(s) else None
+            self.results.append((self.task_of(s), score, self._entry(s)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)
-        return per_task_means([r[:2] for r in results])
+        return self._means(results)
 
 
 def normalize_gqa_answer(text: str) -> str:
@@ -144,14 +196,16 @@ class GQAAccuracy(SubmissionMixin, BaseMetric):
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
-            refs = reference_answers(s)
-            answer = refs if isinstance(refs, str) else refs[0]
-            hit = float(normalize_gqa_answer(s['prediction']) == normalize_gqa_answer(answer))
+            hit = None
+            if has_references(s):
+                refs = reference_answers(s)
+                answer = refs if isinstance(refs, str) else refs[0]
+                hit = float(normalize_gqa_answer(s['prediction']) == normalize_gqa_answer(answer))
             self.results.append((s.get('task') or 'all', hit, self._entry(s)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)
-        return per_task_means([r[:2] for r in results])
+        return self._means(results)
 
 
 @METRICS.register_module()

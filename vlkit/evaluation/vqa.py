@@ -131,6 +131,12 @@ def vqa_score(prediction: str, answers: str | Sequence[str], processing: str = '
     return sum(min((total - hit) / 3.0, 1.0) for hit in matches) / len(answers)
 
 
+def has_references(sample: dict) -> bool:
+    """Whether a predict output has human answers to score against (a test split's have none)."""
+    refs = sample.get('answers', sample.get('answer'))
+    return refs is not None and len(refs) > 0  # a question without answers is read with an empty one
+
+
 def reference_answers(sample: dict) -> str | list[str]:
     """The human answers of a predict output: ``answers`` (a list) or ``answer`` (a string or a list)."""
     refs = sample.get('answers', sample.get('answer'))
