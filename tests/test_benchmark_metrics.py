@@ -104,6 +104,9 @@ def test_questions_without_answers_are_written_not_scored_and_a_test_dev_file_is
         {'question_id': 2, 'answer': 'blue'},
     ]
     assert _run(GQAAccuracy(), [dict(prediction='x', answer='', meta={})]) == {}
+    captions = COCOCaption(submission_file=str(tmp_path / 'captions.json'))
+    assert _run(captions, [dict(prediction='a cat', meta={'image_id': 9})]) == {}  # COCO's test images
+    assert json.loads((tmp_path / 'captions.json').read_text()) == [{'image_id': 9, 'caption': 'a cat'}]
     other = tmp_path / 'other.json'
     other.write_text(json.dumps({'questions': [{'question_id': 9}]}))
     with pytest.raises(ValueError, match=r'2 evaluated questions are not in .*other.json \(e.g. 1\)'):

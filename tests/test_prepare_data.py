@@ -230,6 +230,14 @@ def test_coco_captions_and_karpathy(tmp_path, tokenizer_dir):
         s for s in _read(tmp_path / 'out', tokenizer_dir, mode='train') if s['__key__'] == '000000000'
     ]
     assert _supervised(tokenizer_dir, train) in ('a red bus<|im_end|>', 'a photo of a bus<|im_end|>')
+    test_image = _image(images / 'test2014/COCO_test2014_000000000009.jpg', (1, 1, 1), fmt='JPEG')
+    info = {'images': [{'id': 9, 'file_name': 'COCO_test2014_000000000009.jpg'}]}  # no captions: submit
+    (tmp_path / 'image_info_test2014.json').write_text(json.dumps(info))
+    manifest = _convert('coco_captions', [tmp_path / 'image_info_test2014.json'], tmp_path / 'test', images)
+    assert manifest['splits']['test']['num_samples'] == 1 and manifest['skipped'] == {}
+    assert dict(_members(tmp_path / 'test'))['000000000.jpg'] == test_image
+    (query,) = _read(tmp_path / 'test', tokenizer_dir, split='test')
+    assert query['meta']['image_id'] == 9 and query['answer'] == ''  # no reference: not scored
     renamed = tmp_path / 'coco_val.json'
     renamed.write_text(json.dumps(coco))
     with pytest.raises(ValueError, match=r'coco_val.json: cannot tell its image folder.*image_folder='):

@@ -223,10 +223,14 @@ class ConversationShards(IterableDataset):
             references = record.get('answers') or None
             answer = record.get('answer') or (references[0] if references else '')
             return _turns(human, answer), references, task
-        if record.get('captions'):
-            captions = record['captions']
-            turns = _turns(IMAGE_TOKEN + self.caption_prompt, self.caption_rng.choice(captions))
-            return turns, list(captions), task or 'caption'
+        if 'captions' in record:
+            captions = record['captions']  # none for a test split's image: captioned, not scored
+            caption = self.caption_rng.choice(captions) if captions else ''
+            return (
+                _turns(IMAGE_TOKEN + self.caption_prompt, caption),
+                list(captions) or None,
+                task or 'caption',
+            )
         raise MissingField(f'sample {key!r}: {key}.json has none of "conversations", "question", "captions"')
 
     def document_sample(self, raw: dict, record: dict) -> dict:

@@ -138,15 +138,20 @@ class SubmissionMixin:
                 entries = pad_submission(entries, self.submission_questions)
             write_submission(self.submission_file, entries)
 
-    def _means(self, results: list) -> dict[str, float]:
-        """Per-task means of the scored results; the unscored (no human answers) are only counted."""
+    def _scored(self, results: list) -> list[tuple]:
+        """The results' first two fields where the second (the score or the references) is not None; the
+        others (a test split's, without human answers) are only counted, in the log."""
         scored = [r[:2] for r in results if r[1] is not None]
         if len(scored) < len(results):
             print_log(
-                f'{len(results) - len(scored)} of {len(results)} questions have no human answers (a test '
+                f'{len(results) - len(scored)} of {len(results)} samples have no human answers (a test '
                 'split): they are in the submission file and not scored',
                 logger='current',
             )
+        return scored
+
+    def _means(self, results: list) -> dict[str, float]:
+        scored = self._scored(results)
         return per_task_means(scored) if scored else {}
 
 
@@ -244,13 +249,15 @@ class COCOCaption(SubmissionMixin, BaseMetric):
 
     def process(self, data_batch, data_samples) -> None:
         for s in data_samples:
-            refs = reference_answers(s)
-            self.results.append(
-                (s['prediction'], [refs] if isinstance(refs, str) else list(refs), self._entry(s))
-            )
+            refs = reference_answers(s) if has_references(s) else None  # a test image has none
+            refs = [refs] if isinstance(refs, str) else refs
+            self.results.append((s['prediction'], refs, self._entry(s)))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)
-        predictions, references, _ = zip(*results, strict=True)
+        scored = self._scored(results)
+        if not scored:
+            return {}
+        predictions, references = zip(*scored, strict=True)
         scores, _, self.tokenizer_used = caption_scores(predictions, references, self.tokenizer)
         return {'CIDEr': scores['CIDEr'], 'BLEU_4': scores['BLEU_4'], 'overall': scores['CIDEr']}

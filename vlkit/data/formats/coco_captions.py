@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, caption_sample, expect_files
+from .base import DataFormat, Record, Sample, caption_sample, expect_files, split_of
 
 
 @DATA_FORMATS.register_module(name='coco_captions')
 class COCOCaptions(DataFormat):
-    """``captions_*.json`` (``images`` + ``annotations``); the split is the file's (``train2017`` ->
-    ``train``) unless ``split`` is given. An image's path under ``--images`` is its ``file_name`` in
+    """``captions_*.json`` (``images`` + ``annotations``), or a test split's ``image_info_*.json`` (images
+    only, captioned for a submission); the split is the file's (``train2017`` -> ``train``) unless
+    ``split`` is given. An image's path under ``--images`` is its ``file_name`` in
     ``image_folder``, by default the folder COCO ships that file's images in, named as the file is
     (``captions_val2017.json`` -> ``val2017/000000179765.jpg``, ``captions_train2014.json`` ->
     ``train2014/COCO_train2014_....jpg``); ``image_folder=''`` takes the ``file_name`` as it is."""
@@ -31,15 +32,17 @@ class COCOCaptions(DataFormat):
         import ijson
 
         for path in expect_files(sources, len(sources), 'captions_*.json files'):
-            match = re.match(r'captions_([a-z]+)(\d{4})', Path(path).name)
+            match = re.match(r'(?:captions|image_info)_([a-z-]+)(\d{4})', Path(path).name)
             if match is None and self.image_folder is None:
                 raise ValueError(
                     f'{path}: cannot tell its image folder from the name (COCO names it '
                     "captions_val2017.json, images in val2017/); pass --option image_folder=FOLDER, or '' "
                     'for file names under --images as they are'
                 )
-            folder = self.image_folder if self.image_folder is not None else ''.join(match.groups())
-            split = self.split or (match.group(1) if match else 'train')
+            folder = self.image_folder
+            if folder is None:  # test-dev2015's images are test2015's
+                folder = match.group(1).replace('test-dev', 'test') + match.group(2)
+            split = self.split or (split_of(match.group(1)) if match else 'train')
             captions = defaultdict(list)  # grouped per image: this file must be read whole once
             with open(path, 'rb') as f:
                 for ann in ijson.items(f, 'annotations.item'):
