@@ -5,12 +5,14 @@ benchmark's token format pinned."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 import pytest
 
-from vlkit.constants import IGNORE_INDEX
-from vlkit.data.chat import AnswerSpanError, check_template, tokenize_chat
+from vlkit.constants import IGNORE_INDEX, IMAGE_TOKEN
+from vlkit.data.chat import AnswerSpanError, check_template, to_messages, tokenize_chat
+from vlkit.data.skips import SampleError
 from vlkit.testing import byte_level_tokenizer
 
 # The public chat templates of Meta-Llama-3-8B-Instruct, Phi-3-mini-4k-instruct and Qwen2-7B-Instruct.
@@ -120,17 +122,22 @@ def test_named_templates_for_models_without_one():
         check_template('chat', tokenizer)
     out = tokenize_chat(tokenizer, 'vicuna_v1', MESSAGES, key='k1')
     assert [r.strip() for r in _supervised_runs(tokenizer, out)] == ['a red bus .</s>', 'two dogs .</s>']
+    # this tokenizer adds no BOS of its own, so there is none (LLaVA's tokenizer_image_token neither)
     assert tokenizer.decode(out['input_ids']).startswith(
-        '<s>A chat between a curious user and an artificial intelligence assistant.'
+        'A chat between a curious user and an artificial intelligence assistant.'
     )
     assert 'USER: <image>\nwhat is in the picture ? ASSISTANT: a red bus .</s>USER: how many' in (
         tokenizer.decode(out['input_ids'])
     )
     plain = tokenize_chat(tokenizer, 'plain', MESSAGES[:2], key='k1')
-    assert tokenizer.decode(plain['input_ids']) == '<s><image>a red bus .</s>'  # LLaVA's stage 1
-    assert _supervised_runs(tokenizer, plain) == ['a red bus .</s>']
+    assert tokenizer.decode(plain['input_ids']) == '<image>a red bus .\n'  # LLaVA's stage 1
+    assert _supervised_runs(tokenizer, plain) == ['a red bus .\n']
     prompt = tokenize_chat(tokenizer, 'plain', MESSAGES[:2], key='k1', for_generation=True)
-    assert tokenizer.decode(prompt['input_ids']) == '<s><image>'
+    assert tokenizer.decode(prompt['input_ids']) == '<image>'
+    with pytest.raises(
+        SampleError, match=r"sample 'k2': template 'plain'.*got the turns \['user', 'assistant', 'user'"
+    ):
+        tokenize_chat(tokenizer, 'plain', MESSAGES, key='k2')
 
 
 def test_an_answer_the_template_changes_is_an_error_naming_the_sample():
@@ -179,3 +186,115 @@ def test_synthetic_sample_token_ids_are_pinned(synthetic_root):
     assert query['input_ids'] == [2, 4, 26, 29, 9, 5, 13, 7, 8, 6] and query['answer'] == 'orange'
     assert float(query['image'].sum()) == pytest.approx(2555.3647, abs=1e-3)
     assert sorted(query) == ['__key__', 'answer', 'image', 'input_ids', 'task']
+
+
+# -- LLaVA's own preprocessing, the reference of the named templates ----------------------------------------
+
+LLAVA_CORPUS = [
+    'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, '
+    "detailed, and polite answers to the user's questions.",
+    'USER: What is in the picture? ASSISTANT: A red car.',
+    'What color is the car? Red. Is it moving? No, it is parked.',
+    'Describe briefly. a red car parked on a street',
+    'Hello world, this is a test of the tokenizer.',
+] * 20
+H = lambda text: {'from': 'human', 'value': text}  # noqa: E731
+G = lambda text: {'from': 'gpt', 'value': text}  # noqa: E731
+LLAVA_CASES = {
+    'one turn': [H('<image>\nWhat is in the picture?'), G('A red car.')],
+    'two turns': [
+        H('<image>\nWhat color is the car?'),
+        G('Red.'),
+        H('Is it moving?'),
+        G('No, it is parked.'),
+    ],
+    'image last': [H('What color is the car?\n<image>'), G('Red.')],  # LLaVA moves it to the front
+    'answer ends in a newline': [H('<image>\nWhat color is the car?'), G('Red.\n')],
+    'text only': [H('What color is the car?'), G('Red.'), H('Is it moving?'), G('No.')],
+    'a number': [H('<image>\nHow many cars?'), G('2')],
+    'starts with an answer': [G('Hello.'), H('<image>\nWhat color is the car?'), G('Red.')],  # dropped
+}
+
+
+def _llama_tokenizer(legacy: bool):
+    """A Llama (sentencepiece-style BPE, byte fallback, BOS) tokenizer trained here, with ``<image>`` added
+    as vlkit.tokenization.build_tokenizer adds it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    bpe = Tokenizer(models.BPE(unk_token='<unk>', byte_fallback=True))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement='\u2581', prepend_scheme='always', split=True)
+    special = ['<unk>', '<s>', '</s>'] + [f'<0x{i:02X}>' for i in range(256)]
+    bpe.train_from_iterator(LLAVA_CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=special))
+    model = json.loads(bpe.to_str())['model']
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(' ')) for m in model['merges']]
+    tokenizer = LlamaTokenizer(vocab=model['vocab'], merges=merges, legacy=legacy, add_bos_token=True)
+    tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
+    tokenizer.pad_token, tokenizer.model_max_length = tokenizer.unk_token, 2048  # as LLaVA v1 sets them
+    return tokenizer
+
+
+def _llava_preprocess():
+    """LLaVA's preprocess_multimodal, preprocess_v1 and preprocess_plain, read from its installed train.py
+    (importing that module needs its training stack)."""
+    import ast
+    import copy
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec('llava') is None:
+        pytest.skip('LLaVA is not installed (make setup installs llava-torch)')
+    from llava import constants, conversation
+    from llava.mm_utils import tokenizer_image_token
+
+    path = os.path.join(os.path.dirname(importlib.util.find_spec('llava').origin), 'train', 'train.py')
+    tree = ast.parse(open(path).read())
+    names = ('preprocess_multimodal', 'preprocess_v1', 'preprocess_plain')
+    scope = dict(
+        vars(constants), torch=torch, copy=copy, conversation_lib=conversation, Dict=dict, Sequence=list
+    )
+    scope.update(
+        tokenizer_image_token=tokenizer_image_token, IS_TOKENIZER_GREATER_THAN_0_14=True, DataArguments=object
+    )
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            exec(compile(ast.Module([node], []), path, 'exec'), scope)
+    return scope, conversation, constants
+
+
+def _llava_ids_and_labels(llava, tokenizer, conversation: list[dict], template: str):
+    import copy
+
+    scope, conversation_lib, constants = llava
+
+    class DataArguments:
+        is_multimodal, mm_use_im_start_end = True, False
+
+    sources = scope['preprocess_multimodal'](copy.deepcopy([conversation]), DataArguments)
+    conversation_lib.default_conversation = conversation_lib.conv_templates[template]
+    if template == 'plain':
+        out = scope['preprocess_plain'](sources, tokenizer)
+    else:
+        has_image = any(IMAGE_TOKEN in turn['value'] for turn in conversation)
+        out = scope['preprocess_v1'](sources, tokenizer, has_image=has_image)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    ids = [image_id if i == constants.IMAGE_TOKEN_INDEX else int(i) for i in out['input_ids'][0]]
+    return ids, [int(label) for label in out['labels'][0]]
+
+
+@pytest.mark.parametrize('legacy', [True, False])
+def test_named_templates_give_llavas_own_token_ids_and_labels(legacy):
+    llava = _llava_preprocess()
+    tokenizer = _llama_tokenizer(legacy)
+    cases = [(name, 'vicuna_v1', c) for name, c in LLAVA_CASES.items()]
+    cases += [
+        ('caption', 'plain', LLAVA_CASES['one turn']),
+        ('caption, image last', 'plain', LLAVA_CASES['image last']),
+    ]
+    for name, template, conversation in cases:
+        ours = tokenize_chat(tokenizer, template, to_messages(conversation, name), key=name)
+        ids, labels = _llava_ids_and_labels(llava, tokenizer, conversation, template)
+        assert ours['input_ids'] == ids, (name, tokenizer.convert_ids_to_tokens(ours['input_ids']))
+        assert ours['labels'] == labels, (name, tokenizer.convert_ids_to_tokens(ours['input_ids']))
+        assert any(label != IGNORE_INDEX for label in labels)  # LLaVA found no tokenization mismatch

@@ -5,15 +5,22 @@ A dataset's ``template`` names how a conversation becomes text:
 * ``'vlkit'``: vlkit's own format (:func:`vlkit.data.templates.tokenize_conversation`), the synthetic
   benchmark's; unchanged, so its figures do not move;
 * ``'chat'``: the tokenizer's own ``chat_template`` (Jinja), as the language model was tuned with;
-* a name of :data:`NAMED_TEMPLATES`, for models without a Jinja template: ``'plain'`` (LLaVA's stage 1:
-  ``<image>`` markers, the caption, EOS; the human text is dropped) and ``'vicuna_v1'`` (LLaVA-1.5's
-  ``v1`` conversation).
+* a name of :data:`NAMED_TEMPLATES`, LLaVA's templates for models without a Jinja template: ``'plain'``
+  (LLaVA's stage 1: ``<image>``, the caption, ``"\n"``; the human text is dropped) and ``'vicuna_v1'``
+  (LLaVA-1.5's ``v1`` conversation). They give LLaVA's token ids and labels (``preprocess_plain`` and
+  ``preprocess_v1`` of its ``train.py``; ``tests/test_chat_templates.py`` compares them on LLaVA's own code):
+  a human turn's single ``<image>`` is moved to its front, followed by ``"\n"``; a conversation that starts
+  with an assistant turn loses it; the text between ``<image>`` markers is tokenized piece by piece with
+  the tokenizer's own special tokens (LLaVA's ``tokenizer_image_token``), so the BOS token is there only if
+  the tokenizer adds one; every token from the one after the generation prompt (``"ASSISTANT:"``) to the
+  turn's end (``</s>``; in ``plain``, the end of the text) carries loss.
 
-Labels: the conversation is rendered whole, and each assistant turn is located after the rendering of the
-turns before it with the generation prompt (the text a model sees before it answers). The tokens that
-overlap the answer's text carry loss, plus the turn's end token (a special token right after the answer:
-``<|eot_id|>``, ``<|im_end|>``, ``<|end|>``, ``</s>``). An answer that cannot be located, or that no token
-covers, is an error naming the sample: its labels are never all ignored silently.
+Labels through the ``'chat'`` template: the conversation is rendered whole, and each assistant turn is
+located after the rendering of the turns before it with the generation prompt (the text a model sees before
+it answers). The tokens that overlap the answer's text carry loss, plus the turn's end token (a special
+token right after the answer: ``<|eot_id|>``, ``<|im_end|>``, ``<|end|>``, ``</s>``). With any template, an
+answer that cannot be located, or that no token covers, is an error naming the sample: its labels are never
+all ignored silently.
 """
 
 from __future__ import annotations
@@ -22,10 +29,9 @@ from ..constants import IGNORE_INDEX, IMAGE_TOKEN
 from .skips import SampleError
 
 PLAIN = (
-    '{% if bos_token %}{{ bos_token }}{% endif %}'
     '{% for m in messages %}'
     "{% if m['role'] == 'user' %}{{ '<image>' * m['content'].count('<image>') }}"
-    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] + '\n' }}{% endif %}"
     '{% endfor %}'
 )
 VICUNA_V1_SYSTEM = (
@@ -33,8 +39,7 @@ VICUNA_V1_SYSTEM = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 VICUNA_V1 = (
-    '{% if bos_token %}{{ bos_token }}{% endif %}'
-    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}"
     f'{{% else %}}{VICUNA_V1_SYSTEM}{{% endif %}} '
     '{% for m in messages %}'
     "{% if m['role'] == 'user' %}{{ 'USER: ' + m['content'] + ' ' }}"
@@ -97,6 +102,8 @@ class ChatTokenizer:
     def __init__(self, tokenizer, template: str) -> None:
         check_template(template, tokenizer)
         self.tokenizer = tokenizer
+        self.template = template
+        self.llava = template in NAMED_TEMPLATES  # LLaVA's preprocessing, tokenization and labels
         self.source = NAMED_TEMPLATES.get(template) or tokenizer.chat_template
         self.compiled = _compile(self.source)
         self.template_kwargs = dict(tokenizer.special_tokens_map)  # what apply_chat_template passes too
@@ -117,6 +124,14 @@ class ChatTokenizer:
             **self.template_kwargs,
         )
 
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets of rendered text: LLaVA's piecewise tokenization for its
+        templates, the text whole (its special tokens written in it) for a Jinja one."""
+        if self.llava:
+            return tokenize_image_pieces(self.tokenizer, text)
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return encoded['input_ids'], encoded['offset_mapping']
+
     def __call__(self, messages: list[dict], key: str, for_generation: bool = False) -> dict:
         """Returns ``input_ids`` and ``labels``; with ``for_generation`` the prompt before the last assistant
         turn (generation prompt included) and that turn's text as ``answer``.
@@ -124,32 +139,87 @@ class ChatTokenizer:
         Raises:
             AnswerSpanError: an assistant turn cannot be located in the rendered text.
         """
-        tokenizer = self.tokenizer
+        if self.llava:
+            messages = llava_messages(messages, self.template, key)
         answers = [i for i, m in enumerate(messages) if m['role'] == 'assistant']
         if not answers:
             raise SampleError(f'sample {key!r} has no assistant turn', reason='empty_conversation')
         if for_generation:
             last = answers[-1]
-            ids = tokenizer(self.render(messages[:last], True), add_special_tokens=False)['input_ids']
+            ids, _ = self.encode(self.render(messages[:last], True))
             return {'input_ids': ids, 'answer': messages[last]['content'].strip()}
         text = self.render(messages, False)
-        spans = [
-            _answer_span(text, self.render(messages[:i], True), messages[i]['content'], key, i)
-            for i in answers
-        ]
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = encoded['input_ids'], encoded['offset_mapping']
+        ids, offsets = self.encode(text)
         labels = [IGNORE_INDEX] * len(ids)
-        for start, end in spans:
-            covered = [
-                t for t, (a, b) in enumerate(offsets) if a < end and b > start
-            ]  # never empty: start < end
+        for i in answers:
+            prompt = self.render(messages[:i], True)
+            start, end = _answer_span(text, prompt, messages[i]['content'], key, i)
+            if self.llava:  # from the generation prompt's end through the turn's end, as LLaVA labels
+                start, end = len(prompt), self._turn_end(text, end, key, i)
+            covered = [t for t, (a, b) in enumerate(offsets) if a < end and b > start]
+            if not covered:
+                raise AnswerSpanError(f'sample {key!r}: no token covers the answer of turn {i}')
             for t in covered:
                 labels[t] = ids[t]
             after = covered[-1] + 1
-            if after < len(ids) and ids[after] in self.end_ids:
+            if not self.llava and after < len(ids) and ids[after] in self.end_ids:
                 labels[after] = ids[after]
         return {'input_ids': ids, 'labels': labels}
+
+    def _turn_end(self, text: str, answer_end: int, key: str, turn: int) -> int:
+        """Where an assistant turn of a LLaVA template ends: after its ``</s>``; in ``plain``, at the end."""
+        if self.template == 'plain':
+            return len(text)
+        eos = self.tokenizer.eos_token
+        close = text.find(eos, answer_end)
+        if close < 0 or text[answer_end:close].strip():
+            raise AnswerSpanError(f'sample {key!r}: turn {turn} does not end with {eos!r} after its answer')
+        return close + len(eos)
+
+
+def llava_messages(messages: list[dict], template: str, key: str) -> list[dict]:
+    """A conversation as LLaVA's preprocessing hands it to its template (``preprocess_multimodal``, and
+    ``preprocess_v1`` dropping a first turn that is not the human's): a human turn's one ``<image>`` moved
+    to its front, followed by ``"\n"``. ``plain`` takes one human turn with ``<image>`` and one answer."""
+    if messages and messages[0]['role'] == 'assistant':
+        messages = messages[1:]
+    moved = [
+        dict(m, content=(IMAGE_TOKEN + '\n' + m['content'].replace(IMAGE_TOKEN, '').strip()).strip())
+        if m['role'] == 'user' and m['content'].count(IMAGE_TOKEN) == 1
+        else m
+        for m in messages
+    ]
+    roles = [m['role'] for m in moved]
+    if template == 'plain' and (roles != ['user', 'assistant'] or IMAGE_TOKEN not in moved[0]['content']):
+        raise SampleError(
+            f"sample {key!r}: template 'plain' (LLaVA's stage 1) takes one human turn with {IMAGE_TOKEN} "
+            f'and one answer; got the turns {roles}',
+            reason='bad_conversation',
+        )
+    return moved
+
+
+def tokenize_image_pieces(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """LLaVA's ``tokenizer_image_token`` with character offsets: the text between ``<image>`` markers
+    tokenized piece by piece with the tokenizer's special tokens, the markers' id between the pieces, and
+    a BOS that the tokenizer puts before every piece kept before the first only."""
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    pieces, position = [], 0
+    for piece in text.split(IMAGE_TOKEN):
+        encoded = tokenizer(piece, return_offsets_mapping=True)
+        offsets = [(a + position, b + position) for a, b in encoded['offset_mapping']]
+        pieces.append((encoded['input_ids'], offsets, position))
+        position += len(piece) + len(IMAGE_TOKEN)
+    first_ids, first_offsets, _ = pieces[0]
+    skip = 1 if first_ids and first_ids[0] == tokenizer.bos_token_id else 0
+    ids, offsets = list(first_ids[:skip]), list(first_offsets[:skip])
+    for n, (piece_ids, piece_offsets, start) in enumerate(pieces):
+        if n:
+            ids.append(image_id)
+            offsets.append((start - len(IMAGE_TOKEN), start))
+        ids += piece_ids[skip:]
+        offsets += piece_offsets[skip:]
+    return ids, offsets
 
 
 def _compile(source: str):
