@@ -239,6 +239,68 @@ def test_pixel_shuffle_matches_idefics3_connector():
         torch.testing.assert_close(ours(x, None, (4, 4)), ref(x), **TOL)
 
 
+def test_llava_projector_files_convert_as_llava_saves_them():
+    """mm_projector.bin keeps the projector's place in the model (``model.mm_projector.0.weight``), beside
+    LoRA adapters under ``base_model.model.``; ``mm_projector_type='linear'`` is one Linear."""
+    ref = _perturb(llava_projector(24, 40, 2))
+    x = torch.randn(2, 9, 24)
+    for path in ('model.mm_projector.', 'base_model.model.model.mm_projector.'):
+        saved = {path + k: v.half() for k, v in ref.state_dict().items()}  # saved in fp16
+        ours = _converted('llava.mlp', saved, 'MLPProjector', in_dim=24, out_dim=40, depth=2)
+        torch.testing.assert_close(ours(x), ref(x), atol=1e-2, rtol=1e-2)
+    linear = _perturb(nn.Linear(24, 40))
+    saved = {'model.mm_projector.' + k: v for k, v in linear.state_dict().items()}
+    ours = _converted('llava.mlp', saved, 'MLPProjector', in_dim=24, out_dim=40, depth=1)
+    torch.testing.assert_close(ours(x), linear(x), **TOL)
+
+
+def test_lavis_blip2_checkpoint_converts_to_the_transformers_one():
+    """A LAVIS checkpoint ({'model': ...}, LAVIS's key names, its vision encoder and OPT beside) gives the
+    same connector weights as transformers' Blip2Model with the same values."""
+    state = _blip2().state_dict()
+    lavis = {'query_tokens': state['query_tokens'], 'visual_encoder.blocks.0.attn.qkv.weight': torch.zeros(3)}
+    lavis.update({'ln_vision.weight': torch.ones(24), 'opt_model.lm_head.weight': torch.zeros(2)})
+    lavis.update({'Qformer.cls.predictions.bias': torch.zeros(2), 'Qformer.bert.embeddings.position_ids': 0})
+    names = {  # transformers' name -> LAVIS's (lavis/models/blip2_models/Qformer.py, blip2_opt.py)
+        'qformer.layernorm.': 'Qformer.bert.embeddings.LayerNorm.',
+        'language_projection.': 'opt_proj.',
+        'attention.attention.': 'attention.self.',
+        'crossattention.attention.': 'crossattention.self.',
+        'qformer.encoder.': 'Qformer.bert.encoder.',
+    }
+    for key, value in state.items():
+        if key.startswith(('qformer.', 'language_projection.')):
+            for hf, theirs in names.items():
+                key = key.replace(hf, theirs)
+            lavis[key] = value
+    assert 'Qformer.bert.encoder.layer.0.crossattention.self.key.weight' in lavis
+    assert 'Qformer.bert.encoder.layer.1.output_query.LayerNorm.bias' in lavis and 'opt_proj.weight' in lavis
+    converted = convert_state_dict('lavis.blip2', {'model': lavis})
+    expected = convert_state_dict('hf.blip2', state)
+    assert converted.keys() == expected.keys()
+    assert all(torch.equal(converted[k], expected[k]) for k in expected)
+
+
+def test_an_old_honeybee_position_embedding_loses_its_cls_row():
+    ref = HoneybeeCAbstractor(24, 32, 40, depth=1, mlp_depth=2, grid=(4, 4), side=2)
+    state = ref.state_dict()
+    old = dict(state, pos_emb=torch.cat([torch.randn(1, 1, state['pos_emb'].shape[-1]), state['pos_emb']], 1))
+    assert old['pos_emb'].shape[1] == 17  # 4 x 4 + the CLS token's row
+    converted = convert_state_dict('honeybee.c_abstractor', old)
+    assert torch.equal(converted['pos_emb'], state['pos_emb'][0])
+
+
+def test_a_wrapped_checkpoint_is_unwrapped_and_an_empty_match_shows_the_keys_found():
+    ref = _open_flamingo_perceiver()
+    state = {'module.perceiver.' + k: v for k, v in ref.state_dict().items()}  # DeepSpeed / DDP
+    converted = convert_state_dict(
+        'open_flamingo.perceiver', {'model_state_dict': state}, prefix='perceiver.'
+    )
+    assert torch.equal(converted['latents'], ref.state_dict()['latents'])
+    with pytest.raises(KeyError, match=r'under prefix .*vision.*any key \(found \[.*perceiver\.latents'):
+        convert_state_dict('open_flamingo.perceiver', state, prefix='vision.')
+
+
 # -- the conversion itself -----------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ['convert_state_dict', 'SOURCES', 'Rule']
+__all__ = ['convert_state_dict', 'unwrap_state_dict', 'SOURCES', 'Rule']
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,38 @@ def _drop_batch_dim(t: Tensor) -> Tensor:
     return t[0]
 
 
+def _honeybee_pos_emb(t: Tensor) -> Tensor:
+    """Honeybee's position embedding [1, n, d] -> [n, d]; an older checkpoint's extra first row (once the
+    CLS token's: n = h * w + 1 for a square grid) is dropped, as Honeybee's own loader drops it."""
+    t = _drop_batch_dim(t)
+    n = t.shape[0]
+    if _is_square(n - 1) and not _is_square(n):
+        t = t[1:]
+    return t
+
+
+def _is_square(n: int) -> bool:
+    return n > 0 and round(n**0.5) ** 2 == n
+
+
+# LLaVA saves the projector under its place in the model (``model.mm_projector.0.weight`` in
+# mm_projector.bin, ``base_model.model.model.mm_projector.*`` beside LoRA adapters): any such path is taken
+_LLAVA_PATH = r'(?:.*mm_projector\.)?'
+
+
 def _llava_mlp() -> list[Rule]:
-    # build_vision_projector('mlp{n}x_gelu'): an nn.Sequential of Linear, GELU, Linear, ...
-    return [Rule(rf'(\d+)\.{_WB}', r'net.\1.\2', required=True)]
+    # build_vision_projector: 'mlp{n}x_gelu' a Sequential of Linear, GELU, Linear, ...; 'linear' one Linear
+    return [
+        Rule(rf'{_LLAVA_PATH}(\d+)\.{_WB}', r'net.\1.\2'),
+        Rule(rf'{_LLAVA_PATH}{_WB}', r'net.0.\1'),
+    ]
 
 
 def _hf_llava() -> list[Rule]:
+    path = r'(?:.*multi_modal_projector\.)?'  # the Hub's files, and model.multi_modal_projector in newer ones
     return [
-        Rule(rf'linear_1\.{_WB}', r'net.0.\1', required=True),
-        Rule(rf'linear_2\.{_WB}', r'net.2.\1', required=True),
+        Rule(rf'{path}linear_1\.{_WB}', r'net.0.\1', required=True),
+        Rule(rf'{path}linear_2\.{_WB}', r'net.2.\1', required=True),
     ]
 
 
@@ -93,6 +116,34 @@ def _hf_qformer(instructblip: bool) -> list[Rule]:
             Rule(rf'{layer}output{hf}\.LayerNorm\.{_WB}', rf'layers.\1.{ours}_norm.\2'),
         ]
     return rules
+
+
+_LAVIS_LAYER = r'Qformer\.bert\.encoder\.layer\.(\d+)\.'
+_LAVIS_NAMES = [  # LAVIS's Q-Former key -> transformers' Blip2 key (the first pattern that matches)
+    (r'Qformer\.bert\.embeddings\.LayerNorm\.', 'qformer.layernorm.'),
+    (r'(?:opt|llm|t5)_proj\.', 'language_projection.'),
+    (rf'{_LAVIS_LAYER}(attention|crossattention)\.self\.', r'qformer.encoder.layer.\1.\2.attention.'),
+    (_LAVIS_LAYER, r'qformer.encoder.layer.\1.'),
+]
+
+
+def _lavis_to_transformers(key: str) -> str:
+    for pattern, target in _LAVIS_NAMES:
+        key, renamed = re.subn(f'^{pattern}', target, key)
+        if renamed:
+            return key
+    return key
+
+
+def _lavis_qformer() -> list[Rule]:
+    """LAVIS's BLIP-2 and InstructBLIP checkpoints (``Qformer.bert.*``, ``query_tokens``, the projection to
+    the language model ``opt_proj`` / ``llm_proj`` / ``t5_proj``), read through transformers' names
+    (:data:`KEY_NAMES`). The vision encoder (``visual_encoder``, ``ln_vision``: transformers'
+    ``post_layernorm``), the language model, and BERT's text embeddings and language-model head (``cls``) are
+    not the connector's."""
+    drop = r'(visual_encoder|ln_vision|opt_model|llm_model|t5_model|Qformer\.cls)\..+'
+    text = r'Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings|position_ids).*'
+    return [Rule(drop, None), Rule(text, None), *_hf_qformer(instructblip=False)]
 
 
 def _open_flamingo_perceiver() -> list[Rule]:
@@ -131,7 +182,7 @@ def _honeybee_c_abstractor() -> list[Rule]:
     # net = Sequential(RegStage, AdaptiveAvgPool2d, RegStage); a block's ConvNormAct is ``conv`` + ``bn``
     block = r'net\.([02])\.b(\d+)\.'
     return [
-        Rule('pos_emb', 'pos_emb', value=_drop_batch_dim, required=True),
+        Rule('pos_emb', 'pos_emb', value=_honeybee_pos_emb, required=True),
         Rule(rf'{block}conv([123])\.conv\.weight', _regstage_block(r'conv\3.weight')),
         Rule(rf'{block}conv([123])\.bn\.{_WB}', _regstage_block(r'norm\3.\4')),
         Rule(rf'{block}se\.fc1\.{_WB}', _regstage_block(r'se.reduce.\3')),
@@ -150,8 +201,28 @@ SOURCES: dict[str, list[Rule]] = {
     'open_flamingo.perceiver': _open_flamingo_perceiver(),
     'xgen_mm.perceiver': _xgen_mm_perceiver(),
     'honeybee.c_abstractor': _honeybee_c_abstractor(),
+    'lavis.blip2': _lavis_qformer(),
     'open_flamingo.gated_xattn': _open_flamingo_gated_xattn(),
 }
+
+
+# a source whose keys are renamed before its rules apply
+KEY_NAMES: dict[str, Callable[[str], str]] = {'lavis.blip2': _lavis_to_transformers}
+# what training code wraps a state dict in (LAVIS and prismatic 'model', DeepSpeed 'module', ...)
+WRAPPERS = ('model', 'state_dict', 'module', 'model_state_dict')
+
+
+def unwrap_state_dict(state_dict: Mapping) -> Mapping:
+    """The state dict inside a checkpoint's wrapper (a dict whose one entry of :data:`WRAPPERS` holds it,
+    as LAVIS, prismatic, DeepSpeed and open_flamingo's training save them), keys without DDP's ``module.``."""
+    while len(state_dict) == 1 and next(iter(state_dict)) in WRAPPERS:
+        inner = next(iter(state_dict.values()))
+        if not isinstance(inner, Mapping):
+            break
+        state_dict = inner
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.') :]: v for k, v in state_dict.items()}
+    return state_dict
 
 
 def _match(rules: list[Rule], key: str) -> tuple[Rule, re.Match] | None:
@@ -170,7 +241,8 @@ def convert_state_dict(
     Args:
         source: one of :data:`SOURCES` (``'hf.blip2'``, ``'xgen_mm.perceiver'``, ...).
         state_dict: the reference module's state dict (``hf.blip2``: a whole ``Blip2Model``'s, whose
-            ``vision_model.*`` and ``language_model.*`` keys are dropped).
+            ``vision_model.*`` and ``language_model.*`` keys are dropped), or a checkpoint wrapping it
+            (:func:`unwrap_state_dict`).
         prefix: take only the keys under this prefix, with it removed (the connector inside a whole
             model's checkpoint, e.g. ``'vlm.vision_tokenizer.'`` for BLIP-3); the others are ignored.
 
@@ -182,7 +254,8 @@ def convert_state_dict(
     """
     if source not in SOURCES:
         raise KeyError(f'unknown conversion source {source!r}; known sources: {sorted(SOURCES)}')
-    rules = SOURCES[source]
+    rules, rename = SOURCES[source], KEY_NAMES.get(source, str)
+    state_dict = unwrap_state_dict(state_dict)
     out: dict[str, Tensor] = {}
     # a fused target -> (number of parts, {part index: (reference key, tensor)})
     fused: dict[str, tuple[int, dict[int, tuple[str, Tensor]]]] = {}
@@ -190,7 +263,7 @@ def convert_state_dict(
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             continue
-        key = key[len(prefix) :]
+        key = rename(key[len(prefix) :])
         found = _match(rules, key)
         if found is None:
             unmapped.append(key)
@@ -208,6 +281,8 @@ def convert_state_dict(
     missing = [rule.pattern for rule in rules if rule.required and rule.pattern not in matched]
     missing += [f'the other parts of {name} (have only {[k for k, _ in parts.values()]})'
                 for name, (n, parts) in fused.items() if len(parts) != n]  # fmt: skip
+    if not out and not fused and not unmapped:
+        missing.append(f'any key (found {sorted(state_dict)[:5]}{" ..." if len(state_dict) > 5 else ""})')
     _raise_if_any(source, prefix, unmapped, missing)
     out.update({name: torch.cat([parts[i][1] for i in sorted(parts)]) for name, (_, parts) in fused.items()})
     return out
