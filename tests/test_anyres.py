@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.helpers import run_tool, write_shard
 from vlkit.data import ConversationShards, vlm_collate
-from vlkit.data.anyres import check_anyres, num_crops, select_grid, split_image
+from vlkit.data.anyres import check_anyres, num_crops, resize_and_pad, select_grid, split_image
 from vlkit.models.fusion import AutoregressiveFusion, FusionInputs
 from vlkit.registry import CONNECTORS, MODELS
 from vlkit.testing import TINY_CONNECTORS as TINY
@@ -61,6 +61,20 @@ def test_split_image_gives_global_view_then_row_major_crops():
     assert (left[..., 0] > 200).all() and (right[..., 2] > 200).all()
     assert np.asarray(crops[0])[8, 2, 0] > 200 and np.asarray(crops[0])[8, 13, 2] > 200  # the whole image
     assert len(split_image(image, grid, base=16, global_view=False)) == 2
+
+
+@pytest.mark.parametrize('size_wh', [(1000, 667), (667, 1000), (1, 300), (300, 1), (640, 480), (97, 61)])
+@pytest.mark.parametrize('grid', [(1, 2), (2, 2), (3, 1)])
+def test_resize_and_pad_gives_llava_nexts_pixels(size_wh, grid):
+    """vlkit's canvas equals LLaVA-NeXT's resize_and_pad_image (the installed llava package's) pixel for
+    pixel: the same rounding of the sizes, the same place and the same black padding."""
+    mm_utils = pytest.importorskip('llava.mm_utils', reason='LLaVA is not installed (make setup installs it)')
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (size_wh[1], size_wh[0], 3), dtype=np.uint8))
+    rows, cols = grid
+    ours = resize_and_pad(image, (rows * 16, cols * 16))
+    theirs = mm_utils.resize_and_pad_image(image, (cols * 16, rows * 16))
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
 
 
 def _png(size_wh, colour=(200, 30, 30)) -> bytes:

@@ -12,12 +12,13 @@ Settings (the datasets' ``anyres`` argument): ``grids`` (the allowed ``(rows, co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from PIL import Image
 
 Grid = tuple[int, int]  # (rows, cols)
-PAD_COLOUR = (128, 128, 128)  # mid-grey: about 0 after normalisation, like a blank image
+PAD_COLOUR = (0, 0, 0)  # black, as LLaVA-NeXT's resize_and_pad_image and transformers' LlavaNext pad
 
 
 def select_grid(image_size_hw: tuple[int, int], grids: Sequence[Sequence[int]], base: int) -> Grid:
@@ -56,10 +57,15 @@ def _as_grid(grid: Sequence[int]) -> Grid:
 
 
 def resize_and_pad(image: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
-    """Scales ``image`` to fit ``size_hw`` with its aspect ratio kept and centres it on a grey canvas."""
+    """Scales ``image`` to fit ``size_hw`` with its aspect ratio kept and centres it on a black canvas, as
+    LLaVA-NeXT's ``resize_and_pad_image`` does: the fitting side takes the target's size, the other
+    ``ceil(side * scale)`` at most the target's."""
     height, width = size_hw
-    scale = min(width / image.width, height / image.height)
-    new_w, new_h = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    scale_w, scale_h = width / image.width, height / image.height
+    if scale_w < scale_h:
+        new_w, new_h = width, min(math.ceil(image.height * scale_w), height)
+    else:
+        new_w, new_h = min(math.ceil(image.width * scale_h), width), height
     canvas = Image.new('RGB', (width, height), PAD_COLOUR)
     canvas.paste(
         image.convert('RGB').resize((new_w, new_h), Image.BICUBIC),
