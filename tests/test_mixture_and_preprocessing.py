@@ -7,6 +7,7 @@ import itertools
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -83,6 +84,7 @@ def test_hf_encoder_declares_the_checkpoints_preprocessing(tmp_path):
         'std': (0.26862954, 0.26130258, 0.27577711),
         'size': 336,
         'resample': 'bicubic',
+        'shortest_edge': 336,  # CLIP resizes the shortest edge, then crops the centre
     }
     assert HFVisionEncoder.declared_preprocessing({'model': {'model_type': 'siglip_vision_model'}}) is None
 
@@ -101,6 +103,69 @@ def test_a_local_weights_name_declares_its_preprocessing(tmp_path, monkeypatch):
         'size': 112,
         'resample': 'bicubic',
     }
+
+
+CLIP_336 = dict(
+    crop_size={'height': 336, 'width': 336},
+    do_center_crop=True,
+    do_convert_rgb=True,
+    do_normalize=True,
+    do_rescale=True,
+    do_resize=True,
+    image_mean=[0.48145466, 0.4578275, 0.40821073],
+    image_std=[0.26862954, 0.26130258, 0.27577711],
+    resample=3,
+    rescale_factor=0.00392156862745098,
+    size={'shortest_edge': 336},
+)  # openai/clip-vit-large-patch14-336's preprocessor_config.json (its image_processor_type aside)
+
+
+@pytest.mark.parametrize('size_wh', [(640, 480), (480, 640), (337, 1001), (336, 336), (200, 150)])
+def test_clip_preprocessing_gives_clip_image_processors_pixel_values(tmp_path, size_wh):
+    """A CLIP checkpoint's declared preprocessing, through vlkit, gives the pixel values of transformers'
+    PIL CLIP image processor (the one LLaVA ran; transformers 5's default resizes with torchvision, whose
+    bicubic differs by a level or two on under 1% of pixels): the shortest edge to 336, the centre 336 x
+    336, CLIP's mean and std."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
+
+    clip = _preprocessor_folder(tmp_path, **CLIP_336)
+    processor = resolve_image_processor(
+        HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}})
+    )
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (size_wh[1], size_wh[0], 3), dtype=np.uint8))
+    expected = CLIPImageProcessor(**CLIP_336)(image, return_tensors='pt')['pixel_values'][0]
+    torch.testing.assert_close(image_to_tensor(image, 336, processor), expected, atol=1e-6, rtol=0)
+
+
+def test_the_exported_clip_processor_crops_as_the_data_pipeline(tmp_path):
+    """tools/export.py's image processor for a CLIP encoder resizes the shortest edge and crops the centre
+    too (transformers 5's torchvision bicubic: within a few levels of PIL's)."""
+    from vlkit.models.hf_llava import clip_image_processor
+
+    clip = _preprocessor_folder(tmp_path, **CLIP_336)
+    declared = HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}})
+    exported = clip_image_processor({**declared, 'resample': 3})
+    assert exported.do_center_crop and exported.size['shortest_edge'] == 336
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    ours = image_to_tensor(image, 336, resolve_image_processor(declared))
+    theirs = exported(image, return_tensors='pt')['pixel_values'][0]
+    assert ours.shape == theirs.shape == (3, 336, 336)
+    assert (ours - theirs).abs().mean() < 2e-3
+
+
+def test_a_hub_name_in_the_hugging_face_cache_declares_its_preprocessing(tmp_path, monkeypatch):
+    """Weights that from_pretrained finds in the Hugging Face cache by their hub name declare their
+    preprocessing from the cached preprocessor_config.json (nothing is fetched)."""
+    snapshot = tmp_path / 'hub' / 'models--openai--clip-vit-large-patch14-336' / 'snapshots' / 'abc123'
+    snapshot.mkdir(parents=True)
+    (snapshot / 'preprocessor_config.json').write_text(json.dumps(CLIP_336))
+    (snapshot.parents[1] / 'refs').mkdir()
+    (snapshot.parents[1] / 'refs' / 'main').write_text('abc123')
+    monkeypatch.setattr('huggingface_hub.constants.HF_HUB_CACHE', str(tmp_path / 'hub'))
+    declared = HFVisionEncoder.declared_preprocessing({'model': 'openai/clip-vit-large-patch14-336'})
+    assert declared is not None and declared['mean'] == tuple(CLIP_336['image_mean'])
+    assert HFVisionEncoder.declared_preprocessing({'model': 'openai/not-cached'}) is None
 
 
 def test_load_config_fills_the_declared_preprocessing_into_datasets_that_take_it(tmp_path, synthetic_root):

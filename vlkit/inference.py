@@ -56,13 +56,15 @@ def image_processor(cfg: Mapping) -> dict | None:
 
 def image_preprocessing(cfg: Mapping) -> dict:
     """:func:`image_processor` in full, for another library's processor: ``mean``, ``std``, ``size`` (the
-    model's ``image_size``) and ``resample`` (a PIL filter number)."""
+    model's ``image_size``), ``resample`` (a PIL filter number) and ``shortest_edge`` (``None``: the image
+    is resized to ``size`` whole; else its shortest edge, then the centre cropped)."""
     processor = image_processor(cfg) or {}
     return dict(
         mean=tuple(processor.get('mean', (MEAN,) * 3)),
         std=tuple(processor.get('std', (STD,) * 3)),
         size=cfg['model']['image_size'],
         resample=int(RESAMPLE[processor.get('resample', 'bicubic')]),
+        shortest_edge=processor.get('shortest_edge'),
     )
 
 

@@ -3,9 +3,10 @@
 An image processor is the preprocessing an encoder declares
 (:meth:`vlkit.models.encoders.VisionEncoder.declared_preprocessing`; ``load_config`` hands it to the datasets
 as their ``image_processor``): ``mean`` and ``std`` (3-tuples, on 0..1 pixel values), ``size`` (the
-encoder's input side) and ``resample`` (a PIL filter name). ``None`` is vlkit's default: mean 0.5, std 0.5,
-bicubic. ``pad_to_square`` (LLaVA's ``image_aspect_ratio='pad'``) pads an image to a square in the mean
-colour before it is resized.
+encoder's input side), ``resample`` (a PIL filter name) and, for an encoder that resizes the shortest edge
+and then crops the centre (CLIP's ``CLIPImageProcessor``), ``shortest_edge``; without it an image is resized
+to ``size`` whole. ``None`` is vlkit's default: mean 0.5, std 0.5, bicubic. ``pad_to_square`` (LLaVA's
+``image_aspect_ratio='pad'``) pads an image to a square in the mean colour before it is resized.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ def resolve_image_processor(image_processor: dict | None, pad_to_square: bool = 
     if image_processor is None and not pad_to_square:
         return None
     processor = dict(image_processor or {})
-    unknown = set(processor) - {'mean', 'std', 'size', 'resample'}
+    unknown = set(processor) - {'mean', 'std', 'size', 'resample', 'shortest_edge'}
     if unknown:
         raise ValueError(
-            f'image_processor takes mean, std, size and resample; got unknown keys {sorted(unknown)}'
+            'image_processor takes mean, std, size, resample and shortest_edge; got unknown keys '
+            f'{sorted(unknown)}'
         )
     mean, std = tuple(processor.get('mean', (MEAN,) * 3)), tuple(processor.get('std', (STD,) * 3))
     resample = processor.get('resample', 'bicubic')
@@ -51,6 +53,7 @@ def resolve_image_processor(image_processor: dict | None, pad_to_square: bool = 
         'std': std,
         'size': processor.get('size'),
         'resample': resample,
+        'shortest_edge': processor.get('shortest_edge'),
         'pad': pad_to_square,
     }
 
@@ -77,11 +80,28 @@ def image_to_tensor(image: Image.Image, size: int | tuple[int, int], processor: 
         return normalize_uint8(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
     if processor['pad']:
         image = expand_to_square(image, tuple(int(m * 255) for m in processor['mean']))
-    if image.size != (hw[1], hw[0]):
-        image = image.resize((hw[1], hw[0]), RESAMPLE[processor['resample']])
+    resample = RESAMPLE[processor['resample']]
+    if processor.get('shortest_edge'):  # kept in proportion where the model's input is not the declared size
+        declared = processor['size'] if isinstance(processor['size'], int) else min(hw)
+        edge = round(processor['shortest_edge'] * min(hw) / declared)
+        image = resize_shortest_edge_and_crop(image, edge, hw, resample)
+    elif image.size != (hw[1], hw[0]):
+        image = image.resize((hw[1], hw[0]), resample)
     pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(processor['mean']).view(3, 1, 1)
     return (pixels - mean) / torch.tensor(processor['std']).view(3, 1, 1)
+
+
+def resize_shortest_edge_and_crop(image: Image.Image, shortest_edge: int, hw: tuple[int, int], resample):
+    """``CLIPImageProcessor``'s resize and centre crop: the shortest edge to ``shortest_edge``, the other
+    ``int(shortest_edge * long / short)``, then the centre ``hw`` (height, width), its corner at half the
+    difference rounded down."""
+    width, height = image.size
+    long = int(shortest_edge * max(width, height) / min(width, height))
+    size = (shortest_edge, long) if width <= height else (long, shortest_edge)
+    image = image.resize(size, resample)
+    top, left = (size[1] - hw[0]) // 2, (size[0] - hw[1]) // 2
+    return image.crop((left, top, left + hw[1], top + hw[0]))
 
 
 def blank_like(images: Tensor) -> Tensor:

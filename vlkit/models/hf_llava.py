@@ -129,18 +129,19 @@ def to_llava(model: nn.Module):
     return llava.eval()
 
 
-def llava_processor(model: nn.Module, preprocessing: dict):
-    """The ``LlavaProcessor`` that turns an image and a prompt into what :func:`to_llava`'s model reads:
-    ``preprocessing`` (``mean``, ``std``, ``size``, ``resample`` as a PIL filter number) is the model's."""
-    from transformers import CLIPImageProcessor, LlavaProcessor
+def clip_image_processor(preprocessing: dict):
+    """transformers' ``CLIPImageProcessor`` doing what vlkit's data pipeline does with ``preprocessing``
+    (``mean``, ``std``, ``size``, ``resample`` as a PIL filter number, ``shortest_edge``:
+    :func:`vlkit.inference.image_preprocessing`)."""
+    from transformers import CLIPImageProcessor
 
-    encoder, tokenizer = model.vision_encoder, model.language_model.tokenizer
-    size = preprocessing['size']
-    image_processor = CLIPImageProcessor(
+    size, shortest_edge = preprocessing['size'], preprocessing.get('shortest_edge')
+    return CLIPImageProcessor(
         do_resize=True,
-        size={'height': size, 'width': size},
+        size={'shortest_edge': shortest_edge} if shortest_edge else {'height': size, 'width': size},
         resample=preprocessing['resample'],
-        do_center_crop=False,
+        do_center_crop=bool(shortest_edge),
+        crop_size={'height': size, 'width': size},
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
@@ -148,6 +149,15 @@ def llava_processor(model: nn.Module, preprocessing: dict):
         image_std=list(preprocessing['std']),
         do_convert_rgb=True,
     )
+
+
+def llava_processor(model: nn.Module, preprocessing: dict):
+    """The ``LlavaProcessor`` that turns an image and a prompt into what :func:`to_llava`'s model reads;
+    ``preprocessing`` is the model's (:func:`clip_image_processor`)."""
+    from transformers import LlavaProcessor
+
+    encoder, tokenizer = model.vision_encoder, model.language_model.tokenizer
+    image_processor = clip_image_processor(preprocessing)
     prefix = num_prefix_tokens(encoder, model.image_size)
     return LlavaProcessor(
         image_processor=image_processor,

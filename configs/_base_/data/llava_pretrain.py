@@ -1,7 +1,8 @@
 # LLaVA-Pretrain-558K (blip_laion_cc_sbu_558k.json + images), converted by
 #   python tools/prepare_data.py llava blip_laion_cc_sbu_558k.json --images LLaVA-Pretrain/images --out \
 #       data/llava_pretrain
-# Caption alignment as LLaVA's stage 1: the `plain` template (<image>, the caption, EOS). docs/data.md.
+# Caption alignment as LLaVA's stage 1: the `plain` template (<image>, the caption, a newline), images as the
+# encoder declares (CLIP: the shortest edge resized, the centre cropped; no padding). docs/data.md.
 _dataset = dict(
     type='PreparedShards',
     data_dir='data/llava_pretrain',

@@ -82,33 +82,39 @@ class HFVisionEncoder(VisionEncoder):
     @classmethod
     def declared_preprocessing(cls, cfg: Mapping) -> dict | None:
         """Mean, std, size and resample from the checkpoint's own ``preprocessor_config.json``, when
-        ``pretrained`` or ``model`` names a local directory that has one (a directory, or a name under
-        ``$VLKIT_WEIGHTS``: :func:`vlkit.pretrained.resolve_pretrained`)."""
+        ``pretrained`` or ``model`` names a directory that has one (a directory, a name under
+        ``$VLKIT_WEIGHTS``: :func:`vlkit.pretrained.resolve_pretrained`, or a hub name in the local Hugging
+        Face cache); with ``shortest_edge`` where the checkpoint resizes the shortest edge and then crops the
+        centre (CLIP)."""
         config = cls._preprocessor_config(cfg)
         if config is None:
             return None
-        size = config.get('crop_size') if config.get('do_center_crop') else None
-        size = size or config.get('size')
+        crop = config.get('crop_size') if config.get('do_center_crop') else None
+        resize = config.get('size')
+        shortest_edge = resize.get('shortest_edge') if isinstance(resize, Mapping) else None
+        size = crop or resize
         if isinstance(size, Mapping):
             size = size.get('shortest_edge') or (
                 size['height'] if size['height'] == size['width'] else (size['height'], size['width'])
             )
-        return {
+        declared = {
             'mean': tuple(config.get('image_mean', (0.5,) * 3)),
             'std': tuple(config.get('image_std', (0.5,) * 3)),
             'size': size,
             'resample': PIL_RESAMPLE_NAMES.get(config.get('resample', 3), 'bicubic'),
         }
+        if crop and shortest_edge:
+            declared['shortest_edge'] = shortest_edge
+        return declared
 
     @staticmethod
     def _preprocessor_config(cfg: Mapping) -> dict | None:
         for source in (cfg.get('pretrained'), cfg.get('model')):
-            path = (
-                os.path.join(resolve_pretrained(source), 'preprocessor_config.json')
-                if isinstance(source, str)
-                else None
-            )
-            if path is not None and os.path.isfile(path):
+            if not isinstance(source, str):
+                continue
+            path = os.path.join(resolve_pretrained(source), 'preprocessor_config.json')
+            path = path if os.path.isfile(path) else _hub_cache_file(source, 'preprocessor_config.json')
+            if path is not None:
                 with open(path) as f:
                     return json.load(f)
         return None
@@ -124,3 +130,14 @@ class HFVisionEncoder(VisionEncoder):
         grid = self.grid_size(tuple(images.shape[-2:]))
         prefix = hidden.shape[1] - grid[0] * grid[1]  # CLS (CLIP) or none (SigLIP)
         return VisualFeatures(hidden[:, prefix:], grid)
+
+
+def _hub_cache_file(name: str, filename: str) -> str | None:
+    """``filename`` of hub model ``name`` in the local Hugging Face cache, if there (nothing is fetched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, filename)
+    except ValueError:  # not a hub name (a path that does not exist)
+        return None
+    return found if isinstance(found, str) else None
