@@ -240,3 +240,23 @@ def test_load_parts_under_a_sharding_strategy_is_refused_not_ignored():
         CheckpointLoadError, match=r"load_parts=.* does not work with strategy='FSDPStrategy'"
     ):
         build_runner(cfg)
+
+
+def test_under_deepspeed_a_stage_keeps_its_per_part_rates_and_hands_over_accumulation_and_clipping():
+    """tools/train.py swaps the optim_wrapper for DeepSpeed's: the LoRA stage's connector rate (lr_mult 0.1)
+    must survive, and the accumulation and clipping go to DeepSpeed, which steps and clips itself."""
+    import sys
+
+    from mmengine.config import Config
+
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from train import use_deepspeed_optim_wrapper
+
+    cfg = Config.fromfile(str(ROOT / 'configs/llava15/stage2_finetune_lora.py'))
+    cfg.optim_wrapper.accumulative_counts, cfg.optim_wrapper.clip_grad = 4, dict(max_norm=0.5)
+    cfg.strategy = dict(type='DeepSpeedStrategy', gradient_clipping=1.0)
+    custom_keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    use_deepspeed_optim_wrapper(cfg)
+    assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys == custom_keys and custom_keys  # the per-part rates
+    assert cfg.strategy.gradient_accumulation_steps == 4 and cfg.strategy.gradient_clipping == 0.5

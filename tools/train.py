@@ -90,11 +90,26 @@ def configure(args: argparse.Namespace):
             'CUDA GPUs; on a CPU drop it and use tools/dist_train.sh for gloo DDP'
         )
     if cfg.get('strategy', {}).get('type') == 'DeepSpeedStrategy':
-        cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=cfg.optim_wrapper.optimizer)
+        use_deepspeed_optim_wrapper(cfg)
     try:
         return check_config(cfg)
     except ConfigError as err:
         raise SystemExit(f'config error: {err}') from err
+
+
+def use_deepspeed_optim_wrapper(cfg) -> None:
+    """The schedule's ``optim_wrapper`` for DeepSpeed, which steps and clips itself: the same optimizer and
+    per-part settings (``paramwise_cfg``, ``constructor``) in a ``DeepSpeedOptimWrapper``; its accumulation
+    and gradient clipping handed to the strategy (``gradient_accumulation_steps``, ``gradient_clipping``)."""
+    wrapper = cfg.optim_wrapper
+    cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=wrapper.optimizer)
+    for key in ('paramwise_cfg', 'constructor'):
+        if key in wrapper:
+            cfg.optim_wrapper[key] = wrapper[key]
+    if wrapper.get('accumulative_counts', 1) > 1:
+        cfg.strategy['gradient_accumulation_steps'] = wrapper.accumulative_counts
+    if (wrapper.get('clip_grad') or {}).get('max_norm') is not None:
+        cfg.strategy['gradient_clipping'] = wrapper.clip_grad.max_norm
 
 
 def init_cpu_distributed(cfg) -> None:
