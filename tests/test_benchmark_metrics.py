@@ -111,6 +111,8 @@ def test_questions_without_answers_are_written_not_scored_and_a_test_dev_file_is
     other.write_text(json.dumps({'questions': [{'question_id': 9}]}))
     with pytest.raises(ValueError, match=r'2 evaluated questions are not in .*other.json \(e.g. 1\)'):
         _run(BenchmarkVQAAccuracy(submission_file=str(path), submission_questions=str(other)), samples)
+    with pytest.raises(ValueError, match=r'submission_questions .*captions.json: not a VQAv2 questions file'):
+        BenchmarkVQAAccuracy(submission_file=str(path), submission_questions=str(tmp_path / 'captions.json'))
     with pytest.raises(ValueError, match='submission_questions pads a VQAv2 submission'):
         VizWizAccuracy(submission_file=str(path), submission_questions=str(questions))
 

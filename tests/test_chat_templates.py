@@ -120,6 +120,10 @@ def test_named_templates_for_models_without_one():
     check_template('vicuna_v1', tokenizer)
     with pytest.raises(ValueError, match="template='chat' needs the tokenizer's chat_template.*vicuna_v1"):
         check_template('chat', tokenizer)
+    no_eos = byte_level_tokenizer(CORPUS, special_tokens=[], bos='<s>', eos='</s>')
+    no_eos.eos_token = None
+    with pytest.raises(ValueError, match="template='vicuna_v1' ends each answer with the tokenizer's EOS"):
+        check_template('vicuna_v1', no_eos)
     out = tokenize_chat(tokenizer, 'vicuna_v1', MESSAGES, key='k1')
     assert [r.strip() for r in _supervised_runs(tokenizer, out)] == ['a red bus .</s>', 'two dogs .</s>']
     # this tokenizer adds no BOS of its own, so there is none (LLaVA's tokenizer_image_token neither)

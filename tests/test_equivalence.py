@@ -293,9 +293,8 @@ def test_an_old_honeybee_position_embedding_loses_its_cls_row():
 def test_a_wrapped_checkpoint_is_unwrapped_and_an_empty_match_shows_the_keys_found():
     ref = _open_flamingo_perceiver()
     state = {'module.perceiver.' + k: v for k, v in ref.state_dict().items()}  # DeepSpeed / DDP
-    converted = convert_state_dict(
-        'open_flamingo.perceiver', {'model_state_dict': state}, prefix='perceiver.'
-    )
+    saved = {'epoch': 3, 'model_state_dict': state, 'optimizer_state_dict': {}}  # open_flamingo's training
+    converted = convert_state_dict('open_flamingo.perceiver', saved, prefix='perceiver.')
     assert torch.equal(converted['latents'], ref.state_dict()['latents'])
     with pytest.raises(KeyError, match=r'under prefix .*vision.*any key \(found \[.*perceiver\.latents'):
         convert_state_dict('open_flamingo.perceiver', state, prefix='vision.')

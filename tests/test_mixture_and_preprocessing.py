@@ -120,27 +120,32 @@ CLIP_336 = dict(
 )  # openai/clip-vit-large-patch14-336's preprocessor_config.json (its image_processor_type aside)
 
 
+CLIP_336_FILE = dict(CLIP_336, size=336, crop_size=336)  # the file itself writes both sizes as numbers
+
+
+@pytest.mark.parametrize('config', [CLIP_336, CLIP_336_FILE], ids=['dict sizes', 'number sizes'])
 @pytest.mark.parametrize('size_wh', [(640, 480), (480, 640), (337, 1001), (336, 336), (200, 150)])
-def test_clip_preprocessing_gives_clip_image_processors_pixel_values(tmp_path, size_wh):
+def test_clip_preprocessing_gives_clip_image_processors_pixel_values(tmp_path, size_wh, config):
     """A CLIP checkpoint's declared preprocessing, through vlkit, gives the pixel values of transformers'
     PIL CLIP image processor (the one LLaVA ran; transformers 5's default resizes with torchvision, whose
     bicubic differs by a level or two on under 1% of pixels): the shortest edge to 336, the centre 336 x
     336, CLIP's mean and std."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 
-    clip = _preprocessor_folder(tmp_path, **CLIP_336)
+    clip = _preprocessor_folder(tmp_path, **config)
     processor = resolve_image_processor(
         HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}})
     )
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (size_wh[1], size_wh[0], 3), dtype=np.uint8))
-    expected = CLIPImageProcessor(**CLIP_336)(image, return_tensors='pt')['pixel_values'][0]
+    expected = CLIPImageProcessor(**config)(image, return_tensors='pt')['pixel_values'][0]
     torch.testing.assert_close(image_to_tensor(image, 336, processor), expected, atol=1e-6, rtol=0)
 
 
 def test_the_exported_clip_processor_crops_as_the_data_pipeline(tmp_path):
     """tools/export.py's image processor for a CLIP encoder resizes the shortest edge and crops the centre
     too (transformers 5's torchvision bicubic: within a few levels of PIL's)."""
+    from vlkit.inference import image_preprocessing, image_processor
     from vlkit.models.hf_llava import clip_image_processor
 
     clip = _preprocessor_folder(tmp_path, **CLIP_336)
@@ -151,6 +156,13 @@ def test_the_exported_clip_processor_crops_as_the_data_pipeline(tmp_path):
     ours = image_to_tensor(image, 336, resolve_image_processor(declared))
     theirs = exported(image, return_tensors='pt')['pixel_values'][0]
     assert ours.shape == theirs.shape == (3, 336, 336)
+    assert (ours - theirs).abs().mean() < 2e-3
+    # a model whose input is smaller than the declared crop: both keep the edge in proportion (224 of 336)
+    cfg = {'model': {'vision_encoder': {'type': 'HFVisionEncoder', 'pretrained': clip}, 'image_size': 224}}
+    small = image_preprocessing(cfg)
+    assert small['shortest_edge'] == 224 and small['size'] == 224
+    theirs = clip_image_processor(small)(image, return_tensors='pt')['pixel_values'][0]
+    ours = image_to_tensor(image, 224, image_processor(cfg))
     assert (ours - theirs).abs().mean() < 2e-3
 
 

@@ -425,6 +425,8 @@ def test_obelics_and_mmc4_documents(tmp_path, tokenizer_dir):
     refused = run_tool('prepare_data.py', 'obelics', str(parquet), '--out', str(tmp_path / 'ob'), check=False)
     assert refused.returncode == 1 and "format 'obelics': image URLs need a url_map" in refused.stderr
     assert '--option by_file_name=true' in refused.stderr and not (tmp_path / 'ob').exists()
+    with pytest.raises(ValueError, match="by_file_name must be true or false, got 'False'"):
+        _convert('obelics', [parquet], tmp_path / 'ob', images, by_file_name='False')
     manifest = _convert('obelics', [parquet], tmp_path / 'ob', images, by_file_name=True)
     assert manifest['num_samples'] == 2 and manifest['skipped'] == {'empty_position': 1}
     members = dict(_members(tmp_path / 'ob'))

@@ -260,3 +260,13 @@ def test_under_deepspeed_a_stage_keeps_its_per_part_rates_and_hands_over_accumul
     assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys == custom_keys and custom_keys  # the per-part rates
     assert cfg.strategy.gradient_accumulation_steps == 4 and cfg.strategy.gradient_clipping == 0.5
+    unclipped = Config(
+        dict(optim_wrapper=dict(optimizer=dict(type='AdamW')), strategy=dict(gradient_clipping=1.0))
+    )
+    use_deepspeed_optim_wrapper(unclipped)
+    assert unclipped.strategy.gradient_clipping == 0.0  # the schedule clips nothing, nor does DeepSpeed
+    by_value = Config(
+        dict(optim_wrapper=dict(optimizer={}, clip_grad=dict(type='value', clip_value=1)), strategy={})
+    )
+    with pytest.raises(SystemExit, match='DeepSpeed clips by norm only'):
+        use_deepspeed_optim_wrapper(by_value)

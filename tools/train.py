@@ -108,8 +108,10 @@ def use_deepspeed_optim_wrapper(cfg) -> None:
             cfg.optim_wrapper[key] = wrapper[key]
     if wrapper.get('accumulative_counts', 1) > 1:
         cfg.strategy['gradient_accumulation_steps'] = wrapper.accumulative_counts
-    if (wrapper.get('clip_grad') or {}).get('max_norm') is not None:
-        cfg.strategy['gradient_clipping'] = wrapper.clip_grad.max_norm
+    clip = wrapper.get('clip_grad')
+    if clip is not None and clip.get('type', 'norm') != 'norm':
+        raise SystemExit(f'config error: DeepSpeed clips by norm only; optim_wrapper.clip_grad={dict(clip)}')
+    cfg.strategy['gradient_clipping'] = clip['max_norm'] if clip else 0.0  # 0: none, as the schedule says
 
 
 def init_cpu_distributed(cfg) -> None:

@@ -213,13 +213,14 @@ WRAPPERS = ('model', 'state_dict', 'module', 'model_state_dict')
 
 
 def unwrap_state_dict(state_dict: Mapping) -> Mapping:
-    """The state dict inside a checkpoint's wrapper (a dict whose one entry of :data:`WRAPPERS` holds it,
-    as LAVIS, prismatic, DeepSpeed and open_flamingo's training save them), keys without DDP's ``module.``."""
-    while len(state_dict) == 1 and next(iter(state_dict)) in WRAPPERS:
-        inner = next(iter(state_dict.values()))
-        if not isinstance(inner, Mapping):
+    """The state dict inside a checkpoint's wrapper (a dict with exactly one entry of :data:`WRAPPERS`
+    holding a dict, beside the optimizer, epoch or config that LAVIS, prismatic, DeepSpeed and open_flamingo's
+    training save with it), keys without DDP's ``module.``."""
+    while True:
+        inner = [v for k, v in state_dict.items() if k in WRAPPERS and isinstance(v, Mapping)]
+        if len(inner) != 1:
             break
-        state_dict = inner
+        state_dict = inner[0]
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.') :]: v for k, v in state_dict.items()}
     return state_dict

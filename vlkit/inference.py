@@ -18,7 +18,7 @@ from PIL import Image
 from .config import declared_preprocessing, load_config
 from .constants import IMAGE_TOKEN
 from .data.templates import format_prompt
-from .data.transforms import MEAN, RESAMPLE, STD, image_to_tensor, resolve_image_processor
+from .data.transforms import MEAN, RESAMPLE, STD, image_to_tensor, resolve_image_processor, shortest_edge_for
 from .engine import PRETRAINING_STAGES, ensure_packaged_weights, load_checkpoint_file
 from .engine.checkpoint import check_state_dict
 from .registry import MODELS
@@ -64,7 +64,7 @@ def image_preprocessing(cfg: Mapping) -> dict:
         std=tuple(processor.get('std', (STD,) * 3)),
         size=cfg['model']['image_size'],
         resample=int(RESAMPLE[processor.get('resample', 'bicubic')]),
-        shortest_edge=processor.get('shortest_edge'),
+        shortest_edge=shortest_edge_for(processor, cfg['model']['image_size']),
     )
 
 

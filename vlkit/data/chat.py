@@ -62,6 +62,10 @@ def check_template(template: str, tokenizer) -> None:
     """Refuses an unknown template name, or ``'chat'`` with a tokenizer that has no chat template."""
     if template not in TEMPLATES:
         raise ValueError(f'unknown template {template!r}; expected one of {TEMPLATES}')
+    if template == 'vicuna_v1' and getattr(tokenizer, 'eos_token', None) is None:
+        raise ValueError(
+            "template='vicuna_v1' ends each answer with the tokenizer's EOS token; this tokenizer has none"
+        )
     if template == 'chat' and not getattr(tokenizer, 'chat_template', None):
         raise ValueError(
             "template='chat' needs the tokenizer's chat_template, and this tokenizer has none; name a "

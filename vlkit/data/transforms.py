@@ -81,15 +81,24 @@ def image_to_tensor(image: Image.Image, size: int | tuple[int, int], processor: 
     if processor['pad']:
         image = expand_to_square(image, tuple(int(m * 255) for m in processor['mean']))
     resample = RESAMPLE[processor['resample']]
-    if processor.get('shortest_edge'):  # kept in proportion where the model's input is not the declared size
-        declared = processor['size'] if isinstance(processor['size'], int) else min(hw)
-        edge = round(processor['shortest_edge'] * min(hw) / declared)
+    edge = shortest_edge_for(processor, hw)
+    if edge:
         image = resize_shortest_edge_and_crop(image, edge, hw, resample)
     elif image.size != (hw[1], hw[0]):
         image = image.resize((hw[1], hw[0]), resample)
     pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
     mean = torch.tensor(processor['mean']).view(3, 1, 1)
     return (pixels - mean) / torch.tensor(processor['std']).view(3, 1, 1)
+
+
+def shortest_edge_for(processor: dict | None, size: int | tuple[int, int]) -> int | None:
+    """The shortest edge to resize to before cropping ``size`` (``None``: resize whole): the declared one,
+    kept in proportion where the model's input is not the declared size."""
+    if not processor or not processor.get('shortest_edge'):
+        return None
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    declared = processor['size'] if isinstance(processor.get('size'), int) else min(hw)
+    return round(processor['shortest_edge'] * min(hw) / declared)
 
 
 def resize_shortest_edge_and_crop(image: Image.Image, shortest_edge: int, hw: tuple[int, int], resample):

@@ -89,17 +89,21 @@ def write_submission(path: str, entries: list[dict]) -> None:
         json.dump(entries, f)
 
 
-def pad_submission(entries: list[dict], questions_file: str) -> list[dict]:
-    """A VQA-format submission over every question of ``questions_file`` (a VQAv2 questions JSON), in its
-    order, with an empty answer for each question not evaluated: VQAv2's test-dev server takes a file
-    over all of test2015's questions (LLaVA pads its test-dev file the same way)."""
+def question_ids(questions_file: str) -> list:
+    """The question ids of a VQAv2 questions file, in its order; refused naming the file if it is not one."""
     try:
         with open(questions_file) as f:
-            ids = [q['question_id'] for q in json.load(f)['questions']]
+            return [q['question_id'] for q in json.load(f)['questions']]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f'submission_questions {questions_file}: not a VQAv2 questions file ({err!r})'
         ) from err
+
+
+def pad_submission(entries: list[dict], ids: list, questions_file: str) -> list[dict]:
+    """A VQA-format submission over every question id of ``ids`` (those of ``questions_file``), in its order,
+    with an empty answer for each question not evaluated: VQAv2's test-dev server takes a file over all of
+    test2015's questions (LLaVA pads its test-dev file the same way)."""
     answered = {e['question_id']: e for e in entries}
     unknown = sorted(set(answered) - set(ids), key=str)
     if unknown:
@@ -126,7 +130,8 @@ class SubmissionMixin:
                 f'submission_questions pads a VQAv2 submission; this metric writes {submission!r} files'
             )
         self.submission, self.submission_file = submission, submission_file
-        self.submission_questions = submission_questions
+        self.submission_questions = submission_questions  # read now: a wrong file stops before inference
+        self.question_ids = question_ids(submission_questions) if submission_questions else None
 
     def _entry(self, sample: dict) -> dict | None:
         return submission_entry(self.submission, sample) if self.submission_file else None
@@ -135,7 +140,7 @@ class SubmissionMixin:
         if self.submission_file:
             entries = [r[-1] for r in results]
             if self.submission_questions is not None:
-                entries = pad_submission(entries, self.submission_questions)
+                entries = pad_submission(entries, self.question_ids, self.submission_questions)
             write_submission(self.submission_file, entries)
 
     def _scored(self, results: list) -> list[tuple]:

@@ -132,14 +132,19 @@ def vqa_score(prediction: str, answers: str | Sequence[str], processing: str = '
 
 
 def has_references(sample: dict) -> bool:
-    """Whether a predict output has human answers to score against (a test split's have none)."""
-    refs = sample.get('answers', sample.get('answer'))
-    return refs is not None and len(refs) > 0  # a question without answers is read with an empty one
+    """Whether a predict output has human answers to score against (a test split's have none: a question
+    without answers is read with an empty one)."""
+    refs = _references(sample)
+    return refs is not None and len(refs) > 0
+
+
+def _references(sample: dict):
+    return sample.get('answers', sample.get('answer'))
 
 
 def reference_answers(sample: dict) -> str | list[str]:
     """The human answers of a predict output: ``answers`` (a list) or ``answer`` (a string or a list)."""
-    refs = sample.get('answers', sample.get('answer'))
+    refs = _references(sample)
     if refs is None or (not isinstance(refs, str) and not refs):
         raise KeyError(
             f"a predict output needs 'answers' or 'answer' to score against; got keys {sorted(sample)}"

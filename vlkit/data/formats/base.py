@@ -113,6 +113,12 @@ def expect_files(sources: Iterable[str], count: int, what: str) -> list[str]:
 TEST_SPLITS = ('test', 'test-dev')  # splits whose answers and captions are withheld
 
 
+def coco_image_folder(subtype: str) -> str:
+    """The folder COCO ships a split's images in: ``val2014`` -> ``val2014``; ``test-dev2015``, a subset of
+    test2015's questions, -> ``test2015``."""
+    return subtype.replace('test-dev', 'test')
+
+
 def caption_sample(record: Record) -> Sample:
     """One image with all its captions (``captions``), ``image_id`` and the task ``caption``; an image
     without captions is kept in a test split (to caption for a submission) and skipped in any other."""
@@ -151,6 +157,8 @@ class UrlImages:
     ``photo.php?id=1`` and ``?id=2``), which would silently give a document another page's image."""
 
     def __init__(self, url_map: str | None, by_file_name: bool = False) -> None:
+        if not isinstance(by_file_name, bool):
+            raise ValueError(f'by_file_name must be true or false, got {by_file_name!r}')
         if url_map is None and not by_file_name:
             raise ValueError(
                 'image URLs need a url_map (--option url_map=FILE, a JSON {url: local path}, e.g. from your '

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, caption_sample, expect_files, split_of
+from .base import DataFormat, Record, Sample, caption_sample, coco_image_folder, expect_files, split_of
 
 
 @DATA_FORMATS.register_module(name='coco_captions')
@@ -40,8 +40,8 @@ class COCOCaptions(DataFormat):
                     'for file names under --images as they are'
                 )
             folder = self.image_folder
-            if folder is None:  # test-dev2015's images are test2015's
-                folder = match.group(1).replace('test-dev', 'test') + match.group(2)
+            if folder is None:
+                folder = coco_image_folder(match.group(1) + match.group(2))
             split = self.split or (split_of(match.group(1)) if match else 'train')
             captions = defaultdict(list)  # grouped per image: this file must be read whole once
             with open(path, 'rb') as f:

@@ -7,9 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, answer_texts, expect_files, load_json, qa_sample, split_of
-
-IMAGE_FOLDERS = {'test-dev2015': 'test2015'}  # test-dev's questions are on test2015's images
+from .base import (
+    DataFormat,
+    Record,
+    Sample,
+    answer_texts,
+    coco_image_folder,
+    expect_files,
+    load_json,
+    qa_sample,
+    split_of,
+)
 
 
 @DATA_FORMATS.register_module(name='vqa')
@@ -37,7 +45,7 @@ class VQA(DataFormat):
                 for a in load_json(expect_files(sources[1:], 1, 'annotations')[0])['annotations']
             }
         subtype = questions.get('data_subtype', '')
-        folder = IMAGE_FOLDERS.get(subtype, subtype)
+        folder = coco_image_folder(subtype)
         for n, q in enumerate(questions['questions']):
             ann = annotations.get(q['question_id'], {})
             data = {

@@ -90,8 +90,8 @@ class HFVisionEncoder(VisionEncoder):
         if config is None:
             return None
         crop = config.get('crop_size') if config.get('do_center_crop') else None
-        resize = config.get('size')
-        shortest_edge = resize.get('shortest_edge') if isinstance(resize, Mapping) else None
+        resize = config.get('size')  # a number is the shortest edge (openai/clip-vit-large-patch14-336's)
+        shortest_edge = resize.get('shortest_edge') if isinstance(resize, Mapping) else resize
         size = crop or resize
         if isinstance(size, Mapping):
             size = size.get('shortest_edge') or (
