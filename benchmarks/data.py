@@ -7,11 +7,11 @@ conversations):
 
 * **conversion**: ``tools/prepare_data.py llava`` with ``--workers``, in images per second;
 * **reader**: ``PreparedShards`` (chat template with labels, 64 px images) through a ``DataLoader`` with one
-  worker process, in samples per second, beside a single-process plain Python loop doing the same decode
-  + tokenize (and batching) from the source (the JSON and the image files): the reader should be at least
-  as fast (each
-  measured three times, alternated, the best kept; the reader also with ``num_workers=0``, in the calling
-  process, which shows the cost of the worker's hand-over apart from the reading);
+  worker process (which decodes with its default ``decode_threads``, docs/data.md), in samples per second,
+  beside a single-process plain Python loop doing the same decode + tokenize (and batching) from the source
+  (the JSON and the image files), in one thread: the reader should be at least as fast (each measured
+  three times, alternated, the best kept; the reader also with ``num_workers=0``, in the calling process,
+  which shows the cost of the worker's hand-over apart from the reading);
 * **converter memory**: the peak resident memory of a conversion (one process) of ``--records`` and of
   ``--large`` records: flat in the data's size, within 10%.
 

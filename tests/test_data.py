@@ -137,6 +137,38 @@ class _ThreadsAfterFirstSample(torch.utils.data.IterableDataset):
 
 def test_samples_are_read_ahead_in_the_training_process_only(synthetic_root):
     probe = _ThreadsAfterFirstSample(_synthetic('train', synthetic_root))
-    assert 'vlkit-read-ahead' in next(iter(probe))  # num_workers=0: a thread overlaps the step
+    in_process = next(iter(probe))
+    assert 'vlkit-read-ahead' in in_process  # num_workers=0: a thread overlaps the step
+    assert not any(name.startswith('vlkit-decode') for name in in_process)  # the cores are the model's
     loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
-    assert 'vlkit-read-ahead' not in next(iter(loader))  # a worker already works ahead of the step
+    in_worker = next(iter(loader))
+    assert 'vlkit-read-ahead' not in in_worker  # a worker already works ahead of the step
+    assert sum(name.startswith('vlkit-decode') for name in in_worker) == 2  # and decodes two images at once
+
+
+def _in_a_worker(dataset, count=None) -> list[dict]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=1)
+    return list(itertools.islice(loader, count))
+
+
+@pytest.mark.parametrize('mode', ['train', 'generate'])
+def test_decoding_in_threads_gives_the_same_samples_in_the_same_order(synthetic_root, mode):
+    count = 80 if mode == 'train' else None  # past the shuffle buffer's first fill; all 60 val samples
+    split = 'train' if mode == 'train' else 'val'
+    threaded = _in_a_worker(_synthetic(split, synthetic_root, mode=mode, shuffle_buffer=20), count)
+    inline = _in_a_worker(
+        _synthetic(split, synthetic_root, mode=mode, shuffle_buffer=20, decode_threads=0), count
+    )
+    assert len(threaded) == len(inline) == (count or 60)
+    for a, b in zip(threaded, inline, strict=True):
+        assert a['input_ids'] == b['input_ids'] and a.get('answer') == b.get('answer')
+        assert torch.equal(a['image'], b['image'])
+
+
+def test_a_bad_image_decoded_in_a_thread_is_skipped_at_its_place(bad_shard, synthetic_root):
+    for threads in (0, 2):
+        samples = _in_a_worker(_dataset([bad_shard], synthetic_root, decode_threads=threads))
+        assert [s['answer'] for s in samples] == ['red', 'blue']
+        assert [s['image'][0, 0, 0].item() for s in samples] == pytest.approx(
+            [200 / 127.5 - 1, 10 / 127.5 - 1]
+        )

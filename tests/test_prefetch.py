@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.helpers import ROOT
-from vlkit.data.prefetch import read_ahead
+from vlkit.data.prefetch import map_in_threads, read_ahead
 
 
 def test_the_items_come_in_order_whatever_the_read_ahead():
@@ -47,9 +47,68 @@ def test_it_reads_ahead_while_the_consumer_works_and_stops_when_closed():
     assert len(made) <= 8 and not any(t.name == 'vlkit-read-ahead' for t in threading.enumerate())
 
 
+def _slow_square(i: int) -> int:
+    time.sleep(0.002 * (i % 3))  # later items often finish first
+    if i % 7 == 3:
+        raise ValueError(f'bad item {i}')
+    return i * i
+
+
+class _Handler:
+    def __init__(self, answer: bool = True) -> None:
+        self.answer, self.seen = answer, []
+
+    def __call__(self, exn: BaseException) -> bool:
+        self.seen.append(str(exn))
+        return self.answer
+
+
+@pytest.mark.parametrize('threads', [0, 1, 3])
+def test_mapping_in_threads_keeps_the_order_and_hands_each_error_to_the_handler(threads):
+    handler = _Handler()
+    assert list(map_in_threads(iter(range(20)), _slow_square, threads, handler)) == [
+        i * i for i in range(20) if i % 7 != 3
+    ]
+    assert handler.seen == ['bad item 3', 'bad item 10', 'bad item 17']
+
+
+def test_mapping_in_threads_stops_where_the_handler_says_so_and_raises_what_it_raises():
+    assert list(map_in_threads(iter(range(20)), _slow_square, 2, _Handler(answer=False))) == [0, 1, 4]
+
+    def strict(exn):
+        raise RuntimeError(f'strict: {exn}')
+
+    with pytest.raises(RuntimeError, match='strict: bad item 3'):
+        list(map_in_threads(iter(range(20)), _slow_square, 2, strict))
+
+
+def test_mapping_in_threads_runs_items_at_once_and_only_a_few_ahead():
+    running, most, lock, taken = [0], [0], threading.Lock(), []
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return i
+
+    def items():
+        for i in range(100):
+            taken.append(i)
+            yield i
+
+    results = map_in_threads(items(), work, 2, _Handler())
+    assert next(results) == 0
+    assert len(taken) == 5  # the first item and four ahead (2 x threads)
+    assert list(results) == list(range(1, 100))
+    assert most[0] == 2
+
+
 EXIT_WHILE_READING = """
 import torch
-from vlkit.data.prefetch import read_ahead
+from vlkit.data.prefetch import map_in_threads, read_ahead
 
 def heavy():
     a = torch.randn(600, 600)

@@ -11,6 +11,7 @@ import json
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import webdataset as wds
@@ -23,7 +24,7 @@ from ..tokenization import build_tokenizer
 from .anyres import check_anyres
 from .chat import ChatTokenizer, to_messages
 from .interleaved import document_segments, tokenize_document
-from .prefetch import read_ahead
+from .prefetch import map_in_threads, read_ahead
 from .skips import MissingField, SampleError, SkipCounter
 from .tar_stream import tar_samples
 from .templates import tokenize_conversation
@@ -32,6 +33,16 @@ from .transforms import blank_like, image_to_tensor, images_to_crops, resolve_im
 IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp', 'gif', 'bmp', 'tiff')
 # record fields that evaluation needs besides the answer (submission files, per-type scores)
 META_FIELDS = ('id', 'question_id', 'image_id', 'image_name', 'answer_type')
+ENCODED = 'encoded_images'  # a sample's images before decoding, between ConversationShards' two stages
+
+
+@dataclass(frozen=True)
+class EncodedImages:
+    """A sample's images as their files' bytes, in order, until :meth:`ConversationShards.decode`."""
+
+    data: list[bytes]
+    single: bool  # decoded to one ``image`` [3, S, S]; else to ``images`` (crops) and ``crop_counts``
+    shard: str | None  # where the sample came from, for the error handler
 
 
 def _decode_image(data: bytes) -> Image.Image:
@@ -90,6 +101,11 @@ class ConversationShards(IterableDataset):
             so that decoding and tokenizing overlap the training step; 0: none. Only in the training
             process (``num_workers=0``): a data-loader worker already works ahead of the step, and a thread
             beside it there only competes with it for Python's lock (benchmarks/data.py measures both).
+        decode_threads: threads that decode and resize the images in a data-loader worker, several samples
+            at once and in the stream's order (Pillow decodes and resizes outside Python's lock); parsing,
+            caption draws and tokenization stay in the worker's own thread, in order, so the samples are
+            the same whatever the number. Only in a worker, whose process exists to make data; in the
+            training process the cores are the model's, and ``read_ahead`` only fills its gaps. 0: none.
     """
 
     def __init__(
@@ -110,6 +126,7 @@ class ConversationShards(IterableDataset):
         image_processor: dict | None = None,
         pad_to_square: bool = False,
         read_ahead: int = 256,
+        decode_threads: int = 2,
     ) -> None:
         super().__init__()
         if mode not in ('train', 'generate'):
@@ -131,6 +148,7 @@ class ConversationShards(IterableDataset):
         self.processor = resolve_image_processor(image_processor, pad_to_square)
         self.caption_rng = random.Random(seed)
         self.read_ahead = read_ahead
+        self.decode_threads = decode_threads
 
     def __len__(self) -> int:
         return self.num_samples
@@ -148,24 +166,30 @@ class ConversationShards(IterableDataset):
         else:
             source = [wds.SimpleShardList(self.shards), wds.split_by_worker]
             order = [_split_by_rank]
-        return [*source, tar_samples(h), *order, wds.map(self.read, handler=h)]
+        return [*source, tar_samples(h), *order, wds.map(self.read, handler=h), self.decoded]
 
     def __iter__(self) -> Iterator[dict]:
         in_worker = get_worker_info() is not None
         return read_ahead(iter(wds.DataPipeline(*self._stages())), 0 if in_worker else self.read_ahead)
 
     def read(self, raw: dict) -> dict:
-        """:meth:`to_sample`, counting good samples and tagging errors with their shard for the handler."""
+        """:meth:`to_sample`, tagging errors with their shard for the handler."""
         try:
-            sample = self.to_sample(raw)
+            return self.to_sample(raw)
         except Exception as exn:
             exn.shard = raw.get('__url__')
             raise
-        self.skipped.good += 1
-        return sample
+
+    def decoded(self, samples: Iterator[dict]) -> Iterator[dict]:
+        """The samples with their images decoded (:meth:`decode`), counting the good ones."""
+        threads = self.decode_threads if get_worker_info() is not None else 0
+        for sample in map_in_threads(samples, self.decode, threads, handler=self.skipped):
+            self.skipped.good += 1
+            yield sample
 
     def to_sample(self, raw: dict) -> dict:
-        """A raw tar sample (``__key__`` plus bytes per extension) -> tensors and token ids."""
+        """A raw tar sample (``__key__`` plus bytes per extension) -> token ids and the images' bytes
+        (:class:`EncodedImages`, for :meth:`decode`)."""
         key = raw.get('__key__', '?')
         record = json.loads(raw['json']) if 'json' in raw else None
         if record is not None and ('texts' in record or 'images' in record):
@@ -185,11 +209,7 @@ class ConversationShards(IterableDataset):
         sample = self.tokenize(conversations, key)
         if references is not None and self.mode == 'generate':
             sample['answer'] = references
-        if len(images) == 1 and self.anyres is None:
-            image = image_to_tensor(_decode_image(images[0]), self.image_size, self.processor)
-            sample['image'] = blank_like(image) if self.blank_images else image
-        else:
-            sample.update(self.image_fields([_decode_image(data) for data in images]))
+        sample[ENCODED] = EncodedImages(images, len(images) == 1 and self.anyres is None, raw.get('__url__'))
         sample['task'] = task
         meta = {k: record[k] for k in META_FIELDS if k in record} if record is not None else {}
         if meta:
@@ -241,9 +261,26 @@ class ConversationShards(IterableDataset):
             raise MissingField(f'document {key!r}: {key}.json needs both "texts" and "images"')
         segments, targets = document_segments(record, key)
         sample = tokenize_document(self.tokenizer, segments, targets, for_generation=self.mode == 'generate')
-        images = [_decode_image(raw[_document_image(raw, key, i)]) for i in range(sample.pop('num_images'))]
-        sample.update(self.image_fields(images))
+        images = [raw[_document_image(raw, key, i)] for i in range(sample.pop('num_images'))]
+        sample[ENCODED] = EncodedImages(images, single=False, shard=raw.get('__url__'))
         sample['task'] = record.get('task')
+        return sample
+
+    def decode(self, sample: dict) -> dict:
+        """Decodes a sample's images (its :class:`EncodedImages`): one ``image`` [3, S, S], or ``images``
+        [crops, 3, S, S] and ``crop_counts``; counts the sample as read. Touches nothing but the sample, so
+        that threads can run it (``decode_threads``)."""
+        encoded = sample.pop(ENCODED)
+        try:
+            images = [_decode_image(data) for data in encoded.data]
+            if encoded.single:
+                image = image_to_tensor(images[0], self.image_size, self.processor)
+                sample['image'] = blank_like(image) if self.blank_images else image
+            else:
+                sample.update(self.image_fields(images))
+        except Exception as exn:
+            exn.shard = encoded.shard
+            raise
         return sample
 
     def image_fields(self, images: list[Image.Image]) -> dict:

@@ -79,7 +79,7 @@ def shard_of(exn: BaseException) -> str | None:
 class SkipCounter:
     """A webdataset error handler that counts skipped samples by reason and by shard (or raises when strict).
 
-    ``good`` counts the samples read successfully (see :meth:`ConversationShards.read`), so that
+    ``good`` counts the samples read successfully (see :meth:`ConversationShards.decoded`), so that
     ``skip_rate`` is the share of bad ones among all met.
     """
 
