@@ -8,7 +8,7 @@ import math
 import pytest
 
 from vlkit.evaluation import BenchmarkVQAAccuracy, COCOCaption, GQAAccuracy, VizWizAccuracy, benchmark
-from vlkit.evaluation.cider import caption_scores
+from vlkit.evaluation.cider import caption_scores, ptb_tokenizer_available, tokenize_caption
 
 
 def _run(metric, samples: list[dict]) -> dict:
@@ -27,8 +27,8 @@ def test_gqa_exact_match_per_type_and_its_submission(tmp_path):
     path = tmp_path / 'gqa.json'
     scores = _run(GQAAccuracy(submission_file=str(path)), samples)
     assert scores == {'query': 50.0, 'verify': 0.0, 'overall': pytest.approx(100 / 3)}
-    assert json.loads(path.read_text()) == [
-        {'questionId': '201', 'prediction': 'Red.'},
+    assert json.loads(path.read_text()) == [  # as scored: GQA's eval.py matches strings exactly
+        {'questionId': '201', 'prediction': 'red'},
         {'questionId': '202', 'prediction': 'no'},
         {'questionId': '203', 'prediction': 'the table'},
     ]
@@ -143,6 +143,45 @@ def test_caption_metric_says_which_tokenizer_ran(tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', '/nonexistent')
     fallback = COCOCaption()
     assert _run(fallback, samples) == pytest.approx(scores) and fallback.tokenizer_used == 'python'
+
+
+# caption -> what pycocoevalcap's PTBTokenizer gives (Stanford CoreNLP, then its punctuation removal)
+PTB_CASES = [
+    ('A man in a t-shirt riding a skateboard.', 'a man in a t-shirt riding a skateboard'),
+    ("The dog's toy isn't on the sofa.", "the dog 's toy is n't on the sofa"),
+    ("A cat can't reach the 3.5 inch shelf, won't it?", "a cat ca n't reach the 3.5 inch shelf wo n't it"),
+    (
+        'Two people (a man and a woman) stand near a "STOP" sign.',
+        'two people -lrb- a man and a woman -rrb- stand near a stop sign',
+    ),
+    ("A plate with pizza, salad; it's 1,000 calories!", "a plate with pizza salad it 's 1,000 calories"),
+    ('A sign that reads "U.S. Route 66" at 5 p.m.', 'a sign that reads u.s. route 66 at 5 p.m.'),
+    ('A bus -- red and white -- drives down the street...', 'a bus red and white drives down the street'),
+    ("Kids' bikes and the children's toys", "kids bikes and the children 's toys"),
+    ('A cafe & bar with $5 drinks and 50% off', 'a cafe & bar with $ 5 drinks and 50 % off'),
+    ('An and/or sign, #1 in the world @ night', 'an and/or sign # 1 in the world @ night'),
+    ("I'm sure they've said we'll go, you'd see", "i 'm sure they 've said we 'll go you 'd see"),
+    (
+        "Cannot believe it's a man's world: a woman's hat",
+        "can not believe it 's a man 's world a woman 's hat",
+    ),
+    ('A 12-year-old boy plays, 10:30 am, on track 9.', 'a 12-year-old boy plays 10:30 am on track 9'),
+    ("A `quoted' thing and ''another'' one", 'a quoted thing and another one'),
+    ('A wave on top of a surfboard!!', 'a wave on top of a surfboard !!'),
+    ('   Extra   spaces  and\ttabs here  ', 'extra spaces and tabs here'),
+]
+
+
+def test_the_python_caption_tokenizer_gives_what_the_ptb_one_gives():
+    assert [tokenize_caption(caption) for caption, _ in PTB_CASES] == [tokens for _, tokens in PTB_CASES]
+
+
+@pytest.mark.skipif(not ptb_tokenizer_available(), reason='the PTB tokenizer needs java')
+def test_the_ptb_cases_are_what_the_ptb_tokenizer_gives():
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tokenized = PTBTokenizer().tokenize({i: [{'caption': c}] for i, (c, _) in enumerate(PTB_CASES)})
+    assert [tokenized[i][0] for i in range(len(PTB_CASES))] == [tokens for _, tokens in PTB_CASES]
 
 
 @pytest.mark.parametrize('name', ['vqav2', 'okvqa', 'textvqa', 'gqa', 'vizwiz', 'coco_caption'])

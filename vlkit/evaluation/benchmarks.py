@@ -188,14 +188,17 @@ class BenchmarkVQAAccuracy(SubmissionMixin, VQAAccuracy):
 
 
 def normalize_gqa_answer(text: str) -> str:
-    """GQA's answers are short lower-case phrases: compare lower-cased, without a final period."""
+    """GQA's answers are short lower-case phrases: compare lower-cased, without a final period (LLaVA's
+    ``convert_gqa_for_eval.py``, whose file GQA's ``eval.py`` then matches exactly)."""
     return ' '.join(text.strip().rstrip('.').lower().split())
 
 
 @METRICS.register_module()
 class GQAAccuracy(SubmissionMixin, BaseMetric):
     """GQA accuracy (%): exact match with the one annotated answer, per structural type (``task``) and
-    ``overall`` (the mean over all questions, as GQA's evaluation reports it)."""
+    ``overall`` (the mean over all questions, as GQA's evaluation reports it). The submission file holds
+    the predictions as they are scored (:func:`normalize_gqa_answer`): GQA's ``eval.py`` compares strings
+    exactly, so "Yes." would not match "yes" there."""
 
     default_prefix = 'gqa'
     overall_definition = 'the mean over all questions (exact match, as GQA reports it)'
@@ -212,6 +215,12 @@ class GQAAccuracy(SubmissionMixin, BaseMetric):
                 answer = refs if isinstance(refs, str) else refs[0]
                 hit = float(normalize_gqa_answer(s['prediction']) == normalize_gqa_answer(answer))
             self.results.append((s.get('task') or 'all', hit, self._entry(s)))
+
+    def _entry(self, sample: dict) -> dict | None:
+        entry = super()._entry(sample)
+        if entry is not None:
+            entry['prediction'] = normalize_gqa_answer(entry['prediction'])
+        return entry
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         self._write(results)

@@ -8,8 +8,12 @@ is the scorer's 1.173).
 
 The COCO server tokenises with the Stanford PTB tokenizer (Java). :func:`caption_scores` runs it (the
 jar ships with ``pycocoevalcap``) where ``java`` is on the PATH and otherwise falls back to the pure-Python
-tokenizer, and says which ran; :func:`cider_d` always uses the pure-Python one: captions are lower-cased
-and split into runs of letters, digits and apostrophes, which drops punctuation as the PTB step does.
+tokenizer, with a warning, and says which ran; :func:`cider_d` always uses the pure-Python one. That one
+follows what the PTB step gives on captions (lower case; clitics split: ``dog 's``, ``is n't``, ``ca n't``,
+``can not``; hyphenated words, decimals, times and ``u.s.`` kept whole; ``$ % # @ &`` kept as tokens;
+brackets as ``-lrb-`` ...; the punctuation pycocoevalcap removes, removed): tests/test_metrics.py holds it
+equal to the PTB tokenizer on captions of each kind. It is not the Stanford tokenizer, and a text outside
+those kinds may split differently.
 Because the IDF comes from the evaluated references, a score depends on the whole set: an n-gram found
 in every image's references weighs 0, and a set of one image scores 0.
 """
@@ -21,16 +25,42 @@ import shutil
 from collections.abc import Sequence
 
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 
 from ..registry import METRICS
 from .vqa import per_task_means, reference_answers
 
-WORD = re.compile(r"[a-z0-9']+")
+TOKEN = re.compile(
+    r'(?:[a-z]\.){2,}'  # abbreviations: u.s., p.m.
+    r'|\d+(?:[.,:]\d+)+'  # 3.5, 1,000, 10:30
+    r"|[a-z0-9]+(?:[-/'][a-z0-9]+)*'?"  # words, hyphenated or with a clitic: t-shirt, and/or, dog's, kids'
+    r'|\.\.\.|--|[!?]{2,}|\S'  # punctuation and symbols, one by one ("!!" is one)
+)
+CLITIC = re.compile(r"(.+?)(n't|'s|'m|'d|'re|'ve|'ll)$")
+SPLIT_WORDS = {
+    'cannot': ('can', 'not'),
+    'gonna': ('gon', 'na'),
+    'gotta': ('got', 'ta'),
+    'wanna': ('wan', 'na'),
+}
+BRACKETS = {'(': '-lrb-', ')': '-rrb-', '[': '-lsb-', ']': '-rsb-', '{': '-lcb-', '}': '-rcb-'}
+REMOVED = {"'", '"', '`', '.', '?', '!', ',', ':', ';', '-', '--', '...'}  # pycocoevalcap's PUNCTUATIONS
+
+
+def _ptb_pieces(token: str) -> tuple[str, ...]:
+    if token in SPLIT_WORDS:
+        return SPLIT_WORDS[token]
+    if token.endswith("'") and len(token) > 1:
+        return (token[:-1],)  # kids' -> kids (the apostrophe is removed)
+    clitic = CLITIC.match(token)
+    return clitic.groups() if clitic else (BRACKETS.get(token, token),)
 
 
 def tokenize_caption(text: str) -> str:
-    """Lower-cased words separated by single spaces, punctuation removed."""
-    return ' '.join(WORD.findall(text.lower()))
+    """A caption as the PTB step of the COCO caption evaluation gives it (module docstring): lower-cased
+    tokens separated by single spaces, its punctuation removed."""
+    pieces = (piece for token in TOKEN.findall(text.lower()) for piece in _ptb_pieces(token))
+    return ' '.join(piece for piece in pieces if piece not in REMOVED)
 
 
 def cider_d(
@@ -93,6 +123,13 @@ def caption_scores(
 
     if tokenizer == 'auto':
         tokenizer = 'ptb' if ptb_tokenizer_available() else 'python'
+        if tokenizer == 'python':
+            print_log(
+                'java is not on the PATH: captions are tokenized by the pure-Python tokenizer, not the COCO '
+                "evaluation's PTB one; the scores say so (caption_tokenizer) and may differ slightly",
+                logger='current',
+                level=30,
+            )
     if len(predictions) != len(references) or not predictions:
         raise ValueError(
             f'{len(predictions)} predictions and {len(references)} reference lists; need as many, >= 1'
