@@ -482,6 +482,71 @@ def test_obelics_and_mmc4_documents(tmp_path, tokenizer_dir):
     assert read['answer'] == 'two dogs play' and read['images'].shape[0] == 2
 
 
+def _mmc4_doc(*names: str) -> str:
+    """An MMC4 line with one sentence per image, each image matched to its sentence."""
+    infos = [{'image_name': n, 'matched_text_index': i, 'matched_sim': 0.3} for i, n in enumerate(names)]
+    return json.dumps({'text_list': [f'sentence {i}' for i in range(len(names))], 'image_info': infos})
+
+
+def test_a_document_loses_only_its_unreadable_images(tmp_path):
+    folder = tmp_path / 'web' / 'docs_shard_0_images'  # where MMC4's download_images.py puts them
+    cat, dog = _image(folder / 'cat.jpg', (100, 100, 0), fmt='JPEG'), _image(folder / 'dog.png', (0, 9, 9))
+    (folder / 'svg.jpg').write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    source = tmp_path / 'docs_shard_0.jsonl'
+    source.write_text(
+        _mmc4_doc('cat.jpg', 'dead.jpg', 'dog.png') + '\n' + _mmc4_doc('gone.jpg', 'svg.jpg') + '\n'
+    )
+    manifest = _convert('mmc4', [source], tmp_path / 'mm', tmp_path / 'web', image_folder='{shard}_images')
+    assert manifest['num_samples'] == 1 and manifest['skipped'] == {'missing_image': 1}  # none left: skipped
+    assert manifest['images_dropped'] == {'missing_image': 1}
+    members = dict(_members(tmp_path / 'mm'))
+    record = json.loads(members['000000000.json'])
+    assert record['texts'] == [
+        None,
+        'sentence 0',
+        ' sentence 1',
+        None,
+        ' sentence 2',
+    ]  # dead.jpg's place gone
+    assert record['images'] == ['cat.jpg', None, None, 'dog.png', None]
+    assert members['000000000.0.jpg'] == cat and members['000000000.1.png'] == dog
+    listed = json.loads((tmp_path / 'mm' / 'data_skips.json').read_text())
+    assert [(r['key'], r['reason'], r.get('image_only', False)) for r in listed['records']] == [
+        ('000000000', 'missing_image', True),
+        ('000000001', 'missing_image', False),
+    ]
+    assert (
+        'dead.jpg' in listed['records'][0]['message']
+        and 'none of its 2 images' in listed['records'][1]['message']
+    )
+    fmt = DATA_FORMATS.build(dict(type='mmc4', image_folder='{shard}_images'))
+    with pytest.raises(ConversionError, match=r'record 000000000 .*missing_image.*dead.jpg'):
+        convert(fmt, [str(source)], tmp_path / 'strict', Options(images=str(tmp_path / 'web'), strict=True))
+    with pytest.raises(ValueError, match=r"image_folder '\{name\}_images' may hold only \{shard\}"):
+        DATA_FORMATS.build(dict(type='mmc4', image_folder='{name}_images'))
+
+
+def test_a_url_the_url_map_lacks_drops_that_image_only(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cat = _image(tmp_path / 'web' / 'cat.jpg', (100, 100, 0), fmt='JPEG')
+    rows = {
+        'images': [['http://x.org/cat.jpg', None, 'http://x.org/unmapped.jpg']],
+        'texts': [[None, 'a cat', None]],
+    }
+    pq.write_table(pa.table(rows), tmp_path / 'obelics.parquet')
+    (tmp_path / 'urls.json').write_text(json.dumps({'http://x.org/cat.jpg': 'cat.jpg'}))
+    url_map = str(tmp_path / 'urls.json')
+    manifest = _convert(
+        'obelics', [tmp_path / 'obelics.parquet'], tmp_path / 'ob', tmp_path / 'web', url_map=url_map
+    )
+    assert manifest['num_samples'] == 1 and manifest['images_dropped'] == {'missing_image': 1}
+    members = dict(_members(tmp_path / 'ob'))
+    assert json.loads(members['000000000.json'])['images'] == ['http://x.org/cat.jpg', None]
+    assert members['000000000.0.jpg'] == cat and len(members) == 2
+
+
 # -- img2dataset, read directly -----------------------------------------------------------------------------
 
 

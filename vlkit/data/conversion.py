@@ -16,7 +16,9 @@ docs/data.md).
   GIF or PNG named ``.jpg`` is stored as ``.gif`` or ``.png``), and copied as they are unless ``resize``
   is set. Bad records are skipped and counted by reason (``missing_image``, ``corrupt_image``,
   ``duplicate_id`` where the format's ids are unique, the format's own reasons), or stop the conversion
-  with ``strict``.
+  with ``strict``. In an interleaved document, a missing or bad image drops that image only (counted by
+  reason under ``images_dropped``); the document is skipped when none of its images is left, as
+  open_flamingo does (MMC4 and OBELICS ship URLs, and some always fail to download).
 * **Manifest.** ``manifest.json`` (written last): counts, skips by reason, the splits' shards and sample
   counts, the source files' names and sizes; ``data_skips.json``: the counts and the skipped records.
 """
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .formats.base import BadRecord, DataFormat, Record
+from .formats.base import BadRecord, DataFormat, Record, Sample
 
 PROGRESS = '_progress'
 IMAGE_FORMATS = {
@@ -51,6 +53,7 @@ IMAGE_FORMATS = {
     'TIFF': 'tiff',
 }
 MAX_LISTED_SKIPS = 1000  # skipped records listed one by one in data_skips.json (all are counted)
+DROPPED = object()  # a document position whose image could not be read
 
 
 class ConversionError(RuntimeError):
@@ -112,16 +115,51 @@ def _resized(image: Image.Image, side: int, ext: str) -> tuple[bytes, str]:
     return out.getvalue(), ext
 
 
-def sample_members(fmt: DataFormat, key: str, record: Record, options: Options) -> list[tuple[str, bytes]]:
+def sample_members(
+    fmt: DataFormat, key: str, record: Record, options: Options
+) -> tuple[list[tuple[str, bytes]], list[BadRecord]]:
     """The tar members of one record: ``KEY.json`` and its images (``KEY.EXT`` alone, ``KEY.i.EXT`` for
-    several or in a document)."""
+    several or in a document), and the images dropped from a document (their errors)."""
     sample = fmt.to_sample(record)
-    images = [read_image(path, options) for path in sample.images]
-    indexed = len(images) != 1 or 'texts' in sample.record
-    members = [(f'{key}.json', json.dumps(sample.record, ensure_ascii=False).encode())]
+    document = 'texts' in sample.record
+    if document:
+        stored, images, dropped = document_images(sample, record, options)
+    else:
+        stored, images, dropped = sample.record, [read_image(path, options) for path in sample.images], []
+    indexed = len(images) != 1 or document
+    members = [(f'{key}.json', json.dumps(stored, ensure_ascii=False).encode())]
     for i, (data, ext) in enumerate(images):
         members.append((f'{key}.{i}.{ext}' if indexed else f'{key}.{ext}', data))
-    return members
+    return members, dropped
+
+
+def document_images(sample: Sample, record: Record, options: Options) -> tuple[dict, list, list[BadRecord]]:
+    """A document's record and images without the images that cannot be read (their positions removed),
+    and those images' errors; raises where it had images and none is left, or on any with ``strict``."""
+    texts, urls = list(sample.record['texts']), list(sample.record['images'])
+    paths, images, dropped = iter(sample.images), [], []
+    for position in [i for i, url in enumerate(urls) if url is not None]:
+        path = next(paths)
+        try:
+            if isinstance(path, BadRecord):
+                raise path
+            images.append(read_image(path, options))
+        except BadRecord as err:
+            if options.strict:
+                raise
+            dropped.append(err)
+            texts[position] = urls[position] = DROPPED
+    if dropped and not images:
+        raise BadRecord(
+            f'{record.where}: none of its {len(dropped)} images could be read (the first: {dropped[0]})',
+            reason=dropped[0].reason,
+        )
+    kept = [i for i, text in enumerate(texts) if text is not DROPPED]
+    return (
+        {**sample.record, 'texts': [texts[i] for i in kept], 'images': [urls[i] for i in kept]},
+        images,
+        dropped,
+    )
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -139,33 +177,33 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _skip_entry(key: str, record: Record, err: BadRecord, image_only: bool = False) -> dict:
+    """A skipped record, or a document's dropped image (``image_only``), as data_skips.json lists it."""
+    entry = {'key': key, 'id': record.id, 'where': record.where, 'reason': err.reason, 'message': str(err)}
+    return {**entry, 'image_only': True} if image_only else entry
+
+
 def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> dict:
     """Writes one shard (module docstring) and returns its counts; raises :class:`ConversionError` on a
     bad record with ``strict``."""
-    buffer, samples, skipped, skips = io.BytesIO(), 0, Counter(), []
+    buffer, samples, skipped, skips, images_dropped = io.BytesIO(), 0, Counter(), [], Counter()
     with tarfile.open(fileobj=buffer, mode='w', format=tarfile.USTAR_FORMAT) as tar:
         for number, record, known_bad in job.entries:
             key = f'{number:09d}'
             try:
                 if known_bad is not None:
                     raise BadRecord(f'{record.where}: id {record.id!r} was seen before', reason=known_bad)
-                members = sample_members(fmt, key, record, options)
+                members, dropped = sample_members(fmt, key, record, options)
             except BadRecord as err:
                 if options.strict:
                     raise ConversionError(
                         f'record {key} (id {record.id!r}, {record.where}): {err.reason}: {err}'
                     ) from None
                 skipped[err.reason] += 1
-                skips.append(
-                    {
-                        'key': key,
-                        'id': record.id,
-                        'where': record.where,
-                        'reason': err.reason,
-                        'message': str(err),
-                    }
-                )
+                skips.append(_skip_entry(key, record, err))
                 continue
+            images_dropped.update(err.reason for err in dropped)
+            skips.extend(_skip_entry(key, record, err, image_only=True) for err in dropped)
             for name, data in members:
                 _add(tar, name, data)
             samples += 1
@@ -176,6 +214,7 @@ def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> 
         'samples': samples,
         'skipped': dict(skipped),
         'skips': skips,
+        'images_dropped': dict(images_dropped),
     }
     _atomic_write(out / PROGRESS / f'{job.name}.json', json.dumps(stats).encode())
     return stats
@@ -301,11 +340,13 @@ def write_manifest(
     stats = [json.loads((out / PROGRESS / f'{name}.json').read_text()) for name in names]
     splits: dict[str, dict] = {}
     skipped: Counter[str] = Counter()
+    images_dropped: Counter[str] = Counter()
     for s in stats:
         split = splits.setdefault(s['shard'].rsplit('-', 1)[0], {'num_samples': 0, 'shards': []})
         split['num_samples'] += s['samples']
         split['shards'].append(s['shard'])
         skipped.update(s['skipped'])
+        images_dropped.update(s.get('images_dropped', {}))
     manifest = {
         **(description or {}),
         'sources': [
@@ -320,8 +361,10 @@ def write_manifest(
         'skipped': dict(sorted(skipped.items())),
         'splits': splits,
     }
+    if images_dropped:
+        manifest['images_dropped'] = dict(sorted(images_dropped.items()))
     listed = [skip for s in stats for skip in s['skips']][:MAX_LISTED_SKIPS]
-    skips = {'skipped': manifest['skipped'], 'records': listed}
+    skips = {'skipped': manifest['skipped'], 'images_dropped': dict(images_dropped), 'records': listed}
     _atomic_write(out / 'data_skips.json', json.dumps(skips, indent=2, ensure_ascii=False).encode())
     _atomic_write(out / 'manifest.json', json.dumps(manifest, indent=2, ensure_ascii=False).encode())
     return manifest

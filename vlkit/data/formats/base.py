@@ -46,10 +46,11 @@ class Record:
 @dataclass
 class Sample:
     """What to store for a record: ``KEY.json`` and the image files, in the order of its ``<image>``
-    markers (paths relative to ``--images``, or absolute)."""
+    markers (paths relative to ``--images``, or absolute). In a document, an image that cannot be located
+    is its :class:`BadRecord` instead: the conversion drops that image, not the document."""
 
     record: dict
-    images: list[str] = field(default_factory=list)
+    images: list[str | BadRecord] = field(default_factory=list)
 
 
 class BadRecord(SampleError):
@@ -168,13 +169,14 @@ class UrlImages:
         self.url_map_path = url_map
         self._map = None
 
-    def path_of(self, url: str) -> str:
+    def path_of(self, url: str) -> str | BadRecord:
+        """The local file of ``url``, or the ``missing_image`` error of a URL the ``url_map`` lacks."""
         if self.url_map_path is not None:
             if self._map is None:
                 with open(self.url_map_path) as f:
                     self._map = json.load(f)
             if url not in self._map:
-                raise BadRecord(
+                return BadRecord(
                     f'image {url} is not in the url_map {self.url_map_path}', reason='missing_image'
                 )
             return self._map[url]

@@ -14,7 +14,7 @@ from .base import DataFormat, Record, Sample, UrlImages, document_sample, expect
 class OBELICS(DataFormat):
     """OBELICS parquet files: rows with aligned ``images`` (URLs or null) and ``texts`` (or null), read in
     row batches (``pyarrow``); ``url_map`` or ``by_file_name`` says where a URL's image is
-    (:class:`.base.UrlImages`)."""
+    (:class:`.base.UrlImages`; a URL the ``url_map`` lacks is a missing image, which drops that image)."""
 
     def __init__(self, url_map: str | None = None, by_file_name: bool = False, batch_rows: int = 256) -> None:
         self.urls = UrlImages(url_map, by_file_name)
