@@ -74,7 +74,7 @@ def test_the_image_is_normalised_as_the_encoder_declares(model, monkeypatch, tmp
     assert processor['mean'] == (0.485, 0.456, 0.406) and processor['resample'] == 'bilinear'
     assert image_preprocessing(cfg) == {
         'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225), 'size': 16, 'resample': 2,
-        'shortest_edge': None,  # resized whole: no centre crop declared
+        'shortest_edge': None, 'pad': False,  # resized whole: no centre crop declared; no padding
     }  # fmt: skip
     assert image_processor({'model': {'vision_encoder': {'type': 'TinyViT'}}}) is None  # vlkit's default
 

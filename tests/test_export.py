@@ -3,6 +3,7 @@ a refusal naming every reason where it is not, adapters merged on export, and th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from vlkit.config import load_config
 from vlkit.engine import CheckpointLoadError
 from vlkit.engine.checkpoint import load_parts
 from vlkit.inference import load_model
-from vlkit.models.hf_llava import llava_blockers, llava_parts, load_from_llava, to_llava
+from vlkit.models.hf_llava import llava_blockers, llava_parts, load_from_llava, to_llava, write_legacy_layout
 from vlkit.models.training import merge_lora
 from vlkit.registry import MODELS
 from vlkit.testing import TEXTS, TINY_IMAGE_SIZE, text_batch, tiny_language_model, tiny_model_cfg
@@ -113,6 +114,40 @@ def test_what_hf_llava_cannot_express_is_refused_with_every_reason(synthetic_roo
         to_llava(post_norm)
     linear = _model(synthetic_root, connector=dict(type='LinearProjector'))
     assert 'depth 2' in llava_blockers(linear)[0]
+    crops = dict(type='PreparedShards', anyres=dict(grids=[(1, 2)], global_view=True))
+    with pytest.raises(ValueError, match=r"the training data crops each image \(anyres=\{'grids'"):
+        to_llava(_model(synthetic_root), [dict(type='PreparedShards'), crops])
+
+
+def test_the_legacy_layout_renames_the_tower_in_every_shard_and_the_index(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_file(
+        {'vision_tower.embeddings.w': torch.ones(1), 'lm_head.weight': torch.ones(1)},
+        tmp_path / 'a.safetensors',
+    )
+    save_file({'vision_tower.vision_model.post.w': torch.zeros(1)}, tmp_path / 'b.safetensors')
+    index = {'vision_tower.embeddings.w': 'a.safetensors', 'lm_head.weight': 'a.safetensors'}
+    index['vision_tower.vision_model.post.w'] = 'b.safetensors'
+    (tmp_path / 'model.safetensors.index.json').write_text(json.dumps({'metadata': {}, 'weight_map': index}))
+    (tmp_path / 'tokenizer_config.json').write_text(json.dumps({'tokenizer_class': 'TokenizersBackend'}))
+    write_legacy_layout(str(tmp_path), 'clip_vision_model')
+    assert sorted(load_file(tmp_path / 'a.safetensors')) == [
+        'lm_head.weight',
+        'vision_tower.vision_model.embeddings.w',
+    ]
+    assert sorted(load_file(tmp_path / 'b.safetensors')) == ['vision_tower.vision_model.post.w']
+    assert json.loads((tmp_path / 'model.safetensors.index.json').read_text())['weight_map'] == {
+        'vision_tower.vision_model.embeddings.w': 'a.safetensors',
+        'lm_head.weight': 'a.safetensors',
+        'vision_tower.vision_model.post.w': 'b.safetensors',
+    }
+    assert json.loads((tmp_path / 'tokenizer_config.json').read_text()) == {
+        'tokenizer_class': 'PreTrainedTokenizerFast'
+    }
+    save_file({'vision_tower.embeddings.w': torch.ones(1)}, tmp_path / 'a.safetensors')
+    write_legacy_layout(str(tmp_path), 'dinov2')  # a tower that never had a vision_model: unchanged
+    assert sorted(load_file(tmp_path / 'a.safetensors')) == ['vision_tower.embeddings.w']
 
 
 # -- the tools, as a user runs them -------------------------------------------------------------------------
@@ -152,7 +187,16 @@ def test_export_to_hf_llava_and_import_back_keep_the_logits(synthetic_root, tmp_
     out, back = tmp_path / 'hf', tmp_path / 'back'
     run_tool('export.py', config, checkpoint, '--to', 'hf-llava', str(out))
     assert sorted(p.name for p in out.glob('*.safetensors')) == ['model.safetensors']
-    llava = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    from safetensors import safe_open
+
+    with safe_open(out / 'model.safetensors', 'pt') as f:  # the published checkpoints' layout
+        tower = [k for k in f.keys() if k.startswith('vision_tower.')]
+    assert tower and all(k.startswith('vision_tower.vision_model.') for k in tower)
+    assert (
+        json.loads((out / 'tokenizer_config.json').read_text())['tokenizer_class']
+        == 'PreTrainedTokenizerFast'
+    )
+    llava = LlavaForConditionalGeneration.from_pretrained(out).eval()  # transformers 5 reads that layout
     batch = text_batch(model, TEXTS)
     assert_same_logits(model, llava, batch)
 
@@ -182,6 +226,7 @@ def test_the_export_tool_refuses_naming_the_reason(synthetic_root, tmp_path):
         f'export stopped: {config}: HF LLaVA cannot express this model: vision_encoder.layer=None'
         in result.stderr
     )
+    assert '`--to connector` exports the connector alone' in result.stderr
     assert not (tmp_path / 'hf').exists()
 
 

@@ -125,7 +125,7 @@ CLIP_336_FILE = dict(CLIP_336, size=336, crop_size=336)  # the file itself write
 
 @pytest.mark.parametrize('config', [CLIP_336, CLIP_336_FILE], ids=['dict sizes', 'number sizes'])
 @pytest.mark.parametrize('size_wh', [(640, 480), (480, 640), (337, 1001), (336, 336), (200, 150)])
-def test_clip_preprocessing_gives_clip_image_processors_pixel_values(tmp_path, size_wh, config):
+def test_clip_preprocessing_gives_hf_image_processors_pixel_values(tmp_path, size_wh, config):
     """A CLIP checkpoint's declared preprocessing, through vlkit, gives the pixel values of transformers'
     PIL CLIP image processor (the one LLaVA ran; transformers 5's default resizes with torchvision, whose
     bicubic differs by a level or two on under 1% of pixels): the shortest edge to 336, the centre 336 x
@@ -146,11 +146,11 @@ def test_the_exported_clip_processor_crops_as_the_data_pipeline(tmp_path):
     """tools/export.py's image processor for a CLIP encoder resizes the shortest edge and crops the centre
     too (transformers 5's torchvision bicubic: within a few levels of PIL's)."""
     from vlkit.inference import image_preprocessing, image_processor
-    from vlkit.models.hf_llava import clip_image_processor
+    from vlkit.models.hf_llava import hf_image_processor
 
     clip = _preprocessor_folder(tmp_path, **CLIP_336)
     declared = HFVisionEncoder.declared_preprocessing({'pretrained': clip, 'model': {}})
-    exported = clip_image_processor({**declared, 'resample': 3})
+    exported = hf_image_processor({**declared, 'resample': 3})
     assert exported.do_center_crop and exported.size['shortest_edge'] == 336
     image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     ours = image_to_tensor(image, 336, resolve_image_processor(declared))
@@ -161,9 +161,35 @@ def test_the_exported_clip_processor_crops_as_the_data_pipeline(tmp_path):
     cfg = {'model': {'vision_encoder': {'type': 'HFVisionEncoder', 'pretrained': clip}, 'image_size': 224}}
     small = image_preprocessing(cfg)
     assert small['shortest_edge'] == 224 and small['size'] == 224
-    theirs = clip_image_processor(small)(image, return_tensors='pt')['pixel_values'][0]
+    theirs = hf_image_processor(small)(image, return_tensors='pt')['pixel_values'][0]
     ours = image_to_tensor(image, 224, image_processor(cfg))
     assert (ours - theirs).abs().mean() < 2e-3
+
+
+def test_a_model_trained_on_padded_images_is_exported_and_asked_with_padding(tmp_path):
+    """LLaVA-1.5's stage 2 pads images to a square in the mean colour (``pad_to_square``): the model's
+    preprocessing for questions and export says so, and the exported processor pads as the data did."""
+    from vlkit.inference import image_preprocessing, image_processor, training_datasets
+    from vlkit.models.hf_llava import hf_image_processor
+
+    clip = _preprocessor_folder(tmp_path, **CLIP_336)
+    model = {'vision_encoder': {'type': 'HFVisionEncoder', 'pretrained': clip}, 'image_size': 224}
+    padded = dict(type='PreparedShards', data_dir='d', pad_to_square=True)
+    mixture = dict(type='MixtureDataset', sources=[dict(name='a', weight=1, dataset=padded)] * 2)
+    for dataset in (padded, mixture):
+        cfg = {'model': model, 'train_dataloader': {'dataset': dataset}}
+        assert len(training_datasets(cfg)) == (1 if dataset is padded else 2)
+        assert image_processor(cfg)['pad'] and image_preprocessing(cfg)['pad']
+    unpadded = {'model': model, 'train_dataloader': {'dataset': mixture | {'sources': [dict(dataset={})]}}}
+    assert not image_preprocessing(unpadded)['pad'] and not image_preprocessing({'model': model})['pad']
+    exported = hf_image_processor(image_preprocessing(cfg))
+    assert type(exported).__name__ == 'LlavaImageProcessor' and exported.do_pad
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (96, 48, 3), dtype=np.uint8))
+    ours = image_to_tensor(image, 224, image_processor(cfg))
+    theirs = exported(image, return_tensors='pt')['pixel_values'][0]
+    assert ours.shape == theirs.shape == (3, 224, 224) and (ours - theirs).abs().mean() < 2e-3
+    cropped = hf_image_processor(image_preprocessing(unpadded))(image, return_tensors='pt')['pixel_values'][0]
+    assert (ours - cropped).abs().mean() > 0.1  # without the padding, the image would lose its sides
 
 
 def test_a_hub_name_in_the_hugging_face_cache_declares_its_preprocessing(tmp_path, monkeypatch):

@@ -35,15 +35,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def export_hf_llava(cfg, model, out: str) -> None:
-    from vlkit.inference import image_preprocessing
-    from vlkit.models.hf_llava import llava_processor, to_llava
+    from vlkit.inference import image_preprocessing, training_datasets
+    from vlkit.models.hf_llava import llava_processor, to_llava, write_legacy_layout
     from vlkit.models.training import merge_lora
 
     for part in ('vision_encoder', 'connector', 'language_model'):
         merge_lora(getattr(model, part))
-    llava = to_llava(model)
+    llava = to_llava(model, training_datasets(cfg))
     llava.save_pretrained(out)
     llava_processor(model, image_preprocessing(cfg)).save_pretrained(out)
+    write_legacy_layout(out, llava.config.vision_config.model_type)
 
 
 def export_connector(cfg, model, out: str, source: dict) -> None:
@@ -78,7 +79,9 @@ def main(argv=None) -> None:
         else:
             export_connector(cfg, model, args.out, dict(config=args.config, checkpoint=args.checkpoint))
     except ValueError as err:
-        raise SystemExit(f'export stopped: {args.config}: {err}') from err
+        cannot = str(err).startswith('HF LLaVA cannot express')
+        hint = '. `--to connector` exports the connector alone (docs/export.md)' if cannot else ''
+        raise SystemExit(f'export stopped: {args.config}: {err}{hint}') from err
     print(f'wrote {args.out} ({args.to})')
 
 

@@ -49,15 +49,31 @@ def load_model(config, checkpoint: str | None = None, cfg_options: dict | None =
 
 
 def image_processor(cfg: Mapping) -> dict | None:
-    """What ``cfg``'s datasets normalise images with (``load_config`` hands them the same): the encoder's
-    declared preprocessing, checked; ``None`` for vlkit's default (mean and std 0.5, bicubic)."""
-    return resolve_image_processor(declared_preprocessing(cfg['model']['vision_encoder']))
+    """What ``cfg``'s datasets preprocess images with (``load_config`` hands them the same): the encoder's
+    declared preprocessing, checked, and the training data's padding to a square (where every training
+    dataset pads: LLaVA-1.5's stage 2); ``None`` for vlkit's default (mean and std 0.5, bicubic)."""
+    padded = [bool(d.get('pad_to_square', False)) for d in training_datasets(cfg)]
+    pad = bool(padded) and all(padded)
+    return resolve_image_processor(declared_preprocessing(cfg['model']['vision_encoder']), pad_to_square=pad)
+
+
+def training_datasets(cfg: Mapping) -> list[Mapping]:
+    """The dataset configs that ``cfg`` trains on: ``train_dataloader.dataset``, or a mixture's sources."""
+    found, todo = [], [((cfg.get('train_dataloader') or {}).get('dataset'))]
+    while todo:
+        dataset = todo.pop(0)
+        if isinstance(dataset, Mapping) and 'sources' in dataset:
+            todo.extend(source.get('dataset') for source in dataset['sources'])
+        elif isinstance(dataset, Mapping):
+            found.append(dataset)
+    return found
 
 
 def image_preprocessing(cfg: Mapping) -> dict:
     """:func:`image_processor` in full, for another library's processor: ``mean``, ``std``, ``size`` (the
-    model's ``image_size``), ``resample`` (a PIL filter number) and ``shortest_edge`` (``None``: the image
-    is resized to ``size`` whole; else its shortest edge, then the centre cropped)."""
+    model's ``image_size``), ``resample`` (a PIL filter number), ``shortest_edge`` (``None``: the image
+    is resized to ``size`` whole; else its shortest edge, then the centre cropped) and ``pad`` (padded to a
+    square in the mean colour first)."""
     processor = image_processor(cfg) or {}
     return dict(
         mean=tuple(processor.get('mean', (MEAN,) * 3)),
@@ -65,6 +81,7 @@ def image_preprocessing(cfg: Mapping) -> dict:
         size=cfg['model']['image_size'],
         resample=int(RESAMPLE[processor.get('resample', 'bicubic')]),
         shortest_edge=shortest_edge_for(processor, cfg['model']['image_size']),
+        pad=bool(processor.get('pad', False)),
     )
 
 

@@ -12,6 +12,9 @@ fusion, an :class:`~vlkit.models.llms.HFCausalLM`, and no any-resolution crop se
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -22,6 +25,7 @@ from .llms import HFCausalLM
 from .training import has_lora
 
 PROJECTOR_ACTS = {nn.GELU: 'gelu', nn.ReLU: 'relu', nn.SiLU: 'silu'}  # vlkit's MLP activations in HF's names
+LEGACY_TOWER = 'vision_tower.vision_model.'  # where published LLaVA checkpoints keep a CLIP/SigLIP tower
 CONFIG_BOOKKEEPING = ('transformers_version', '_name_or_path', 'architectures', 'dtype', 'torch_dtype')
 
 
@@ -111,15 +115,30 @@ def _pairs(model: nn.Module, llava: nn.Module) -> list[tuple[nn.Module, nn.Modul
     ]
 
 
-def to_llava(model: nn.Module):
+def data_blockers(datasets: list) -> list[str]:
+    """Every way the training data (dataset configs) feeds images that HF LLaVA's processor cannot."""
+    crops = [d['anyres'] for d in datasets if d.get('anyres')]
+    if crops:
+        return [
+            f'the training data crops each image (anyres={crops[0]}); HF LLaVA reads each image as one view '
+            'resized whole'
+        ]
+    return []
+
+
+def to_llava(model: nn.Module, datasets: list | None = None):
     """``model`` as a ``LlavaForConditionalGeneration`` with its weights (fp32, eval mode).
 
+    Args:
+        datasets: the configs of the datasets it trained on (checked by :func:`data_blockers`).
+
     Raises:
-        ValueError: listing everything HF LLaVA cannot express (:func:`llava_blockers`).
+        ValueError: listing everything HF LLaVA cannot express (:func:`llava_blockers`,
+            :func:`data_blockers`).
     """
     from transformers import LlavaForConditionalGeneration
 
-    blockers = llava_blockers(model)
+    blockers = llava_blockers(model) + data_blockers(datasets or [])
     if blockers:
         raise ValueError('HF LLaVA cannot express this model: ' + '; '.join(blockers))
     llava = LlavaForConditionalGeneration(llava_config(model))
@@ -129,14 +148,52 @@ def to_llava(model: nn.Module):
     return llava.eval()
 
 
-def clip_image_processor(preprocessing: dict):
-    """transformers' ``CLIPImageProcessor`` doing what vlkit's data pipeline does with ``preprocessing``
-    (``mean``, ``std``, ``size``, ``resample`` as a PIL filter number, ``shortest_edge``:
-    :func:`vlkit.inference.image_preprocessing`)."""
-    from transformers import CLIPImageProcessor
+def write_legacy_layout(out: str, tower_type: str) -> None:
+    """Rewrites an exported directory in the layout the published LLaVA checkpoints have, which every
+    transformers version and vLLM read: transformers 5 saves a model built from its config with a CLIP or
+    SigLIP tower's weights as ``vision_tower.embeddings.*`` (its own layout), where transformers 4, vLLM and
+    llava-hf's checkpoints have ``vision_tower.vision_model.embeddings.*`` (transformers 5 reads both); and
+    it names the tokenizer class ``TokenizersBackend``, which transformers 4 does not know
+    (``PreTrainedTokenizerFast`` is the same class in both)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(out)
+    if tower_type in ('clip_vision_model', 'siglip_vision_model'):
+        names = {}
+        for path in sorted(folder.glob('*.safetensors')):
+            tensors = load_file(path)
+            renamed = {_legacy_tower_name(k): v for k, v in tensors.items()}
+            if list(renamed) != list(tensors):
+                save_file(renamed, path, metadata={'format': 'pt'})
+            names.update({k: _legacy_tower_name(k) for k in tensors})
+        index = folder / 'model.safetensors.index.json'
+        if index.is_file():
+            data = json.loads(index.read_text())
+            data['weight_map'] = {names.get(k, k): f for k, f in data['weight_map'].items()}
+            index.write_text(json.dumps(data, indent=2))
+    tokenizer_config = folder / 'tokenizer_config.json'
+    if tokenizer_config.is_file():
+        data = json.loads(tokenizer_config.read_text())
+        if data.get('tokenizer_class') == 'TokenizersBackend':
+            data['tokenizer_class'] = 'PreTrainedTokenizerFast'
+            tokenizer_config.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _legacy_tower_name(key: str) -> str:
+    if key.startswith('vision_tower.') and not key.startswith(LEGACY_TOWER):
+        return LEGACY_TOWER + key[len('vision_tower.') :]
+    return key
+
+
+def hf_image_processor(preprocessing: dict):
+    """transformers' image processor doing what vlkit's data pipeline does with ``preprocessing`` (``mean``,
+    ``std``, ``size``, ``resample`` as a PIL filter number, ``shortest_edge``, ``pad``:
+    :func:`vlkit.inference.image_preprocessing`): ``CLIPImageProcessor``, or ``LlavaImageProcessor`` with
+    ``do_pad`` where the images were padded to a square in the mean colour (as LLaVA-1.5's stage 2)."""
+    from transformers import CLIPImageProcessor, LlavaImageProcessor
 
     size, shortest_edge = preprocessing['size'], preprocessing.get('shortest_edge')
-    return CLIPImageProcessor(
+    settings = dict(
         do_resize=True,
         size={'shortest_edge': shortest_edge} if shortest_edge else {'height': size, 'width': size},
         resample=preprocessing['resample'],
@@ -149,15 +206,18 @@ def clip_image_processor(preprocessing: dict):
         image_std=list(preprocessing['std']),
         do_convert_rgb=True,
     )
+    if preprocessing.get('pad'):
+        return LlavaImageProcessor(do_pad=True, **settings)
+    return CLIPImageProcessor(**settings)
 
 
 def llava_processor(model: nn.Module, preprocessing: dict):
     """The ``LlavaProcessor`` that turns an image and a prompt into what :func:`to_llava`'s model reads;
-    ``preprocessing`` is the model's (:func:`clip_image_processor`)."""
+    ``preprocessing`` is the model's (:func:`hf_image_processor`)."""
     from transformers import LlavaProcessor
 
     encoder, tokenizer = model.vision_encoder, model.language_model.tokenizer
-    image_processor = clip_image_processor(preprocessing)
+    image_processor = hf_image_processor(preprocessing)
     prefix = num_prefix_tokens(encoder, model.image_size)
     return LlavaProcessor(
         image_processor=image_processor,
