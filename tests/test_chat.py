@@ -15,7 +15,14 @@ from tests.helpers import ROOT, run_tool
 from vlkit.constants import IMAGE_TOKEN
 from vlkit.data.templates import format_prompt
 from vlkit.data.transforms import image_to_tensor
-from vlkit.inference import ask, chat_prompt, image_preprocessing, image_processor, load_model
+from vlkit.inference import (
+    ask,
+    chat_prompt,
+    image_preprocessing,
+    image_processor,
+    load_model,
+    training_template,
+)
 from vlkit.registry import MODELS
 from vlkit.testing import CHATML, TINY_IMAGE_SIZE, tiny_model_cfg, tiny_options, tiny_overrides
 
@@ -58,6 +65,30 @@ def test_the_answer_is_the_models_greedy_continuation(model):
     )
     expected = model.tokenizer.decode(out[0], skip_special_tokens=True).strip()
     assert ask(model, image, 'what shape is it ?', max_new_tokens=5) == expected
+
+
+def test_the_prompt_is_written_in_the_template_the_model_trained_with(model, monkeypatch):
+    def trained_on(*templates):
+        sources = [dict(name=f's{i}', weight=1, dataset=dict(template=t)) for i, t in enumerate(templates)]
+        return {'train_dataloader': {'dataset': dict(type='MixtureDataset', sources=sources)}}
+
+    assert training_template(trained_on('vicuna_v1', 'vicuna_v1')) == 'vicuna_v1'
+    assert training_template({'train_dataloader': {'dataset': {}}}) == 'vlkit'  # the datasets' default
+    assert training_template(trained_on('plain', 'vicuna_v1')) is None and training_template({}) is None
+    seen = []
+    monkeypatch.setattr(
+        model, 'generate_ids', lambda pixels, ids, *a, **k: seen.append(ids[0].tolist()) or ids
+    )
+    monkeypatch.setattr(model, 'template', 'plain', raising=False)
+    image = Image.fromarray((255 * torch.rand(16, 16, 3)).byte().numpy())
+    ask(model, image, 'what colour ?')
+    assert (
+        seen[-1]
+        == chat_prompt(model.tokenizer, 'what colour ?', 'plain')
+        != chat_prompt(model.tokenizer, 'x')
+    )
+    ask(model, image, 'what colour ?', template='vlkit')  # named: it wins
+    assert seen[-1] == chat_prompt(model.tokenizer, 'what colour ?', 'vlkit')
 
 
 def test_the_image_is_normalised_as_the_encoder_declares(model, monkeypatch, tmp_path):

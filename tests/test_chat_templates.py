@@ -302,3 +302,58 @@ def test_named_templates_give_llavas_own_token_ids_and_labels(legacy):
         assert ours['input_ids'] == ids, (name, tokenizer.convert_ids_to_tokens(ours['input_ids']))
         assert ours['labels'] == labels, (name, tokenizer.convert_ids_to_tokens(ours['input_ids']))
         assert any(label != IGNORE_INDEX for label in labels)  # LLaVA found no tokenization mismatch
+
+
+# -- the templates as Jinja, for an export's processor ------------------------------------------------------
+
+LIST_MESSAGES = [  # MESSAGES as transformers' processors pass them: content as image and text items
+    {'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'what is in the picture ?'}]},
+    {'role': 'assistant', 'content': [{'type': 'text', 'text': 'a red bus .'}]},
+    {'role': 'user', 'content': 'how many dogs are there ?'},
+]
+
+
+@pytest.mark.parametrize('template', ['vlkit', 'chat', 'plain', 'vicuna_v1'])
+def test_each_template_as_jinja_writes_the_prompt_training_wrote(template):
+    """An exported model's processor renders a prompt (text or a processor's list of items) to the text
+    whose tokens are the ones vlkit's data pipeline and vlkit.inference give for that template."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from vlkit.data.chat import jinja_template
+    from vlkit.inference import chat_prompt
+
+    tokenizer = _tokenizer('qwen2')
+    jinja = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
+        jinja_template(template, tokenizer)
+    )
+    render = lambda messages: jinja.render(  # noqa: E731
+        messages=messages, add_generation_prompt=True, **tokenizer.special_tokens_map
+    )
+    assert render(LIST_MESSAGES) == render(MESSAGES[:3])  # an image item is "<image>\n"
+    question = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'what is it ?'}]}]
+    ids = tokenizer(render(question), add_special_tokens=False)['input_ids']
+    assert ids == chat_prompt(tokenizer, 'what is it ?', template)
+    assert ids.count(tokenizer.convert_tokens_to_ids('<image>')) == 1
+
+
+def test_vlkits_format_as_jinja_renders_a_conversation_as_training_tokenizes_it(synthetic_root):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from vlkit.data.templates import VLKIT_JINJA, tokenize_conversation
+    from vlkit.tokenization import build_tokenizer
+
+    tokenizer = build_tokenizer(dict(type='synthetic_tokenizer', data_root=synthetic_root))
+    turns = [
+        {'from': 'human', 'value': '<image>\nwhat colour is the circle ?'},
+        {'from': 'gpt', 'value': 'red'},
+    ]
+    messages = [{'role': 'user', 'content': turns[0]['value']}, {'role': 'assistant', 'content': 'red'}]
+    text = (
+        ImmutableSandboxedEnvironment()
+        .from_string(VLKIT_JINJA)
+        .render(messages=messages, **tokenizer.special_tokens_map)
+    )
+    bos, eos = tokenizer.bos_token or '', tokenizer.eos_token
+    assert text == f'{bos}<image>\nwhat colour is the circle ?\nanswer : red{eos}'
+    ids = tokenizer(text, add_special_tokens=False)['input_ids']
+    assert ids == tokenize_conversation(tokenizer, turns)['input_ids']

@@ -13,7 +13,7 @@ from tests.helpers import malicious_checkpoint, run_tool
 from vlkit.config import load_config
 from vlkit.engine import CheckpointLoadError
 from vlkit.engine.checkpoint import load_parts
-from vlkit.inference import load_model
+from vlkit.inference import chat_prompt, load_model
 from vlkit.models.hf_llava import llava_blockers, llava_parts, load_from_llava, to_llava, write_legacy_layout
 from vlkit.models.training import merge_lora
 from vlkit.registry import MODELS
@@ -206,6 +206,12 @@ def test_export_to_hf_llava_and_import_back_keep_the_logits(synthetic_root, tmp_
     image = Image.fromarray((255 * torch.rand(40, 50, 3)).byte().numpy())
     inputs = processor(text='<image>\nwhat is it ?', images=image, return_tensors='pt')
     assert (inputs['input_ids'] == llava.config.image_token_id).sum() == model.vision_encoder.num_tokens(32)
+    question = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'what is it ?'}]}]
+    prompt = processor.apply_chat_template(question, add_generation_prompt=True)  # the training's template
+    ids = processor(text=prompt, images=image, return_tensors='pt')['input_ids'][0].tolist()
+    image_id = llava.config.image_token_id
+    collapsed = [t for i, t in enumerate(ids) if t != image_id or i == 0 or ids[i - 1] != image_id]
+    assert collapsed == chat_prompt(model.tokenizer, 'what is it ?', 'vlkit')
     from vlkit.data.transforms import image_to_tensor
 
     torch.testing.assert_close(inputs['pixel_values'][0], image_to_tensor(image, 32), atol=2e-2, rtol=0)

@@ -1,10 +1,12 @@
 """Ask a trained model one question about one image, to see what it does before and after a stage.
 
-python tools/chat.py CONFIG CHECKPOINT --image FILE --prompt TEXT [--template chat|vlkit]
+python tools/chat.py CONFIG CHECKPOINT --image FILE --prompt TEXT [--template vlkit|chat|plain|vicuna_v1]
     [--max-new-tokens N] [--save NAME]
 
-The prompt goes through the language model's chat template when its tokenizer has one (SmolLM2's ChatML,
-...), else (or with ``--template vlkit``) vlkit's prompt format, which vlkit's data pipeline trains with.
+The prompt is written as the model's training data wrote it: the ``template`` every training dataset of
+the config uses (vlkit's prompt format, the tokenizer's ``chat`` template, LLaVA's ``plain`` or
+``vicuna_v1``; docs/data.md), and the image preprocessed as they did; ``--template`` names another. Where
+the training datasets differ, the tokenizer's chat template when it has one, else vlkit's format.
 ``--save NAME`` keeps the question and the answer in ``docs/results/NAME.json`` and renders every
 ``<!-- results:NAME -->`` block of the docs from it (docs/training.md shows them), so the answer the docs
 show is the one this command gave. The Python API is :mod:`vlkit.inference` (``load_model``, ``ask``).
@@ -39,7 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--image', required=True, help='an image file')
     parser.add_argument('--prompt', required=True, help='the question or instruction')
     parser.add_argument(
-        '--template', choices=['chat', 'vlkit'], help='default: chat if the tokenizer has one'
+        '--template',
+        choices=['vlkit', 'chat', 'plain', 'vicuna_v1'],
+        help="default: the training datasets' template",
     )
     parser.add_argument('--max-new-tokens', type=int, default=48)
     parser.add_argument(
@@ -49,13 +53,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def save(name: str, args: argparse.Namespace, tokenizer, answer: str) -> None:
+def save(name: str, args: argparse.Namespace, model, answer: str) -> None:
+    from vlkit.inference import prompt_template
+
     record = {
         'config': args.config,
         'checkpoint': args.checkpoint,
         'image': osp.basename(args.image),
         'prompt': args.prompt,
-        'template': args.template or ('chat' if getattr(tokenizer, 'chat_template', None) else 'vlkit'),
+        'template': prompt_template(model.tokenizer, args.template, getattr(model, 'template', None)),
         'max_new_tokens': args.max_new_tokens,
         'answer': answer,
         'date': time.strftime('%Y-%m-%d'),
@@ -79,7 +85,7 @@ def main(argv=None) -> None:
     answer = ask(model, args.image, args.prompt, max_new_tokens=args.max_new_tokens, template=args.template)
     print(answer)
     if args.save:
-        save(args.save, args, model.tokenizer, answer)
+        save(args.save, args, model, answer)
 
 
 if __name__ == '__main__':

@@ -35,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def export_hf_llava(cfg, model, out: str) -> None:
-    from vlkit.inference import image_preprocessing, training_datasets
+    from vlkit.data.chat import jinja_template
+    from vlkit.inference import image_preprocessing, prompt_template, training_datasets, training_template
     from vlkit.models.hf_llava import llava_processor, to_llava, write_legacy_layout
     from vlkit.models.training import merge_lora
 
@@ -43,7 +44,9 @@ def export_hf_llava(cfg, model, out: str) -> None:
         merge_lora(getattr(model, part))
     llava = to_llava(model, training_datasets(cfg))
     llava.save_pretrained(out)
-    llava_processor(model, image_preprocessing(cfg)).save_pretrained(out)
+    tokenizer = model.language_model.tokenizer
+    template = jinja_template(prompt_template(tokenizer, None, training_template(cfg)), tokenizer)
+    llava_processor(model, image_preprocessing(cfg), template).save_pretrained(out)
     write_legacy_layout(out, llava.config.vision_config.model_type)
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .config import declared_preprocessing, load_config
 from .constants import IMAGE_TOKEN
+from .data.chat import ChatTokenizer, check_template
 from .data.templates import format_prompt
 from .data.transforms import MEAN, RESAMPLE, STD, image_to_tensor, resolve_image_processor, shortest_edge_for
 from .engine import PRETRAINING_STAGES, ensure_packaged_weights, load_checkpoint_file
@@ -45,6 +46,7 @@ def load_model(config, checkpoint: str | None = None, cfg_options: dict | None =
         check_state_dict(model.state_dict(), state, checkpoint)
         model.load_state_dict(state)
     model.image_processor = image_processor(cfg)
+    model.template = training_template(cfg)
     return model.eval()
 
 
@@ -69,6 +71,13 @@ def training_datasets(cfg: Mapping) -> list[Mapping]:
     return found
 
 
+def training_template(cfg: Mapping) -> str | None:
+    """The chat template (a dataset's ``template``) that every training dataset of ``cfg`` uses; ``None``
+    where they differ or there are none."""
+    templates = {d.get('template', 'vlkit') for d in training_datasets(cfg)}
+    return templates.pop() if len(templates) == 1 else None
+
+
 def image_preprocessing(cfg: Mapping) -> dict:
     """:func:`image_processor` in full, for another library's processor: ``mean``, ``std``, ``size`` (the
     model's ``image_size``), ``resample`` (a PIL filter number), ``shortest_edge`` (``None``: the image
@@ -85,29 +94,27 @@ def image_preprocessing(cfg: Mapping) -> dict:
     )
 
 
-PROMPT_TEMPLATES = ('chat', 'vlkit')
+def prompt_template(tokenizer, template: str | None = None, trained: str | None = None) -> str:
+    """The template a prompt is written in: ``template``, else the one the model trained with
+    (``trained``: :func:`training_template`), else the tokenizer's chat template where it has one, else
+    vlkit's prompt format."""
+    return template or trained or ('chat' if getattr(tokenizer, 'chat_template', None) else 'vlkit')
 
 
 def chat_prompt(tokenizer, prompt: str, template: str | None = None) -> list[int]:
     """Token ids of a user turn with one image and ``prompt``, ready for the answer.
 
     Args:
-        template: ``'chat'``, the tokenizer's own chat template; ``'vlkit'``, vlkit's prompt format (what
-            vlkit's data pipeline trains conversations and captions with); ``None``: ``'chat'`` when the
-            tokenizer has a chat template, else ``'vlkit'``.
+        template: a dataset's ``template`` (:mod:`vlkit.data.chat`): ``'vlkit'``, vlkit's prompt format;
+            ``'chat'``, the tokenizer's own chat template; ``'plain'`` or ``'vicuna_v1'``, LLaVA's (the ids
+            its training gives). ``None``: as :func:`prompt_template` chooses.
     """
-    has_template = bool(getattr(tokenizer, 'chat_template', None))
-    template = template or ('chat' if has_template else 'vlkit')
-    if template not in PROMPT_TEMPLATES or (template == 'chat' and not has_template):
-        raise ValueError(
-            f'template={template!r}: expected one of {PROMPT_TEMPLATES} (chat: the tokenizer has one)'
-        )
+    template = prompt_template(tokenizer, template)
     text = f'{IMAGE_TOKEN}\n{prompt}'
-    if template == 'chat':
-        rendered = tokenizer.apply_chat_template(
-            [{'role': 'user', 'content': text}], add_generation_prompt=True, tokenize=False
-        )
-        return tokenizer(rendered, add_special_tokens=False)['input_ids']
+    if template != 'vlkit':
+        check_template(template, tokenizer)  # names the templates there are
+        messages = [{'role': 'user', 'content': text}, {'role': 'assistant', 'content': ''}]
+        return ChatTokenizer(tokenizer, template)(messages, 'prompt', for_generation=True)['input_ids']
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     return bos + tokenizer(format_prompt(text), add_special_tokens=False)['input_ids']
 
@@ -116,12 +123,14 @@ def chat_prompt(tokenizer, prompt: str, template: str | None = None) -> list[int
 def ask(
     model, image: Image.Image | str, prompt: str, max_new_tokens: int = 48, template: str | None = None
 ) -> str:
-    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file), the image normalised
-    as the model's training data was (``model.image_processor``, which :func:`load_model` sets; vlkit's
-    default without it); ``template`` as :func:`chat_prompt` takes it."""
+    """The model's greedy answer to ``prompt`` about ``image`` (a PIL image or a file), the image
+    preprocessed and the prompt written as the model's training data were (``model.image_processor`` and
+    ``model.template``, which :func:`load_model` sets; vlkit's default without them); ``template`` as
+    :func:`chat_prompt` takes it, to write the prompt otherwise."""
     if isinstance(image, str):
         image = Image.open(image)
     pixels = image_to_tensor(image, model.image_size, getattr(model, 'image_processor', None))[None]
+    template = prompt_template(model.tokenizer, template, getattr(model, 'template', None))
     ids = torch.tensor([chat_prompt(model.tokenizer, prompt, template)])
     out = model.generate_ids(pixels, ids, torch.ones_like(ids), max_new_tokens=max_new_tokens)
     return model.tokenizer.decode(out[0], skip_special_tokens=True).strip()

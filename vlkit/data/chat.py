@@ -48,8 +48,36 @@ VICUNA_V1 = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 NAMED_TEMPLATES = {'plain': PLAIN, 'vicuna_v1': VICUNA_V1}
+# transformers' processors pass a message's content as a list of {'type': 'image'} and {'type': 'text'}
+# items: this prefix turns them into the text the templates read (an image: "<image>\n"), in order
+LIST_CONTENT = (
+    '{%- set flat = namespace(messages=[]) -%}'
+    '{%- for m in messages -%}'
+    "{%- if m['content'] is string -%}{%- set flat.messages = flat.messages + [m] -%}"
+    "{%- else -%}{%- set text = namespace(value='') -%}"
+    "{%- for item in m['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{%- set text.value = text.value + '<image>\\n' -%}"
+    "{%- elif item['type'] == 'text' -%}{%- set text.value = text.value + item['text'] -%}{%- endif -%}"
+    '{%- endfor -%}'
+    "{%- set flat.messages = flat.messages + [{'role': m['role'], 'content': text.value}] -%}"
+    '{%- endif -%}'
+    '{%- endfor -%}'
+    '{%- set messages = flat.messages -%}'
+)
 TEMPLATES = ('vlkit', 'chat', *NAMED_TEMPLATES)
 ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system'}
+
+
+def jinja_template(template: str, tokenizer) -> str | None:
+    """A dataset ``template`` as a Jinja chat template for other libraries' processors (an export's): the
+    named ones' and vlkit's own format as Jinja, ``'chat'`` the tokenizer's (``None`` if it has none); each
+    reads a message's content as text or as a processor's list of image and text items."""
+    from .templates import VLKIT_JINJA
+
+    source = {'vlkit': VLKIT_JINJA, **NAMED_TEMPLATES}.get(template) or getattr(
+        tokenizer, 'chat_template', None
+    )
+    return LIST_CONTENT + source if source else None
 
 
 class AnswerSpanError(SampleError):

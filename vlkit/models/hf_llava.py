@@ -211,9 +211,10 @@ def hf_image_processor(preprocessing: dict):
     return CLIPImageProcessor(**settings)
 
 
-def llava_processor(model: nn.Module, preprocessing: dict):
+def llava_processor(model: nn.Module, preprocessing: dict, chat_template: str | None):
     """The ``LlavaProcessor`` that turns an image and a prompt into what :func:`to_llava`'s model reads;
-    ``preprocessing`` is the model's (:func:`hf_image_processor`)."""
+    ``preprocessing`` is the model's (:func:`hf_image_processor`), ``chat_template`` the Jinja of the
+    template it trained with (:func:`vlkit.data.chat.jinja_template`)."""
     from transformers import LlavaProcessor
 
     encoder, tokenizer = model.vision_encoder, model.language_model.tokenizer
@@ -224,7 +225,7 @@ def llava_processor(model: nn.Module, preprocessing: dict):
         tokenizer=tokenizer,
         patch_size=encoder.config.patch_size,
         vision_feature_select_strategy='default' if prefix else 'full',
-        chat_template=getattr(tokenizer, 'chat_template', None),
+        chat_template=chat_template,
         image_token=IMAGE_TOKEN,
         num_additional_image_tokens=prefix,
     )
