@@ -220,6 +220,34 @@ def test_export_to_hf_llava_and_import_back_keep_the_logits(synthetic_root, tmp_
     imported = load_model(str(back / 'config.py'), str(back / 'model.pth'))
     with torch.no_grad():
         torch.testing.assert_close(imported(**batch, mode='tensor'), model(**batch, mode='tensor'), **TOL)
+    assert imported.image_processor == {  # the processor's preprocessing, declared by the imported encoder
+        'mean': (0.5, 0.5, 0.5), 'std': (0.5, 0.5, 0.5), 'size': 32, 'resample': 'bicubic',
+        'shortest_edge': None, 'pad': False,
+    }  # fmt: skip
+
+
+def test_an_import_runs_at_its_processors_size_with_its_preprocessing():
+    """A LLaVA whose tower config says 518 px (DINOv2's) but whose processor crops 112 px runs at 112 in
+    vlkit, normalised as the processor normalises."""
+    from transformers import LlavaConfig
+
+    config = LlavaConfig(
+        vision_config=dict(
+            model_type='dinov2', image_size=518, patch_size=14, hidden_size=32, num_attention_heads=2
+        ),
+        text_config=dict(model_type='llama', hidden_size=48, num_attention_heads=2, num_key_value_heads=2),
+        vision_feature_layer=-2,
+    )
+    processor = dict(
+        do_center_crop=True, crop_size={'height': 112, 'width': 112}, size={'shortest_edge': 128}, resample=3,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], do_pad=False,
+    )  # fmt: skip
+    parts = llava_parts(config, 'tok', processor)
+    assert parts['image_size'] == 112 and llava_parts(config, 'tok')['image_size'] == 518
+    assert parts['vision_encoder']['preprocessing'] == {
+        'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225), 'size': 112, 'resample': 'bicubic',
+        'shortest_edge': 128,
+    }  # fmt: skip
 
 
 @pytest.mark.slow

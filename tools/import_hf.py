@@ -4,8 +4,9 @@ python tools/import_hf.py hf-llava DIR --out OUT
 
 DIR is a transformers LLaVA directory (``LlavaForConditionalGeneration``: config, safetensors weights and
 tokenizer, e.g. an llava-hf model or what tools/export.py wrote). OUT receives ``config.py`` (the parts, as
-config dicts: nothing is downloaded to build them), ``model.pth`` (a vlkit checkpoint, weights only) and
-``tokenizer/``. Put data, schedule and evaluation beside it:
+config dicts: nothing is downloaded to build them; the input size and the encoder's preprocessing from the
+directory's image processor), ``model.pth`` (a vlkit checkpoint, weights only) and ``tokenizer/``. Put
+data, schedule and evaluation beside it:
 
     _base_ = ['OUT/config.py', 'configs/_base_/default_runtime.py', ...]
     python tools/test.py MY_CONFIG OUT/model.pth
@@ -50,14 +51,30 @@ def import_hf_llava(folder: str, out: str):
         raise ValueError(f'vlkit cannot express the LLaVA in {folder}: ' + '; '.join(blockers))
     tokenizer_dir = osp.abspath(osp.join(out, 'tokenizer'))
     tokenizer.save_pretrained(tokenizer_dir)
-    parts = llava_parts(config, tokenizer_dir)
+    processor = image_processor_settings(folder)
+    parts = llava_parts(config, tokenizer_dir, processor)
     cfg = Config(dict(default_scope='vlkit', **parts))
     cfg.dump(osp.join(out, 'config.py'))
+    if (processor or {}).get('do_pad'):
+        print(
+            f"{folder}'s processor pads images to a square: give your datasets pad_to_square=True "
+            '(docs/data.md) to evaluate it as it was run'
+        )
     model = MODELS.build(dict(type='VisionLanguageModel', **parts))
     load_from_llava(model, LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32))
     meta = dict(imported_from=osp.abspath(folder), format='hf-llava')
     torch.save(dict(state_dict=model.state_dict(), meta=meta), osp.join(out, 'model.pth'))
     return model
+
+
+def image_processor_settings(folder: str) -> dict | None:
+    """The settings of the image processor saved in ``folder`` (``None`` where there is none)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(folder).to_dict()
+    except OSError:  # no processor files: the tower's own size and vlkit's default preprocessing
+        return None
 
 
 def main(argv=None) -> None:

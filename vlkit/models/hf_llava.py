@@ -20,6 +20,7 @@ from torch import nn
 
 from ..constants import IMAGE_TOKEN
 from .encoders import HFVisionEncoder
+from .encoders.hf_encoder import preprocessing_of
 from .fusion import AutoregressiveFusion
 from .llms import HFCausalLM
 from .training import has_lora
@@ -257,13 +258,22 @@ def import_blockers(config, tokenizer) -> list[str]:
     return found
 
 
-def llava_parts(config, tokenizer_spec: str) -> dict:
-    """The vlkit parts (top-level config keys) of an HF LLaVA of ``config``."""
+def llava_parts(config, tokenizer_spec: str, processor: dict | None = None) -> dict:
+    """The vlkit parts (top-level config keys) of an HF LLaVA of ``config``; ``processor``, its image
+    processor's settings (``to_dict()``), gives the input size the model runs at (an export of a model
+    trained below its tower's own size, e.g. DINOv2 at 112 px of 518) and the preprocessing the encoder
+    declares."""
+    encoder = dict(
+        type='HFVisionEncoder', model=_model_dict(config.vision_config), layer=config.vision_feature_layer
+    )
+    image_size = config.vision_config.image_size
+    if processor is not None:
+        encoder['preprocessing'] = preprocessing_of(processor)
+        size = encoder['preprocessing']['size']
+        image_size = size if isinstance(size, int) else image_size
     return dict(
-        image_size=config.vision_config.image_size,
-        vision_encoder=dict(
-            type='HFVisionEncoder', model=_model_dict(config.vision_config), layer=config.vision_feature_layer
-        ),
+        image_size=image_size,
+        vision_encoder=encoder,
         connector=dict(type='MLPProjector', depth=2, act=config.projector_hidden_act),
         language_model=dict(
             type='HFCausalLM', model=_model_dict(config.text_config), tokenizer=tokenizer_spec

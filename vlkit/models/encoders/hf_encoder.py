@@ -30,6 +30,10 @@ class HFVisionEncoder(VisionEncoder):
             random tower that a ``model`` dict describes; the dict then documents the architecture and is
             what profiling builds without weights (``vlkit.analysis``).
         trust_remote_code: run code shipped with the checkpoint (off unless a config turns it on).
+        preprocessing: the images' preprocessing, declared here where no ``preprocessor_config.json`` comes
+            with the weights (an imported model: ``tools/import_hf.py`` writes its processor's): ``mean``,
+            ``std``, ``size``, ``resample`` and ``shortest_edge``, as :meth:`declared_preprocessing` gives
+            them. The data pipeline reads it; the tower does not.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class HFVisionEncoder(VisionEncoder):
         layer: int | None = None,
         pretrained: str | None = None,
         trust_remote_code: bool = False,
+        preprocessing: dict | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
@@ -86,26 +91,10 @@ class HFVisionEncoder(VisionEncoder):
         ``$VLKIT_WEIGHTS``: :func:`vlkit.pretrained.resolve_pretrained`, or a hub name in the local Hugging
         Face cache); with ``shortest_edge`` where the checkpoint resizes the shortest edge and then crops the
         centre (CLIP)."""
+        if cfg.get('preprocessing') is not None:
+            return dict(cfg['preprocessing'])
         config = cls._preprocessor_config(cfg)
-        if config is None:
-            return None
-        crop = config.get('crop_size') if config.get('do_center_crop') else None
-        resize = config.get('size')  # a number is the shortest edge (openai/clip-vit-large-patch14-336's)
-        shortest_edge = resize.get('shortest_edge') if isinstance(resize, Mapping) else resize
-        size = crop or resize
-        if isinstance(size, Mapping):
-            size = size.get('shortest_edge') or (
-                size['height'] if size['height'] == size['width'] else (size['height'], size['width'])
-            )
-        declared = {
-            'mean': tuple(config.get('image_mean', (0.5,) * 3)),
-            'std': tuple(config.get('image_std', (0.5,) * 3)),
-            'size': size,
-            'resample': PIL_RESAMPLE_NAMES.get(config.get('resample', 3), 'bicubic'),
-        }
-        if crop and shortest_edge:
-            declared['shortest_edge'] = shortest_edge
-        return declared
+        return None if config is None else preprocessing_of(config)
 
     @staticmethod
     def _preprocessor_config(cfg: Mapping) -> dict | None:
@@ -141,3 +130,26 @@ def _hub_cache_file(name: str, filename: str) -> str | None:
     except ValueError:  # not a hub name (a path that does not exist)
         return None
     return found if isinstance(found, str) else None
+
+
+def preprocessing_of(config: Mapping) -> dict:
+    """What an image processor's settings (a ``preprocessor_config.json``, or an image processor's
+    ``to_dict()``) do, as vlkit declares preprocessing: ``mean``, ``std``, ``size``, ``resample``, and
+    ``shortest_edge`` where it resizes the shortest edge and then crops the centre (CLIP)."""
+    crop = config.get('crop_size') if config.get('do_center_crop') else None
+    resize = config.get('size')  # a number is the shortest edge (openai/clip-vit-large-patch14-336's)
+    shortest_edge = resize.get('shortest_edge') if isinstance(resize, Mapping) else resize
+    size = crop or resize
+    if isinstance(size, Mapping):
+        size = size.get('shortest_edge') or (
+            size['height'] if size['height'] == size['width'] else (size['height'], size['width'])
+        )
+    declared = {
+        'mean': tuple(config.get('image_mean', (0.5,) * 3)),
+        'std': tuple(config.get('image_std', (0.5,) * 3)),
+        'size': size,
+        'resample': PIL_RESAMPLE_NAMES.get(config.get('resample', 3), 'bicubic'),
+    }
+    if crop and shortest_edge:
+        declared['shortest_edge'] = shortest_edge
+    return declared
