@@ -10,6 +10,7 @@ from PIL import Image
 from tests.helpers import write_shard
 from vlkit.data import ConversationShards, SyntheticShards, synthetic, vlm_collate
 from vlkit.data.prepare import ensure_synthetic_data
+from vlkit.data.skips import BadSampleError
 
 
 def _png(color=(200, 10, 10)) -> bytes:
@@ -63,6 +64,22 @@ def test_missing_shard_is_skipped_and_counted(bad_shard, tmp_path, synthetic_roo
     ds = _dataset([str(tmp_path / 'nowhere-00000.tar'), bad_shard], synthetic_root)
     assert len(list(ds)) == 2
     assert ds.skipped.counts['missing_shard'] == 1
+
+
+@pytest.mark.parametrize('case', ['missing shards', 'no readable sample'])
+def test_a_training_stream_with_nothing_readable_stops_naming_the_reasons(tmp_path, synthetic_root, case):
+    """Resampled shards never end: without the guard, a source none of whose samples can be read would keep
+    the first batch waiting forever."""
+    if case == 'missing shards':
+        shards = [str(tmp_path / 'gone-00000.tar'), str(tmp_path / 'gone-00001.tar')]
+    else:
+        shards = [write_shard(tmp_path / 'x-00000.tar', [('k.png', _png()), ('j.png', _png())])]
+    tokenizer = dict(type='synthetic_tokenizer', data_root=synthetic_root)
+    ds = ConversationShards(shards, tokenizer, image_size=32, mode='train')
+    ds.skipped.max_consecutive = 50
+    reason = 'missing_shard' if case == 'missing shards' else 'missing_field'
+    with pytest.raises(BadSampleError, match=rf"50 bad samples or shards in a row .*'{reason}': 50"):
+        next(iter(ds))
 
 
 def test_caption_pairs_are_read(tmp_path, synthetic_root):

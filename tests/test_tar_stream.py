@@ -47,6 +47,9 @@ def test_gzip_compressed_shards_are_read(tmp_path):
     packed.write_bytes(gzip.compress(open(plain, 'rb').read()))
     drop_url = lambda samples: [{k: v for k, v in s.items() if k != '__url__'} for s in samples]  # noqa: E731
     assert drop_url(_ours([str(packed)])) == drop_url(_ours([plain])) == drop_url(_webdataset([str(packed)]))
+    # through a pipe (and so a URL), whose stream cannot be peeked at: the same samples
+    for url in (f'pipe:cat {packed}', f'pipe:cat {plain}'):
+        assert drop_url(_ours([url])) == drop_url(_ours([plain]))
 
 
 def test_a_truncated_shard_keeps_its_whole_samples_and_names_itself(tmp_path):

@@ -184,7 +184,7 @@ class ConversationShards(IterableDataset):
         """The samples with their images decoded (:meth:`decode`), counting the good ones."""
         threads = self.decode_threads if get_worker_info() is not None else 0
         for sample in map_in_threads(samples, self.decode, threads, handler=self.skipped):
-            self.skipped.good += 1
+            self.skipped.count_good()
             yield sample
 
     def to_sample(self, raw: dict) -> dict:

@@ -47,6 +47,9 @@ def skip_reason(exn: BaseException) -> str:
     return 'other'
 
 
+MAX_CONSECUTIVE_SKIPS = 10_000  # bad samples or shards in a row after which a stream stops (SkipCounter)
+
+
 class BadSampleError(RuntimeError):
     """A bad sample or shard met in strict mode, with the reason and the shard it came from."""
 
@@ -79,15 +82,25 @@ def shard_of(exn: BaseException) -> str | None:
 class SkipCounter:
     """A webdataset error handler that counts skipped samples by reason and by shard (or raises when strict).
 
-    ``good`` counts the samples read successfully (see :meth:`ConversationShards.decoded`), so that
-    ``skip_rate`` is the share of bad ones among all met.
+    ``good`` counts the samples read successfully (:meth:`count_good`, called by
+    :meth:`ConversationShards.decoded`), so that ``skip_rate`` is the share of bad ones among all met. A
+    stream that meets ``max_consecutive`` bad samples or shards in a row, with no good one between, is
+    stopped with an error naming the reasons: a training stream resamples its shards forever, and would
+    otherwise wait without end on a source none of whose samples can be read (every shard missing, or files
+    of another layout).
     """
 
-    def __init__(self, strict: bool = False) -> None:
+    def __init__(self, strict: bool = False, max_consecutive: int = MAX_CONSECUTIVE_SKIPS) -> None:
         self.strict = strict
+        self.max_consecutive = max_consecutive
         self.counts: Counter[str] = Counter()
         self.shards: Counter[str] = Counter()
         self.good = 0
+        self.consecutive = 0
+
+    def count_good(self) -> None:
+        self.good += 1
+        self.consecutive = 0
 
     def __call__(self, exn: BaseException) -> bool:
         if isinstance(exn, BadSampleError):  # raised by an inner stage, passing through an outer one
@@ -97,6 +110,13 @@ class SkipCounter:
             raise BadSampleError(f'{reason} in shard {shard}: {type(exn).__name__}: {exn}') from exn
         self.counts[reason] += 1
         self.shards[shard] += 1
+        self.consecutive += 1
+        if self.consecutive >= self.max_consecutive:
+            raise BadSampleError(
+                f'{self.consecutive} bad samples or shards in a row and no good one (skipped so far: '
+                f'{dict(self.counts)}; the last: {reason} in shard {shard}: {type(exn).__name__}: {exn}). '
+                'Is every shard there, and in the layout this dataset reads (docs/data.md)?'
+            ) from exn
         if self.counts[reason] <= 3:
             print_log(
                 f'skipping a bad sample ({reason}) from {shard}: {type(exn).__name__}: {exn}',

@@ -84,16 +84,37 @@ def _header_name(header: bytes) -> str:
     return name
 
 
-def _opened(url: str):
-    stream = gopen(url)
-    head = stream.peek(2)[:2] if hasattr(stream, 'peek') else b''
+class _Prepended:
+    """A stream with bytes already read from it put back in front (for streams without ``peek``: a
+    ``pipe:`` or a URL, which webdataset opens as a ``Pipe``)."""
+
+    def __init__(self, head: bytes, stream) -> None:
+        self.head, self.stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.stream.read(size)
+        if size < 0:
+            data, self.head = self.head + self.stream.read(), b''
+            return data
+        data, self.head = self.head[:size], self.head[size:]
+        return data + (self.stream.read(size - len(data)) if len(data) < size else b'')
+
+
+def _decompressed(stream):
+    """The tar stream of an opened shard: decompressed where it starts as gzip does."""
+    if hasattr(stream, 'peek'):
+        head = stream.peek(2)[:2]
+    else:
+        head = stream.read(2)
+        stream = _Prepended(head, stream)
     return gzip.GzipFile(fileobj=stream) if head == b'\x1f\x8b' else stream
 
 
 def _samples_of_shard(url: str) -> Iterator[dict]:
     sample = None
-    with _opened(url) as stream:
-        for name, data in tar_members(stream):
+    with gopen(url) as opened:
+        for name, data in tar_members(_decompressed(opened)):
             match = KEY_AND_EXTENSION.match(name)
             if match is None or ('/' not in name and name.startswith('__') and name.endswith('__')):
                 continue
