@@ -83,9 +83,11 @@ def test_a_training_stream_with_nothing_readable_stops_naming_the_reasons(tmp_pa
 
 
 def test_caption_pairs_are_read(tmp_path, synthetic_root):
-    shard = write_shard(tmp_path / 'cap-00000.tar', [('k.png', _png()), ('k.txt', b'red')])
-    (sample,) = list(_dataset([shard], synthetic_root))
+    members = [('k.png', _png()), ('k.txt', b'red'), ('e.png', _png()), ('e.txt', b' ')]  # img2dataset: ""
+    ds = _dataset([write_shard(tmp_path / 'cap-00000.tar', members)], synthetic_root)
+    (sample,) = list(ds)
     assert sample['answer'] == 'red' and sample['task'] == 'caption'
+    assert ds.skipped.counts == {'empty_caption': 1}
 
 
 def _synthetic(split, synthetic_root, **kwargs):

@@ -577,6 +577,8 @@ def test_img2dataset_shards_are_read_directly(tmp_path, tokenizer_dir):
     )
     samples = list(ds)
     assert len(ds) == 2 and [s['answer'] for s in samples] == ['a red bus', 'a cat sleeps']
+    pattern = Img2DatasetShards(str(folder / '{00000..00001}.tar'), tokenizer=tokenizer_dir, image_size=16)
+    assert len(pattern) == 2  # a brace pattern finds the stats beside its shards too
     assert set(ds.skipped.counts) == {
         'truncated_tar'
     }  # counted by the stage that met it (and the one around it)

@@ -231,7 +231,10 @@ class ConversationShards(IterableDataset):
         if record is None:
             if 'txt' not in raw:
                 raise MissingField(f'sample {key!r} has neither .json (conversations) nor .txt (caption)')
-            return _turns(IMAGE_TOKEN + self.caption_prompt, raw['txt'].decode()), None, 'caption'
+            caption = raw['txt'].decode()
+            if not caption.strip():  # img2dataset writes "" for a row without a caption
+                raise SampleError(f'sample {key!r} has an empty caption ({key}.txt)', reason='empty_caption')
+            return _turns(IMAGE_TOKEN + self.caption_prompt, caption), None, 'caption'
         task = record.get('task')
         if 'conversations' in record:
             return record['conversations'], None, task
@@ -416,10 +419,19 @@ class Img2DatasetShards(ConversationShards):
                 raise FileNotFoundError(
                     f'{folder} holds no .tar shards (img2dataset --output_format webdataset)'
                 )
-            stats = [json.loads(p.read_text()) for p in sorted(folder.glob('*_stats.json'))]
-            if stats:
-                kwargs.setdefault('num_samples', sum(s.get('successes', 0) for s in stats))
+        successes = _img2dataset_successes(shards)
+        if successes is not None:
+            kwargs.setdefault('num_samples', successes)
         super().__init__(shards, **kwargs)
 
     def to_sample(self, raw: dict) -> dict:
         return super().to_sample({k: v for k, v in raw.items() if k != 'json'})
+
+
+def _img2dataset_successes(shards: str | list[str]) -> int | None:
+    """The samples in img2dataset shards: the ``successes`` of the ``NAME_stats.json`` beside each local
+    ``NAME.tar`` (``None`` where there is none)."""
+    urls = wds.shardlists.expand_urls(shards) if isinstance(shards, str) else list(shards)
+    stats = [Path(url[: -len('.tar')] + '_stats.json') for url in urls if url.endswith('.tar')]
+    stats = [path for path in stats if path.is_file()]
+    return sum(json.loads(path.read_text()).get('successes', 0) for path in stats) if stats else None
