@@ -169,6 +169,10 @@ PTB_CASES = [
     ("A `quoted' thing and ''another'' one", 'a quoted thing and another one'),
     ('A wave on top of a surfboard!!', 'a wave on top of a surfboard !!'),
     ('   Extra   spaces  and\ttabs here  ', 'extra spaces and tabs here'),
+    ("Mr. Smith and Dr. Who on St. Mark's street", "mr. smith and dr. who on st. mark 's street"),
+    ('apples, pears, etc. on a table vs. a flag', 'apples pears etc. on a table vs. a flag'),
+    ("the children 's toys and it 's fine", "the children 's toys and it 's fine"),
+    ('He is first. Then she is last.', 'he is first then she is last'),
 ]
 
 

@@ -313,25 +313,42 @@ LIST_MESSAGES = [  # MESSAGES as transformers' processors pass them: content as 
 ]
 
 
+def _jinja_tokenizer(kind: str):
+    if kind == 'llama':  # adds its BOS itself (LLaVA's Vicuna); its old tokenization, as LLaVA-1.5's
+        tokenizer = _llama_tokenizer(legacy=True)
+        tokenizer.chat_template = QWEN2
+        return tokenizer
+    if kind == 'bos-not-added':  # has a BOS token that it does not add itself
+        return byte_level_tokenizer(CORPUS, special_tokens=[], chat_template=QWEN2, bos='<s>', eos='</s>')
+    return _tokenizer('qwen2')  # no BOS at all
+
+
+@pytest.mark.parametrize('kind', ['qwen2', 'llama', 'bos-not-added'])
 @pytest.mark.parametrize('template', ['vlkit', 'chat', 'plain', 'vicuna_v1'])
-def test_each_template_as_jinja_writes_the_prompt_training_wrote(template):
+def test_each_template_as_jinja_writes_the_prompt_training_wrote(template, kind):
     """An exported model's processor renders a prompt (text or a processor's list of items) to the text
-    whose tokens are the ones vlkit's data pipeline and vlkit.inference give for that template."""
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    whose tokens, with the tokenizer's own special tokens as a processor adds them, are the ones vlkit's data
+    pipeline and vlkit.inference give for that template."""
+    from transformers.utils.chat_template_utils import render_jinja_template
 
     from vlkit.data.chat import jinja_template
     from vlkit.inference import chat_prompt
 
-    tokenizer = _tokenizer('qwen2')
-    jinja = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-        jinja_template(template, tokenizer)
-    )
-    render = lambda messages: jinja.render(  # noqa: E731
-        messages=messages, add_generation_prompt=True, **tokenizer.special_tokens_map
-    )
-    assert render(LIST_MESSAGES) == render(MESSAGES[:3])  # an image item is "<image>\n"
-    question = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'what is it ?'}]}]
-    ids = tokenizer(render(question), add_special_tokens=False)['input_ids']
+    tokenizer = _jinja_tokenizer(kind)
+    source = jinja_template(template, tokenizer)
+
+    def render(messages):
+        (text,), _ = render_jinja_template(
+            conversations=[messages], chat_template=source, add_generation_prompt=True,
+            **tokenizer.special_tokens_map,
+        )  # fmt: skip
+        return text
+
+    assert render(LIST_MESSAGES) == render(MESSAGES[:3])  # an image item is "<image>\n", before the text
+    question = [{'role': 'user', 'content': [{'type': 'text', 'text': 'what is it ?'}, {'type': 'image'}]}]
+    # the tokenizer's own special tokens added, as processor(text=...) and LLaVA's templates have it; with
+    # 'chat', the tokenizer's own template, as apply_chat_template(tokenize=True) tokenizes its text
+    ids = tokenizer(render(question), add_special_tokens=template != 'chat')['input_ids']
     assert ids == chat_prompt(tokenizer, 'what is it ?', template)
     assert ids.count(tokenizer.convert_tokens_to_ids('<image>')) == 1
 
@@ -353,7 +370,7 @@ def test_vlkits_format_as_jinja_renders_a_conversation_as_training_tokenizes_it(
         .from_string(VLKIT_JINJA)
         .render(messages=messages, **tokenizer.special_tokens_map)
     )
-    bos, eos = tokenizer.bos_token or '', tokenizer.eos_token
-    assert text == f'{bos}<image>\nwhat colour is the circle ?\nanswer : red{eos}'
+    assert text == f'<image>\nwhat colour is the circle ?\nanswer : red{tokenizer.eos_token}'
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ids = tokenizer(text, add_special_tokens=False)['input_ids']
-    assert ids == tokenize_conversation(tokenizer, turns)['input_ids']
+    assert bos + ids == tokenize_conversation(tokenizer, turns)['input_ids']

@@ -72,6 +72,19 @@ def test_mapping_in_threads_keeps_the_order_and_hands_each_error_to_the_handler(
     assert handler.seen == ['bad item 3', 'bad item 10', 'bad item 17']
 
 
+@pytest.mark.parametrize('threads', [0, 2])
+def test_an_error_of_the_items_themselves_comes_after_the_items_before_it(threads):
+    def items():
+        yield from range(5)
+        raise RuntimeError('the stream broke at item 5')
+
+    seen = []
+    with pytest.raises(RuntimeError, match='the stream broke at item 5'):
+        for result in map_in_threads(items(), lambda i: i * i, threads, _Handler()):
+            seen.append(result)
+    assert seen == [0, 1, 4, 9, 16]
+
+
 def test_mapping_in_threads_stops_where_the_handler_says_so_and_raises_what_it_raises():
     assert list(map_in_threads(iter(range(20)), _slow_square, 2, _Handler(answer=False))) == [0, 1, 4]
 
@@ -108,7 +121,7 @@ def test_mapping_in_threads_runs_items_at_once_and_only_a_few_ahead():
 
 EXIT_WHILE_READING = """
 import torch
-from vlkit.data.prefetch import map_in_threads, read_ahead
+from vlkit.data.prefetch import read_ahead
 
 def heavy():
     a = torch.randn(600, 600)

@@ -511,14 +511,11 @@ def test_a_document_loses_only_its_unreadable_images(tmp_path):
     assert record['images'] == ['cat.jpg', None, None, 'dog.png', None]
     assert members['000000000.0.jpg'] == cat and members['000000000.1.png'] == dog
     listed = json.loads((tmp_path / 'mm' / 'data_skips.json').read_text())
-    assert [(r['key'], r['reason'], r.get('image_only', False)) for r in listed['records']] == [
-        ('000000000', 'missing_image', True),
-        ('000000001', 'missing_image', False),
-    ]
-    assert (
-        'dead.jpg' in listed['records'][0]['message']
-        and 'none of its 2 images' in listed['records'][1]['message']
-    )
+    assert [(r['key'], r['reason']) for r in listed['records']] == [('000000001', 'missing_image')]
+    assert [(r['key'], r['reason']) for r in listed['dropped_images']] == [('000000000', 'missing_image')]
+    assert 'dead.jpg' in listed['dropped_images'][0]['message']
+    assert 'none of its 2 images' in listed['records'][0]['message']
+    assert listed['images_dropped'] == {'missing_image': 1}
     fmt = DATA_FORMATS.build(dict(type='mmc4', image_folder='{shard}_images'))
     with pytest.raises(ConversionError, match=r'record 000000000 .*missing_image.*dead.jpg'):
         convert(fmt, [str(source)], tmp_path / 'strict', Options(images=str(tmp_path / 'web'), strict=True))

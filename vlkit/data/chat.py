@@ -49,17 +49,18 @@ VICUNA_V1 = (
 )
 NAMED_TEMPLATES = {'plain': PLAIN, 'vicuna_v1': VICUNA_V1}
 # transformers' processors pass a message's content as a list of {'type': 'image'} and {'type': 'text'}
-# items: this prefix turns them into the text the templates read (an image: "<image>\n"), in order
+# items: this prefix turns them into the text the templates read, the images first ("<image>\n" each, as
+# LLaVA's data has them), then the texts; a content of None is empty
 LIST_CONTENT = (
     '{%- set flat = namespace(messages=[]) -%}'
     '{%- for m in messages -%}'
     "{%- if m['content'] is string -%}{%- set flat.messages = flat.messages + [m] -%}"
-    "{%- else -%}{%- set text = namespace(value='') -%}"
-    "{%- for item in m['content'] -%}"
-    "{%- if item['type'] == 'image' -%}{%- set text.value = text.value + '<image>\\n' -%}"
-    "{%- elif item['type'] == 'text' -%}{%- set text.value = text.value + item['text'] -%}{%- endif -%}"
+    "{%- else -%}{%- set text = namespace(images='', words='') -%}"
+    "{%- for item in m['content'] or [] -%}"
+    "{%- if item['type'] == 'image' -%}{%- set text.images = text.images + '<image>\\n' -%}"
+    "{%- elif item['type'] == 'text' -%}{%- set text.words = text.words + item['text'] -%}{%- endif -%}"
     '{%- endfor -%}'
-    "{%- set flat.messages = flat.messages + [{'role': m['role'], 'content': text.value}] -%}"
+    "{%- set flat.messages = flat.messages + [{'role': m['role'], 'content': text.images + text.words}] -%}"
     '{%- endif -%}'
     '{%- endfor -%}'
     '{%- set messages = flat.messages -%}'
@@ -68,16 +69,29 @@ TEMPLATES = ('vlkit', 'chat', *NAMED_TEMPLATES)
 ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'system': 'system'}
 
 
-def jinja_template(template: str, tokenizer) -> str | None:
+def jinja_template(template: str, tokenizer) -> str:
     """A dataset ``template`` as a Jinja chat template for other libraries' processors (an export's): the
-    named ones' and vlkit's own format as Jinja, ``'chat'`` the tokenizer's (``None`` if it has none); each
-    reads a message's content as text or as a processor's list of image and text items."""
+    named ones and vlkit's own format as Jinja, ``'chat'`` the tokenizer's; each reads a message's content
+    as text or as a processor's list of image and text items.
+
+    The rendered text is meant to be tokenized with the tokenizer's own special tokens, as processors do
+    (``processor(text=...)``) and as LLaVA's templates are: so vlkit's format, whose training puts the BOS
+    token first whether or not the tokenizer adds one, writes it into the text only where the tokenizer does
+    not add it itself.
+    """
     from .templates import VLKIT_JINJA
 
-    source = {'vlkit': VLKIT_JINJA, **NAMED_TEMPLATES}.get(template) or getattr(
-        tokenizer, 'chat_template', None
-    )
-    return LIST_CONTENT + source if source else None
+    if template != 'vlkit':
+        check_template(template, tokenizer)
+    source = {'vlkit': VLKIT_JINJA, **NAMED_TEMPLATES}.get(template) or tokenizer.chat_template
+    if template == 'vlkit' and tokenizer.bos_token is not None and not _adds_bos(tokenizer):
+        source = '{{ bos_token }}' + source
+    return LIST_CONTENT + source
+
+
+def _adds_bos(tokenizer) -> bool:
+    ids = tokenizer('a')['input_ids']
+    return bool(ids) and ids[0] == tokenizer.bos_token_id
 
 
 class AnswerSpanError(SampleError):

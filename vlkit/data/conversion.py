@@ -52,7 +52,7 @@ IMAGE_FORMATS = {
     'BMP': 'bmp',
     'TIFF': 'tiff',
 }
-MAX_LISTED_SKIPS = 1000  # skipped records listed one by one in data_skips.json (all are counted)
+MAX_LISTED_SKIPS = 1000  # skipped records (and dropped images) listed one by one in data_skips.json
 DROPPED = object()  # a document position whose image could not be read
 
 
@@ -177,16 +177,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _skip_entry(key: str, record: Record, err: BadRecord, image_only: bool = False) -> dict:
-    """A skipped record, or a document's dropped image (``image_only``), as data_skips.json lists it."""
-    entry = {'key': key, 'id': record.id, 'where': record.where, 'reason': err.reason, 'message': str(err)}
-    return {**entry, 'image_only': True} if image_only else entry
+def _skip_entry(key: str, record: Record, err: BadRecord) -> dict:
+    """A skipped record, or a document's dropped image, as data_skips.json lists it."""
+    return {'key': key, 'id': record.id, 'where': record.where, 'reason': err.reason, 'message': str(err)}
 
 
 def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> dict:
     """Writes one shard (module docstring) and returns its counts; raises :class:`ConversionError` on a
     bad record with ``strict``."""
-    buffer, samples, skipped, skips, images_dropped = io.BytesIO(), 0, Counter(), [], Counter()
+    buffer, samples, skipped, skips = io.BytesIO(), 0, Counter(), []
+    images_dropped, dropped_images = Counter(), []
     with tarfile.open(fileobj=buffer, mode='w', format=tarfile.USTAR_FORMAT) as tar:
         for number, record, known_bad in job.entries:
             key = f'{number:09d}'
@@ -203,7 +203,7 @@ def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> 
                 skips.append(_skip_entry(key, record, err))
                 continue
             images_dropped.update(err.reason for err in dropped)
-            skips.extend(_skip_entry(key, record, err, image_only=True) for err in dropped)
+            dropped_images.extend(_skip_entry(key, record, err) for err in dropped)
             for name, data in members:
                 _add(tar, name, data)
             samples += 1
@@ -215,6 +215,7 @@ def write_shard(fmt: DataFormat, out: Path, job: ShardJob, options: Options) -> 
         'skipped': dict(skipped),
         'skips': skips,
         'images_dropped': dict(images_dropped),
+        'dropped_images': dropped_images,
     }
     _atomic_write(out / PROGRESS / f'{job.name}.json', json.dumps(stats).encode())
     return stats
@@ -364,7 +365,10 @@ def write_manifest(
     if images_dropped:
         manifest['images_dropped'] = dict(sorted(images_dropped.items()))
     listed = [skip for s in stats for skip in s['skips']][:MAX_LISTED_SKIPS]
-    skips = {'skipped': manifest['skipped'], 'images_dropped': dict(images_dropped), 'records': listed}
+    dropped = [image for s in stats for image in s.get('dropped_images', [])][:MAX_LISTED_SKIPS]
+    skips = {'skipped': manifest['skipped'], 'records': listed}
+    if images_dropped:
+        skips.update(images_dropped=dict(sorted(images_dropped.items())), dropped_images=dropped)
     _atomic_write(out / 'data_skips.json', json.dumps(skips, indent=2, ensure_ascii=False).encode())
     _atomic_write(out / 'manifest.json', json.dumps(manifest, indent=2, ensure_ascii=False).encode())
     return manifest

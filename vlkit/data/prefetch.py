@@ -128,10 +128,16 @@ def map_in_threads(
 
 
 def _submitted_in_order(items: Iterator, fn: Callable, submit: Callable, ahead: int) -> Iterator:
-    """The futures of ``fn`` over ``items`` in order, each submitted up to ``ahead`` items before its turn."""
+    """The futures of ``fn`` over ``items`` in order, each submitted up to ``ahead`` items before its turn;
+    an error of ``items`` itself comes after the futures of the items before it, at its place."""
     pending: deque = deque()
-    for item in items:
-        pending.append(submit(fn, item))
-        if len(pending) > ahead:
+    try:
+        for item in items:
+            pending.append(submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft()
+    except Exception:
+        while pending:
             yield pending.popleft()
+        raise
     yield from pending

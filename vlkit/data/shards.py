@@ -38,7 +38,7 @@ ENCODED = 'encoded_images'  # a sample's images before decoding, between Convers
 
 @dataclass(frozen=True)
 class EncodedImages:
-    """A sample's images as their files' bytes, in order, until :meth:`ConversationShards.decode`."""
+    """A sample's images as their files' bytes, in order, until :meth:`ConversationShards.decode_images`."""
 
     data: list[bytes]
     single: bool  # decoded to one ``image`` [3, S, S]; else to ``images`` (crops) and ``crop_counts``
@@ -181,15 +181,15 @@ class ConversationShards(IterableDataset):
             raise
 
     def decoded(self, samples: Iterator[dict]) -> Iterator[dict]:
-        """The samples with their images decoded (:meth:`decode`), counting the good ones."""
+        """The samples with their images decoded (:meth:`decode_images`), counting the good ones."""
         threads = self.decode_threads if get_worker_info() is not None else 0
-        for sample in map_in_threads(samples, self.decode, threads, handler=self.skipped):
+        for sample in map_in_threads(samples, self.decode_images, threads, handler=self.skipped):
             self.skipped.count_good()
             yield sample
 
     def to_sample(self, raw: dict) -> dict:
         """A raw tar sample (``__key__`` plus bytes per extension) -> token ids and the images' bytes
-        (:class:`EncodedImages`, for :meth:`decode`)."""
+        (:class:`EncodedImages`, for :meth:`decode_images`)."""
         key = raw.get('__key__', '?')
         record = json.loads(raw['json']) if 'json' in raw else None
         if record is not None and ('texts' in record or 'images' in record):
@@ -269,7 +269,7 @@ class ConversationShards(IterableDataset):
         sample['task'] = record.get('task')
         return sample
 
-    def decode(self, sample: dict) -> dict:
+    def decode_images(self, sample: dict) -> dict:
         """Decodes a sample's images (its :class:`EncodedImages`): one ``image`` [3, S, S], or ``images``
         [crops, 3, S, S] and ``crop_counts``; counts the sample as read. Touches nothing but the sample, so
         that threads can run it (``decode_threads``)."""

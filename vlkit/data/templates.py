@@ -5,10 +5,9 @@ from __future__ import annotations
 from ..constants import IGNORE_INDEX
 
 ANSWER_PROMPT = 'answer :'
-# the same format as a Jinja chat template, for other libraries' processors (an export's): the BOS token,
-# each human turn stripped then "\nanswer :", each answer " " + stripped + EOS
+# the same format as a Jinja chat template, for other libraries' processors (an export's): each human turn
+# stripped then "\nanswer :", each answer " " + stripped + EOS (the BOS token: vlkit.data.chat.jinja_template)
 VLKIT_JINJA = (
-    "{{ bos_token if bos_token else '' }}"
     '{% for m in messages %}'
     "{% if m['role'] == 'user' %}{{ m['content'] | trim }}{{ '\\n" + ANSWER_PROMPT + "' }}"
     "{% elif m['role'] == 'assistant' %}{{ ' ' + (m['content'] | trim) + eos_token }}{% endif %}"

@@ -10,10 +10,10 @@ The COCO server tokenises with the Stanford PTB tokenizer (Java). :func:`caption
 jar ships with ``pycocoevalcap``) where ``java`` is on the PATH and otherwise falls back to the pure-Python
 tokenizer, with a warning, and says which ran; :func:`cider_d` always uses the pure-Python one. That one
 follows what the PTB step gives on captions (lower case; clitics split: ``dog 's``, ``is n't``, ``ca n't``,
-``can not``; hyphenated words, decimals, times and ``u.s.`` kept whole; ``$ % # @ &`` kept as tokens;
-brackets as ``-lrb-`` ...; the punctuation pycocoevalcap removes, removed): tests/test_metrics.py holds it
-equal to the PTB tokenizer on captions of each kind. It is not the Stanford tokenizer, and a text outside
-those kinds may split differently.
+``can not``; hyphenated words, decimals, times, ``u.s.`` and ``mr.``, ``st.``, ``etc.`` kept whole;
+``$ % # @ &`` kept as tokens; brackets as ``-lrb-`` ...; the punctuation pycocoevalcap removes, removed):
+tests/test_benchmark_metrics.py holds it equal to the PTB tokenizer on captions of each of those kinds. It is
+not the Stanford tokenizer: e-mail addresses, ``c++``, ``rock 'n' roll`` or ``'80s`` split differently.
 Because the IDF comes from the evaluated references, a score depends on the whole set: an n-gram found
 in every image's references weighs 0, and a set of one image scores 0.
 """
@@ -32,6 +32,8 @@ from .vqa import per_task_means, reference_answers
 
 TOKEN = re.compile(
     r'(?:[a-z]\.){2,}'  # abbreviations: u.s., p.m.
+    r'|\b(?:mr|mrs|ms|dr|st|vs|jr|sr|etc|co|inc|ltd|mt)\.'  # and the common titles and short forms
+    r"|(?<![a-z0-9])'(?:s|m|d|re|ve|ll)(?![a-z0-9])"  # a clitic already split off: children 's
     r'|\d+(?:[.,:]\d+)+'  # 3.5, 1,000, 10:30
     r"|[a-z0-9]+(?:[-/'][a-z0-9]+)*'?"  # words, hyphenated or with a clitic: t-shirt, and/or, dog's, kids'
     r'|\.\.\.|--|[!?]{2,}|\S'  # punctuation and symbols, one by one ("!!" is one)

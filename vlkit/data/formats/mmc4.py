@@ -27,7 +27,7 @@ class MMC4(DataFormat):
         self.min_similarity = min_similarity
         try:
             image_folder.format(shard='docs_shard_0')
-        except (KeyError, IndexError, ValueError) as err:
+        except (AttributeError, KeyError, IndexError, ValueError) as err:
             raise ValueError(
                 f"image_folder {image_folder!r} may hold only {{shard}} (the JSONL file's name), e.g. "
                 f"'{{shard}}_images'; it failed with {err!r}"
