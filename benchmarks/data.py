@@ -7,7 +7,8 @@ conversations):
 
 * **conversion**: ``tools/prepare_data.py llava`` with ``--workers``, in images per second;
 * **reader**: ``PreparedShards`` (chat template with labels, 64 px images) through a ``DataLoader`` with one
-  worker process (which decodes with its default ``decode_threads``, docs/data.md), in samples per second,
+  worker process (which decodes with its default ``decode_threads``, docs/data.md; and with none, to show
+  what the threads give), in samples per second,
   beside a single-process plain Python loop doing the same decode + tokenize (and batching) from the source
   (the JSON and the image files), in one thread: the reader should be at least as fast (each measured
   three times, alternated, the best kept; the reader also with ``num_workers=0``, in the calling process,
@@ -94,9 +95,11 @@ def tokenizer_dir(folder: Path) -> str:
     return str(folder / 'tokenizer')
 
 
-def read_with_reader(data: Path, tokenizer: str, samples: int, workers: int = 1) -> float:
+def read_with_reader(
+    data: Path, tokenizer: str, samples: int, workers: int = 1, decode_threads: int | None = None
+) -> float:
     """Samples per second of PreparedShards through a DataLoader (batches of 32) with ``workers`` worker
-    processes (0: in the calling process)."""
+    processes (0: in the calling process), decoding with ``decode_threads`` (``None``: its default)."""
     from torch.utils.data import DataLoader
 
     from vlkit.data import PreparedShards, vlm_collate
@@ -108,6 +111,7 @@ def read_with_reader(data: Path, tokenizer: str, samples: int, workers: int = 1)
         mode='train',
         template='chat',
         shuffle_buffer=100,
+        **({} if decode_threads is None else {'decode_threads': decode_threads}),
     )
     loader = DataLoader(dataset, batch_size=32, num_workers=workers, collate_fn=vlm_collate)
     batches = iter(loader)
@@ -151,9 +155,10 @@ def run(args: argparse.Namespace, folder: Path) -> str:
     sizes = ((args.records, small), (args.large, large))
     memory = {n: convert(src, images, folder / f'mem{n}', 1)['peak_mib'] for n, src in sizes}
     tokenizer = tokenizer_dir(folder)
-    reader, in_process, plain = 0.0, 0.0, 0.0
+    reader, inline, in_process, plain = 0.0, 0.0, 0.0, 0.0
     for _ in range(ROUNDS):  # alternated, best of each: a busy machine slows one side less than the other
         reader = max(reader, read_with_reader(folder / 'small', tokenizer, args.read))
+        inline = max(inline, read_with_reader(folder / 'small', tokenizer, args.read, decode_threads=0))
         in_process = max(in_process, read_with_reader(folder / 'small', tokenizer, args.read, workers=0))
         plain = max(plain, read_plain(small, images, tokenizer, args.read))
     cpu = next((ln.split(':', 1)[1].strip() for ln in Path('/proc/cpuinfo').read_text().splitlines()
@@ -171,6 +176,8 @@ def run(args: argparse.Namespace, folder: Path) -> str:
             f'{plain:.0f} samples/s',
         ),
         ('reader / plain loop', f'{reader / plain:.2f}'),
+        ('reader, 1 worker, images decoded in its own thread (decode_threads=0)', f'{inline:.0f} samples/s'),
+        ('reader with decode_threads=0 / plain loop', f'{inline / plain:.2f}'),
         ('reader in the calling process (DataLoader num_workers=0)', f'{in_process:.0f} samples/s'),
         ('reader in the calling process / plain loop', f'{in_process / plain:.2f}'),
         (f'converter peak memory, {args.records} records', f'{memory[args.records]:.0f} MiB'),
