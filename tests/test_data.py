@@ -162,7 +162,9 @@ def test_samples_are_read_ahead_in_the_training_process_only(synthetic_root):
     loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
     in_worker = next(iter(loader))
     assert 'vlkit-read-ahead' not in in_worker  # a worker already works ahead of the step
-    assert sum(name.startswith('vlkit-decode') for name in in_worker) == 2  # and decodes two images at once
+    # and it decodes images in its pool (2 at most; the pool starts a thread only when none is idle: the
+    # tests of map_in_threads show two at work at once)
+    assert 1 <= sum(name.startswith('vlkit-decode') for name in in_worker) <= 2
 
 
 def _in_a_worker(dataset, count=None) -> list[dict]:
