@@ -147,6 +147,7 @@ def _located_hot_token(n: int, seed: int) -> dict:
         'left' if w < 2 else 'right' for w in where.tolist()]}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_task_probe_finds_what_only_positions_tell():
     from benchmarks.task_probe import probe_accuracy
 
@@ -158,6 +159,7 @@ def test_the_task_probe_finds_what_only_positions_tell():
     assert accuracy['mean token'] <= majority and accuracy['question only'] <= majority  # all inputs alike
 
 
+@pytest.mark.slow
 def test_the_task_probe_reads_the_order_of_the_question():
     from benchmarks.task_probe import probe_accuracy
 

@@ -184,6 +184,7 @@ def _rows(table: str, name: str) -> int:
     return len(re.findall(rf'^\| {re.escape(name)} \|', table, flags=re.M))
 
 
+@pytest.mark.slow
 def test_compare_trains_evaluates_profiles_reports_and_reuses(synthetic_root, tmp_path, capsys):
     compare = _compare_tool()
     out = str(tmp_path / 'cmp')
