@@ -17,9 +17,6 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def pytest_collection_modifyitems(config, items):
-    # the long tests (marked slow, or reading the real checkpoints) first: pytest-xdist hands tests out in
-    # this order, and a long one met last would keep one process busy while the other waits
-    items.sort(key=lambda item: 'slow' not in item.keywords and 'real' not in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason='needs a CUDA device')
