@@ -101,9 +101,33 @@ def test_a_comparison_renders_as_a_task_table_best_first_with_the_prior():
     }  # fmt: skip
     lines = results.render_compare_default(record).splitlines()
     assert 'benchmark format 2' in lines[0] and '1 min 15 s in all' in lines[0] and '(30.0%)' in lines[0]
+    assert 'Val accuracy (%, one seed)' in lines[0]
     assert lines[2:] == [
         '| task | b | a | question only |',
         '|---|---|---|---|',
         '| spatial | 70.2 | 40.0 | 50.0 |',
         '| overall | 60.0 | 41.0 | 30.0 |',
     ]
+
+
+def test_a_comparison_of_several_seeds_shows_each_architectures_mean_and_spread():
+    def run(name, seed, spatial, status='done'):
+        metrics = {'val 0-shot': {'exact_match/spatial': spatial, 'exact_match/overall': spatial / 2}}
+        return dict(name=name, seed=seed, status=status, metrics=metrics if status == 'done' else {})
+
+    runs = results._one_per_architecture(
+        [run('a', 0, 60.0), run('a', 1, 64.0), run('a', 2, 0.0, 'failed'), run('b', 0, 50.0)]
+    )
+    assert [(r['name'], r.get('seeds')) for r in runs] == [('a', 2), ('b', None)]  # failed seeds left out
+    assert runs[0]['metrics']['val 0-shot']['exact_match/spatial'] == 62.0
+    assert runs[0]['std']['spatial'] == pytest.approx(2**0.5 * 2)  # sample std of 60 and 64
+    record = {
+        'command': 'tools/compare.py c.py --seeds 2', 'commit': 'abc1234', 'date': '2026-12-01',
+        'machine': 'a CPU', 'benchmark_format': 3, 'training': '10 iterations', 'evaluation': 'val',
+        'runs': [dict(name='a', status='done', visual_tokens=16, seeds=2,
+                      accuracy={'spatial': 62.0, 'overall': 31.0},
+                      accuracy_std={'spatial': 2.83, 'overall': 1.41})],
+    }  # fmt: skip
+    lines = results.render_compare_default(record).splitlines()
+    assert 'Val accuracy (%, mean ± standard deviation over 2 seeds)' in lines[0]
+    assert lines[2:] == ['| task | a |', '|---|---|', '| spatial | 62.0 ± 2.8 |', '| overall | 31.0 ± 1.4 |']

@@ -50,12 +50,13 @@ def _write(path: str, record: dict) -> None:
     print(f'wrote {osp.relpath(path, ROOT)}')
 
 
-def _provenance() -> dict:
+def _provenance(env: dict | None = None, date: str | None = None) -> dict:
+    """Commit, date and machine: a run's own (``env``, as tools/compare.py records it), else this one's."""
     from vlkit.analysis.report import environment
 
-    env = environment()
+    env = env or environment()
     machine = f'{env["cpu"]}, {env["cores"]} cores, {env["threads"]} threads, torch {env["torch version"]}'
-    return {'commit': env.get('vlkit commit'), 'date': time.strftime('%Y-%m-%d'), 'machine': machine}
+    return {'commit': env.get('vlkit commit'), 'date': date or time.strftime('%Y-%m-%d'), 'machine': machine}
 
 
 def _iteration_times(work_dir: str) -> tuple[float | None, float | None]:
@@ -105,7 +106,7 @@ def collect_demo(
 def collect_compare(out: str) -> dict:
     results = _load(osp.join(out, 'results.json'))
     runs = []
-    for run in results['runs']:
+    for run in _one_per_architecture(results['runs']):
         metrics = next(iter(run['metrics'].values()), {})
         runs.append({
             'name': run['name'], 'status': run['status'],
@@ -115,13 +116,14 @@ def collect_compare(out: str) -> dict:
             and run['profile']['flops/train_step_per_sample'] * run['train_samples'],
             'seconds': run.get('seconds', {}),
             'accuracy': {k.split('/')[-1]: v for k, v in metrics.items()},
+            **({'seeds': run['seeds'], 'accuracy_std': run['std']} if run.get('seeds', 1) > 1 else {}),
         })  # fmt: skip
     references = next((r['references'] for r in results['runs'] if r.get('references')), {})
     from vlkit.data.synthetic import FORMAT_VERSION  # compare regenerates the data of another format
 
     record = {
         'command': results['meta'].get('command'),
-        **_provenance(),
+        **_provenance(results.get('environment'), (results['meta'].get('date') or '')[:10] or None),
         'benchmark_format': FORMAT_VERSION,
         'training': results['meta'].get('training'),
         'evaluation': results['meta'].get('evaluation'),
@@ -135,19 +137,47 @@ def collect_compare(out: str) -> dict:
     return record
 
 
+def _one_per_architecture(runs: list[dict]) -> list[dict]:
+    """A comparison's runs, one per architecture: a run of several seeds (``--seeds N``) becomes its first
+    seed's record with each score's mean over the finished seeds (``metrics``), its sample standard deviation
+    (``std``, task -> value) and ``seeds``."""
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        by_name.setdefault(run['name'], []).append(run)
+    merged = []
+    for seeds in by_name.values():
+        done = [r for r in seeds if r['status'] != 'failed' and r['metrics']]
+        if len(done) < 2:
+            merged.append(seeds[0])
+            continue
+        split = next(iter(done[0]['metrics']))
+        values = {k: [r['metrics'][split][k] for r in done] for k in done[0]['metrics'][split]}
+        mean = {k: statistics.mean(v) for k, v in values.items()}
+        std = {k.split('/')[-1]: statistics.stdev(v) for k, v in values.items()}
+        merged.append({**done[0], 'metrics': {split: mean}, 'std': std, 'seeds': len(done)})
+    return merged
+
+
 def _minutes(seconds: float) -> str:
     return f'{int(seconds // 60)} min {round(seconds % 60):02d} s'
 
 
-def _table(columns: dict[str, dict[str, float]]) -> list[str]:
+def _table(
+    columns: dict[str, dict[str, float]], spreads: dict[str, dict[str, float]] | None = None
+) -> list[str]:
+    """A task-by-column table of accuracies; ``spreads`` adds `` ± std`` to the columns it names."""
     from vlkit.data.synthetic import TASKS
 
+    spreads = spreads or {}
     tasks = [t for t in sorted(TASKS) if any(t in c for c in columns.values())] + ['overall']
     lines = ['| task | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
     for task in tasks:
-        cells = [columns[c].get(task) for c in columns]
-        row = ' | '.join('—' if v is None else f'{v:.1f}' for v in cells)
-        lines.append(f'| {task} | {row} |')
+        cells = []
+        for name, scores in columns.items():
+            value, spread = scores.get(task), spreads.get(name, {}).get(task)
+            cell = '—' if value is None else f'{value:.1f}'
+            cells.append(cell if spread is None or value is None else f'{cell} ± {spread:.1f}')
+        lines.append(f'| {task} | {" | ".join(cells)} |')
     return lines
 
 
@@ -177,20 +207,25 @@ def render_compare_default(r: dict) -> str:
     prior = r.get('question_only') or {}
     prior_text = f' The dotted line is the question-only prior ({prior["overall"]:.1f}%).' if prior else ''
     columns = {x['name']: x['accuracy'] for x in by_overall}
+    spreads = {x['name']: x['accuracy_std'] for x in by_overall if x.get('accuracy_std')}
     if prior:
         columns['question only'] = prior
+    seeds = {x.get('seeds', 1) for x in runs}
+    what = (
+        f'mean ± standard deviation over {seeds.pop()} seeds' if len(seeds) == 1 and spreads else 'one seed'
+    )
     return '\n'.join([
         f'*Made by `{r["command"]}` on {r["machine"]}, commit {r["commit"]} ({r["date"]}, benchmark format '
         f'{r["benchmark_format"]}): training {r["training"]}, evaluation {r["evaluation"]}; visual tokens '
-        f'per image: {tokens}.{wall}{prior_text} Val accuracy (%):*',
+        f'per image: {tokens}.{wall}{prior_text} Val accuracy (%, {what}):*',
         '',
-        *_table(columns),
+        *_table(columns, spreads),
     ])  # fmt: skip
 
 
 def render_chat_answer(r: dict) -> str:
     """An answer kept by ``tools/chat.py --save NAME`` (``docs/results/chat_*.json``), as the docs show it."""
-    template = 'its chat template' if r['template'] == 'chat' else "vlkit's prompt format"
+    template = TEMPLATE_NAMES.get(r['template'], f'the {r["template"]} template')
     return '\n'.join([
         f'`{r["image"]}`, "{r["prompt"]}" in {template}:',
         '',
@@ -200,6 +235,10 @@ def render_chat_answer(r: dict) -> str:
     ])  # fmt: skip
 
 
+TEMPLATE_NAMES = {
+    'chat': 'its chat template', 'vlkit': "vlkit's prompt format", 'plain': "LLaVA's plain template",
+    'vicuna_v1': "LLaVA's vicuna_v1 template",
+}  # fmt: skip
 RENDERERS = {'default_run': render_default_run, 'compare_default': render_compare_default}
 BLOCK = re.compile(r'(<!-- results:(\w+) -->\n).*?(\n<!-- /results:\2 -->)', re.DOTALL)
 
