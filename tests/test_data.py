@@ -150,8 +150,10 @@ class _ThreadsAfterFirstSample(torch.utils.data.IterableDataset):
         self.dataset = dataset
 
     def __iter__(self):
-        next(iter(self.dataset))
+        samples = iter(self.dataset)  # held while the threads are listed: closing it stops them
+        next(samples)
         yield sorted(thread.name for thread in threading.enumerate())
+        samples.close()
 
 
 def test_samples_are_read_ahead_in_the_training_process_only(synthetic_root):
