@@ -271,8 +271,8 @@ class ConversationShards(IterableDataset):
 
     def decode_images(self, sample: dict) -> dict:
         """Decodes a sample's images (its :class:`EncodedImages`): one ``image`` [3, S, S], or ``images``
-        [crops, 3, S, S] and ``crop_counts``; counts the sample as read. Touches nothing but the sample, so
-        that threads can run it (``decode_threads``)."""
+        [crops, 3, S, S] and ``crop_counts`` (:meth:`decoded` counts it as read). Touches nothing but the
+        sample, so that threads can run it (``decode_threads``)."""
         encoded = sample.pop(ENCODED)
         try:
             images = [_decode_image(data) for data in encoded.data]
