@@ -6,6 +6,12 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+# One OpenMP thread per pytest-xdist worker, for the worker and every tool it starts, unless set: `make test`
+# runs as many workers as cores, and workers with several threads each spin against each other (containers
+# may also report the host's cores, not their share). Raise TEST_WORKERS on a bigger machine instead.
+if 'PYTEST_XDIST_WORKER' in os.environ:
+    for _variable in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(_variable, '1')
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -86,7 +86,6 @@ def _train(data: Path, tokenizer: str, work_dir: str, synthetic_root: str, iters
         'param_scheduler.0.end=5',
         'optim_wrapper.optimizer.lr=3e-3',
         *extra,
-        OMP_NUM_THREADS='2',
     )
 
 
