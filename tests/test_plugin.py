@@ -115,7 +115,8 @@ def test_the_plugin_sits_beside_a_builtin_connector_in_a_comparison(project, syn
     out = project.parent / 'compare'
     opts = [f'{k}={v}' for k, v in tiny_options(synthetic_root, 2).items()]
     configs = [str(project / CONFIG), 'configs/idefics3_pixel_shuffle.py']
-    _tool(project, 'compare.py', *configs, '--out', str(out), '--cfg-options', *opts)
+    # profile-only: the training and the evaluation of the plugin through the tools are the test above's
+    _tool(project, 'compare.py', *configs, '--profile-only', '--out', str(out), '--cfg-options', *opts)
     report = (out / 'report.md').read_text()
     rows = {line.split('|')[1].strip() for line in report.splitlines() if line.startswith('| ')}
     assert {'token_merger_config', 'idefics3_pixel_shuffle'} <= rows, report[:2000]
