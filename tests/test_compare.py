@@ -286,6 +286,21 @@ def test_seeds_run_each_architecture_n_times_reuse_and_report_what_ran(synthetic
     assert header['seeds per architecture'] == '2'
     md = open(os.path.join(out, 'report.md')).read()
     assert 'over 2 seeds' in md and _rows(md, 'llava_mlp') == 3 + 2  # three tables, then a row per seed
+
+    # seed 1 as if killed after its checkpoint at iteration 2: the next comparison resumes it from there
+    seed1 = runs[1].work_dir
+    straight = torch.load(os.path.join(seed1, 'iter_3.pth'), weights_only=False)['state_dict']
+    for done in ('iter_3.pth', 'accuracy_val_0shot_iter_3.json'):
+        os.remove(os.path.join(seed1, done))
+    with open(os.path.join(seed1, 'last_checkpoint'), 'w') as f:
+        f.write(os.path.join(seed1, 'iter_2.pth'))
+    resumed = compare.main([*args, '--seeds', '2'])
+    assert [(r.seed, r.status) for r in resumed] == [(0, 'reused'), (1, 'resumed')]
+    log = open(resumed[1].log).read()
+    assert 'resuming from' in log and 'iter_2.pth' in log and log.count('Iter(train) [1/3]') == 1
+    state = torch.load(os.path.join(seed1, 'iter_3.pth'), weights_only=False)['state_dict']
+    assert state.keys() == straight.keys() and all(torch.equal(state[k], straight[k]) for k in straight)
+    assert resumed[1].metrics == runs[1].metrics
     with pytest.raises(SystemExit, match='--seeds must be at least 1, got 0'):
         compare.main([*args, '--seeds', '0'])
 

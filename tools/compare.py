@@ -159,21 +159,30 @@ def last_checkpoint(work_dir: str) -> str | None:
     return path if path and osp.isfile(path) else None
 
 
-def is_finished(work_dir: str, digest: str, max_iters: int) -> bool:
-    """A run of the same config (hash) whose last checkpoint is its final iteration."""
+def has_config_hash(work_dir: str, digest: str) -> bool:
+    """Whether ``work_dir`` was started for the config (hash) ``digest``."""
     stamp = osp.join(work_dir, 'config_hash')
-    checkpoint = last_checkpoint(work_dir)
-    if not (checkpoint and osp.isfile(stamp)):
+    if not osp.isfile(stamp):
         return False
     with open(stamp) as f:
-        same = f.read().strip() == digest
-    return same and re.fullmatch(rf'iter_{max_iters}\.pth', osp.basename(checkpoint)) is not None
+        return f.read().strip() == digest
 
 
-def tool(name: str, *args: str, log: str) -> tuple[bool, str]:
-    """Runs ``tools/NAME`` with its output in ``log``; returns success and the log's last line."""
+def is_finished(work_dir: str, digest: str, max_iters: int) -> bool:
+    """A run of the same config (hash) whose last checkpoint is its final iteration."""
+    checkpoint = last_checkpoint(work_dir)
+    return (
+        checkpoint is not None
+        and has_config_hash(work_dir, digest)
+        and re.fullmatch(rf'iter_{max_iters}\.pth', osp.basename(checkpoint)) is not None
+    )
+
+
+def tool(name: str, *args: str, log: str, append: bool = False) -> tuple[bool, str]:
+    """Runs ``tools/NAME`` with its output in ``log`` (after what it holds, with ``append``); returns success
+    and the log's last line."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-    with open(log, 'w') as f:
+    with open(log, 'a' if append else 'w') as f:
         code = subprocess.run(
             [sys.executable, osp.join(ROOT, 'tools', name), *args],
             stdout=f,
@@ -190,25 +199,32 @@ def say(message: str) -> None:
 
 
 def train(config: str, work_dir: str, options: list[str], run: RunResult, force: bool) -> None:
-    """Trains into ``work_dir`` unless a finished run with the same config hash is there."""
+    """Trains into ``work_dir``: reuses a finished run with the same config hash, resumes an unfinished one
+    from its last checkpoint (a killed comparison loses only the iterations since it), else starts afresh."""
     max_iters = load_config(config, parse_options(options)).train_cfg.max_iters
     run.log = osp.join(work_dir, 'train.log')
     if not force and is_finished(work_dir, run.config_hash, max_iters):
         run.status = 'reused'
         say(f'  reusing the finished run in {work_dir}')
         return
-    shutil.rmtree(work_dir, ignore_errors=True)  # a stale or unfinished run: its logs would mix with the new
-    os.makedirs(work_dir)
-    say(f'  training {max_iters} iterations (log: {run.log})')
+    same_config = not force and has_config_hash(work_dir, run.config_hash)
+    resume_from = last_checkpoint(work_dir) if same_config else None
+    if resume_from:
+        run.status = 'resumed'
+        say(f'  resuming the unfinished run from {osp.basename(resume_from)} to {max_iters} (log: {run.log})')
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)  # a stale run or one of another config: nothing to keep
+        os.makedirs(work_dir)
+        with open(osp.join(work_dir, 'config_hash'), 'w') as f:  # before training, so that a kill can resume
+            f.write(run.config_hash)
+        say(f'  training {max_iters} iterations (log: {run.log})')
     start = time.monotonic()
-    cli = ['--cfg-options', *options] if options else []
-    ok, last = tool('train.py', config, '--work-dir', work_dir, *cli, log=run.log)
+    cli = ['--resume'] * bool(resume_from) + (['--cfg-options', *options] if options else [])
+    ok, last = tool('train.py', config, '--work-dir', work_dir, *cli, log=run.log, append=bool(resume_from))
     if not ok:
         run.status, run.error = 'failed', f'training: {last}'
         say(f'  training FAILED ({last}); see {run.log}')
         return
-    with open(osp.join(work_dir, 'config_hash'), 'w') as f:
-        f.write(run.config_hash)
     say(f'  trained in {time.monotonic() - start:.0f} s')
 
 

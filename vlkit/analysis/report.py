@@ -43,8 +43,8 @@ class RunResult:
         name: the row's label, e.g. ``qformer+autoregressive``.
         connector: the connector's registry type.
         fusion: the fusion's registry type.
-        status: ``trained``, ``reused`` (a finished work dir with the same config hash), ``profiled``
-            (``--profile-only``) or ``failed``.
+        status: ``trained``, ``reused`` (a finished work dir with the same config hash), ``resumed`` (an
+            unfinished one, from its last checkpoint), ``profiled`` (``--profile-only``) or ``failed``.
         tokens_note: why the visual-token count differs from the one asked for (e.g. no token knob).
         error: the failure's last words, when ``status == 'failed'``.
         log: the log to read about this run.
