@@ -10,7 +10,8 @@ Each config is crossed with the connector and fusion presets named (``configs/_b
 gives every connector with a token-count knob (its class's ``token_knob``: ``num_latents``, ``num_queries``,
 ``num_tokens``) M visual tokens; the others keep theirs and are marked so. Each architecture's config is
 written to ``OUT/configs/NAME.py``; it is trained in the work dir ``OUT/NAME`` by ``tools/train.py`` (or
-reused when its last checkpoint is the final one and its config hash matches), evaluated by
+reused when its last checkpoint is the final one and its config hash matches; resumed from its last
+checkpoint when only the final one is missing), evaluated by
 ``tools/test.py`` once per ``--shots`` value and profiled (``vlkit.analysis.profile_config``). ``OUT`` then
 holds ``report.md``, a self-contained ``report.html``, the PNG plots and ``results.json``. ``--profile-only``
 skips training and evaluation: the cost half, in seconds. ``--max-iters N`` trains
@@ -71,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument('--data', help='the folder prepared for --benchmark (default data/NAME)')
     parser.add_argument('--profile-only', action='store_true', help='cost only: no training, no evaluation')
-    parser.add_argument('--force', action='store_true', help='retrain even where a finished run matches')
+    parser.add_argument('--force', action='store_true', help='train from the start: no reuse, no resume')
     parser.add_argument(
         '--seeds', type=int, default=1, help="runs per architecture, seeds config's seed + 0..N-1 (default 1)"
     )
