@@ -140,7 +140,9 @@ def collect_compare(out: str) -> dict:
 def _one_per_architecture(runs: list[dict]) -> list[dict]:
     """A comparison's runs, one per architecture: a run of several seeds (``--seeds N``) becomes its first
     seed's record with each score's mean over the finished seeds (``metrics``), its sample standard deviation
-    (``std``, task -> value) and ``seeds``."""
+    (``std``, task -> value) and ``seeds``, as the comparison's own report computes them (``Spread``)."""
+    from vlkit.analysis.report import Spread
+
     by_name: dict[str, list[dict]] = {}
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
@@ -151,9 +153,9 @@ def _one_per_architecture(runs: list[dict]) -> list[dict]:
             merged.append(seeds[0])
             continue
         split = next(iter(done[0]['metrics']))
-        values = {k: [r['metrics'][split][k] for r in done] for k in done[0]['metrics'][split]}
-        mean = {k: statistics.mean(v) for k, v in values.items()}
-        std = {k.split('/')[-1]: statistics.stdev(v) for k, v in values.items()}
+        spreads = {k: Spread.of([r['metrics'][split][k] for r in done]) for k in done[0]['metrics'][split]}
+        mean = {k: spread.mean for k, spread in spreads.items()}
+        std = {k.split('/')[-1]: spread.std for k, spread in spreads.items()}
         merged.append({**done[0], 'metrics': {split: mean}, 'std': std, 'seeds': len(done)})
     return merged
 
