@@ -12,8 +12,13 @@ else: ``loss = model(**batch, mode='loss'); backward; clip; step``. Both take th
 iterations after ``--warmup``; the plain loop runs before and after the Runner and its two medians are
 pooled, so a slower moment of the machine does not favour either. ``data_time`` is the Runner's time
 waiting for the next batch, as a share of its iteration. Checkpoints and validation are left out of both
-(they happen every few hundred iterations; tools/train.py's timings.json has the whole run). The table is
-appended to benchmarks/RESULTS.md.
+(they happen every few hundred iterations; tools/train.py's timings.json has the whole run).
+
+The step's FLOPs (2 x MAC of the matrix products, convolutions and attention of the loss's forward and
+backward, counted by ``vlkit.analysis`` on the first batch) put the plain loop's rate against the matmul
+peak measured in the same run, and give the seconds that the config's ``max_iters`` steps would take at
+that peak: how far any speed-up of this precision can go on this machine. The table is appended to
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -68,12 +73,27 @@ def runner_step_times(cfg, iters: int, work_dir: str) -> tuple[list[float], list
     return [r['time'] for r in rows], [r['data_time'] for r in rows]
 
 
-def plain_step_times(cfg, batches: list[dict], warmup: int) -> list[float]:
-    """Seconds per step of the plain loop on ``batches`` (after ``warmup`` untimed steps)."""
+def build_model(cfg) -> torch.nn.Module:
+    """The config's model, seeded as the Runner seeds it, in training mode."""
     from vlkit.registry import MODELS
 
     torch.manual_seed(cfg.get('randomness', {}).get('seed', 0))
-    model = MODELS.build(cfg.model).train()
+    return MODELS.build(cfg.model).train()
+
+
+def step_flops(cfg, batch: dict) -> int:
+    """FLOPs (2 x MAC) of one training step on ``batch``: the matrix products, convolutions and attention of
+    the loss's forward and backward, as ``vlkit.analysis`` counts them (the optimizer's elementwise update
+    is not counted)."""
+    from vlkit.analysis.flops import count_flops
+
+    model = build_model(cfg)
+    return count_flops(lambda: model(**batch, mode='loss')['loss'].backward())
+
+
+def plain_step_times(cfg, batches: list[dict], warmup: int) -> list[float]:
+    """Seconds per step of the plain loop on ``batches`` (after ``warmup`` untimed steps)."""
+    model = build_model(cfg)
     optim_cfg = dict(cfg.optim_wrapper.optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = getattr(torch.optim, optim_cfg.pop('type'))(trainable, **optim_cfg)
@@ -115,16 +135,28 @@ def measure(config: str, iters: int, warmup: int, precision: str | None, options
         config=Path(config).name, precision=cfg.precision, iters=iters, vlkit_ms=vlkit_ms, plain_ms=plain_ms,
         ratio=vlkit_ms / plain_ms, data_ms=statistics.median(data) * 1e3,
         data_share=statistics.median(d / t for d, t in zip(data, step, strict=True)),
+        gflop=step_flops(load(config, options, precision), batches[0]) / 1e9,
+        max_iters=cfg.train_cfg.max_iters,
     )  # fmt: skip
+
+
+def against_peak(r: dict, peak: float) -> dict:
+    """``r`` with the plain loop's FLOP rate as a share of the matmul ``peak`` (GFLOP/s), and the seconds
+    that the config's ``max_iters`` steps would take at that peak: a floor that no speed-up of the
+    framework can go below at this precision on this machine."""
+    return dict(r, peak=peak, peak_share=r['gflop'] / (r['plain_ms'] / 1e3) / peak,
+                floor_s=r['max_iters'] * r['gflop'] / peak)  # fmt: skip
 
 
 def table(r: dict) -> str:
     head = ['config', 'precision', 'vlkit step ms', 'plain loop ms', 'vlkit / plain', 'data_time ms',
-            'data_time share']  # fmt: skip
+            'data_time share', 'GFLOP per step', 'plain loop % of peak', f'{r["max_iters"]} steps at peak s']
     cells = [r['config'], r['precision'], f'{r["vlkit_ms"]:.1f}', f'{r["plain_ms"]:.1f}',
-             f'{r["ratio"]:.3f}', f'{r["data_ms"]:.1f}', f'{100 * r["data_share"]:.1f}%']  # fmt: skip
+             f'{r["ratio"]:.3f}', f'{r["data_ms"]:.1f}', f'{100 * r["data_share"]:.1f}%', f'{r["gflop"]:.2f}',
+             f'{100 * r["peak_share"]:.0f}%', f'{r["floor_s"]:.0f}']  # fmt: skip
     return '\n'.join([
-        f'**framework overhead** (benchmarks/overhead.py; median of {r["iters"]} iterations each)', '',
+        f'**framework overhead** (benchmarks/overhead.py; median of {r["iters"]} iterations each; GFLOP: '
+        "the first batch's forward + backward as vlkit.analysis counts them; peak: the matmul peak above)", '',
         '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|', '| ' + ' | '.join(cells) + ' |',
     ])  # fmt: skip
 
@@ -143,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     result = measure(args.config, args.iters, args.warmup, args.precision, args.cfg_options)
     peak = matmul_peak(precision=result['precision'])
+    result = against_peak(result, peak)
     text = machine(args.threads, args.iters, peak, runs='see the table', precision=result['precision'])
     text += '\n\n' + table(result)
     publish(text, save=not args.no_save)

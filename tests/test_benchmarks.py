@@ -95,6 +95,10 @@ def test_overhead_compares_the_runner_with_a_plain_loop_on_tiny_models(synthetic
     assert result['vlkit_ms'] > 0 and result['plain_ms'] > 0
     assert result['ratio'] == pytest.approx(result['vlkit_ms'] / result['plain_ms'])
     assert 0 <= result['data_share'] < 1
+    assert result['gflop'] > 0 and result['max_iters'] == 4
+    rate = result['gflop'] / (result['plain_ms'] / 1e3)
+    assert result['peak_share'] == pytest.approx(rate / result['peak'])
+    assert result['floor_s'] == pytest.approx(4 * result['gflop'] / result['peak'])
 
 
 @pytest.mark.slow
