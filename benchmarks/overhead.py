@@ -156,7 +156,8 @@ def table(r: dict) -> str:
              f'{100 * r["peak_share"]:.0f}%', f'{r["floor_s"]:.0f}']  # fmt: skip
     return '\n'.join([
         f'**framework overhead** (benchmarks/overhead.py; median of {r["iters"]} iterations each; GFLOP: '
-        "the first batch's forward + backward as vlkit.analysis counts them; peak: the matmul peak above)", '',
+        "the first batch's forward + backward as vlkit.analysis counts them; peak: the matmul peak above)",
+        '',
         '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|', '| ' + ' | '.join(cells) + ' |',
     ])  # fmt: skip
 

@@ -21,6 +21,7 @@ from tests.helpers import ROOT, run_tool, write_shard, write_vqa_pair
 from vlkit.constants import IGNORE_INDEX
 from vlkit.data import PreparedShards
 from vlkit.data.conversion import ConversionError, Options, convert
+from vlkit.data.formats.base import load_json
 from vlkit.registry import DATA_FORMATS
 from vlkit.testing import chatml_tokenizer
 
@@ -521,6 +522,51 @@ def test_a_document_loses_only_its_unreadable_images(tmp_path):
         convert(fmt, [str(source)], tmp_path / 'strict', Options(images=str(tmp_path / 'web'), strict=True))
     with pytest.raises(ValueError, match=r"image_folder '\{name\}_images' may hold only \{shard\}"):
         DATA_FORMATS.build(dict(type='mmc4', image_folder='{name}_images'))
+
+
+def test_mmc4_reads_its_zipped_and_gzipped_jsonl_as_shipped(tmp_path):
+    import gzip
+    import zipfile
+
+    web = tmp_path / 'web'
+    cat = _image(web / 'docs_shard_0_v3_images' / 'cat.jpg', (100, 100, 0), fmt='JPEG')
+    lines = (
+        (_mmc4_doc('cat.jpg') + '\n').encode()
+        + b'\xff\xfe not utf-8\n'
+        + (_mmc4_doc('cat.jpg') + '\n').encode()
+    )
+    plain = tmp_path / 'plain' / 'docs_shard_0_v3.jsonl'
+    plain.parent.mkdir()
+    plain.write_bytes(lines)
+    zipped = tmp_path / 'docs_shard_0_v3.jsonl.zip'  # as MMC4 ships each shard
+    with zipfile.ZipFile(zipped, 'w') as archive:
+        archive.writestr('docs_shard_0_v3.jsonl', lines)
+    gzipped = tmp_path / 'docs_shard_0_v3.jsonl.gz'
+    gzipped.write_bytes(gzip.compress(lines))
+    converted = {}
+    for source in (plain, zipped, gzipped):
+        out = tmp_path / f'out_{source.name}'
+        manifest = _convert(
+            'mmc4', [source], out, web, image_folder='{shard}_images'
+        )  # shard: docs_shard_0_v3
+        assert manifest['num_samples'] == 2 and manifest['skipped'] == {'bad_json': 1}, source.name
+        converted[source.name] = _members(out)
+    assert converted['docs_shard_0_v3.jsonl.zip'] == converted['docs_shard_0_v3.jsonl']
+    assert converted['docs_shard_0_v3.jsonl.gz'] == converted['docs_shard_0_v3.jsonl']
+    assert dict(converted['docs_shard_0_v3.jsonl'])['000000000.0.jpg'] == cat
+    questions = {'questions': [{'question_id': 1, 'question': 'what colour?'}]}
+    with zipfile.ZipFile(tmp_path / 'v2_Questions_Val_mscoco.zip', 'w') as archive:  # as VQAv2 ships them
+        archive.writestr('v2_OpenEnded_mscoco_val2014_questions.json', json.dumps(questions))
+    assert load_json(str(tmp_path / 'v2_Questions_Val_mscoco.zip')) == questions
+    two = tmp_path / 'two.zip'
+    with zipfile.ZipFile(two, 'w') as archive:
+        archive.writestr('a.jsonl', lines)
+        archive.writestr('b.jsonl', lines)
+    with pytest.raises(
+        ValueError,
+        match=r"two.zip: a zipped source must hold exactly one file .* holds 2: \['a.jsonl', 'b.jsonl'\]",
+    ):
+        _convert('mmc4', [two], tmp_path / 'out_two', web)
 
 
 def test_a_url_the_url_map_lacks_drops_that_image_only(tmp_path):

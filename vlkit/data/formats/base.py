@@ -21,12 +21,16 @@ A format of your own::
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urlparse
 
 from ..skips import SampleError
@@ -75,12 +79,50 @@ class DataFormat:
         raise NotImplementedError
 
 
+COMPRESSED_SUFFIXES = ('.zip', '.gz')
+
+
+@contextlib.contextmanager
+def open_source(path: str) -> Iterator[IO[bytes]]:
+    """``path`` open for reading bytes. A gzip file, or a zip archive that holds one file (MMC4 ships its
+    documents as ``docs_shard_N_v3.jsonl.zip``, VQAv2 its questions as ``.zip``), is read through, told by
+    its first bytes rather than its name."""
+    with open(path, 'rb') as f:
+        magic = f.read(4)
+    if magic.startswith(b'\x1f\x8b'):
+        with gzip.open(path, 'rb') as f:
+            yield f
+    elif magic == b'PK\x03\x04':
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith('/')]
+            if len(members) != 1:
+                raise ValueError(
+                    f'{path}: a zipped source must hold exactly one file (the JSON or JSON Lines to read); '
+                    f'it holds {len(members)}: {members[:5]}. Unzip it and give the file to read.'
+                )
+            with archive.open(members[0]) as f:
+                yield f
+    else:
+        with open(path, 'rb') as f:
+            yield f
+
+
+def source_stem(path: str) -> str:
+    """The source file's name without its compression suffix and its extension:
+    ``docs_shard_0_v3.jsonl.zip`` -> ``docs_shard_0_v3``."""
+    name = Path(path).name
+    for suffix in COMPRESSED_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return Path(name).stem
+
+
 def stream_json(path: str) -> Iterator[tuple[int, Any]]:
     """``(index, item)`` of a JSON file holding one array (streamed with ``ijson``: memory stays flat in the
-    file's size) or of a JSON Lines file (one item per line)."""
-    with open(path, 'rb') as f:
+    file's size) or of a JSON Lines file (one item per line); either may be compressed (:func:`open_source`).
+    A line that is not JSON, or not UTF-8, comes as a :class:`BadRecord` in its place."""
+    with open_source(path) as f:
         head = f.read(4096).lstrip()
-        f.seek(0)
+    with open_source(path) as f:
         if head.startswith(b'['):
             import ijson
 
@@ -90,14 +132,14 @@ def stream_json(path: str) -> Iterator[tuple[int, Any]]:
             if line.strip():
                 try:
                     yield n, json.loads(line)
-                except json.JSONDecodeError as err:
+                except ValueError as err:  # JSONDecodeError, or UnicodeDecodeError on bytes not UTF-8
                     yield n, BadRecord(f'{path}:{n + 1}: not JSON ({err})', reason='bad_json')
 
 
 def load_json(path: str) -> Any:
     """A whole JSON file, for the formats whose layout is a dict that must be read whole (small files:
-    annotations keyed by id)."""
-    with open(path, 'rb') as f:
+    annotations keyed by id); it may be compressed (:func:`open_source`)."""
+    with open_source(path) as f:
         return json.load(f)
 
 

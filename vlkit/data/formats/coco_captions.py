@@ -12,7 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, caption_sample, coco_image_folder, expect_files, split_of
+from .base import (
+    DataFormat,
+    Record,
+    Sample,
+    caption_sample,
+    coco_image_folder,
+    expect_files,
+    open_source,
+    split_of,
+)
 
 
 @DATA_FORMATS.register_module(name='coco_captions')
@@ -44,10 +53,10 @@ class COCOCaptions(DataFormat):
                 folder = coco_image_folder(match.group(1) + match.group(2))
             split = self.split or (split_of(match.group(1)) if match else 'train')
             captions = defaultdict(list)  # grouped per image: this file must be read whole once
-            with open(path, 'rb') as f:
+            with open_source(path) as f:
                 for ann in ijson.items(f, 'annotations.item'):
                     captions[ann['image_id']].append(ann['caption'])
-            with open(path, 'rb') as f:
+            with open_source(path) as f:
                 for n, image in enumerate(ijson.items(f, 'images.item')):
                     file = os.path.join(folder, image['file_name'])
                     data = {'file': file, 'captions': captions.pop(image['id'], [])}

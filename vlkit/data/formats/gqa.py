@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, expect_files, qa_sample, split_of
+from .base import DataFormat, Record, Sample, expect_files, open_source, qa_sample, split_of
 
 
 @DATA_FORMATS.register_module(name='gqa')
@@ -19,7 +19,7 @@ class GQA(DataFormat):
 
         for path in expect_files(sources, len(sources), 'GQA question files'):
             split = split_of(Path(path).name.split('_')[0])
-            with open(path, 'rb') as f:
+            with open_source(path) as f:
                 for n, (qid, q) in enumerate(ijson.kvitems(f, '', use_float=True)):
                     answer = q.get('answer')
                     data = {

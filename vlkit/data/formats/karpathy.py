@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, caption_sample, expect_files
+from .base import DataFormat, Record, Sample, caption_sample, expect_files, open_source
 
 
 @DATA_FORMATS.register_module(name='karpathy')
@@ -24,7 +24,7 @@ class Karpathy(DataFormat):
         import ijson
 
         (path,) = expect_files(sources, 1, "Karpathy's dataset_coco.json")
-        with open(path, 'rb') as f:
+        with open_source(path) as f:
             for n, image in enumerate(ijson.items(f, 'images.item')):
                 split = self.restval if image['split'] == 'restval' else image['split']
                 if self.splits is not None and image['split'] not in self.splits and split not in self.splits:

@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import BadRecord, DataFormat, Record, Sample, document_sample, expect_files, stream_json
+from .base import (
+    BadRecord,
+    DataFormat,
+    Record,
+    Sample,
+    document_sample,
+    expect_files,
+    source_stem,
+    stream_json,
+)
 
 
 @DATA_FORMATS.register_module(name='mmc4')
@@ -19,7 +27,8 @@ class MMC4(DataFormat):
     open_flamingo do. ``min_similarity`` drops images whose ``matched_sim`` is below it.
 
     Images are the ``image_name``s under ``--images``, in ``image_folder`` there: ``''`` (the images of
-    every file in one folder), or a pattern of ``{shard}``, the JSONL file's name without ``.jsonl``:
+    every file in one folder), or a pattern of ``{shard}``, the JSONL file's name without ``.jsonl`` (or
+    ``.jsonl.zip``, as MMC4 ships them; read through):
     ``'{shard}_images'`` is where MMC4's ``scripts/download_images.py`` puts each file's images by default
     (``docs_no_face_shard_0_v3.jsonl`` -> ``docs_no_face_shard_0_v3_images/``)."""
 
@@ -36,7 +45,7 @@ class MMC4(DataFormat):
 
     def records(self, sources: list[str]) -> Iterator[Record]:
         for path in expect_files(sources, len(sources), 'MMC4 JSONL files'):
-            folder = self.image_folder.format(shard=Path(path).stem)
+            folder = self.image_folder.format(shard=source_stem(path))
             for n, doc in stream_json(path):
                 yield Record(id=None, where=f'{path}:{n + 1}', data=(folder, doc))
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, answer_texts, expect_files, load_json, qa_sample, split_of
+from .base import (
+    DataFormat,
+    Record,
+    Sample,
+    answer_texts,
+    expect_files,
+    load_json,
+    open_source,
+    qa_sample,
+    source_stem,
+    split_of,
+)
 
 
 @DATA_FORMATS.register_module(name='textvqa')
@@ -30,8 +40,8 @@ class TextVQA(DataFormat):
                 e['image_id']: e.get('ocr_tokens', [])
                 for e in load_json(expect_files(sources[1:], 1, 'OCR')[0])['data']
             }
-        split = split_of(re.sub(r'^TextVQA_[\d.]+_', '', Path(path).stem))
-        with open(path, 'rb') as f:
+        split = split_of(re.sub(r'^TextVQA_[\d.]+_', '', source_stem(path)))
+        with open_source(path) as f:
             for n, q in enumerate(ijson.items(f, 'data.item', use_float=True)):
                 answers = answer_texts(q.get('answers')) or None
                 data = {

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 from ...registry import DATA_FORMATS
-from .base import DataFormat, Record, Sample, answer_texts, expect_files, qa_sample, split_of, stream_json
+from .base import (
+    DataFormat,
+    Record,
+    Sample,
+    answer_texts,
+    expect_files,
+    qa_sample,
+    source_stem,
+    split_of,
+    stream_json,
+)
 
 
 @DATA_FORMATS.register_module(name='vizwiz')
@@ -18,7 +27,7 @@ class VizWiz(DataFormat):
 
     def records(self, sources: list[str]) -> Iterator[Record]:
         for path in expect_files(sources, len(sources), 'VizWiz annotation files'):
-            split = split_of(Path(path).stem)
+            split = split_of(source_stem(path))
             for n, q in stream_json(path):
                 answers = answer_texts(q.get('answers')) or None
                 data = {
