@@ -150,7 +150,8 @@ def against_peak(r: dict, peak: float) -> dict:
 
 def table(r: dict) -> str:
     head = ['config', 'precision', 'vlkit step ms', 'plain loop ms', 'vlkit / plain', 'data_time ms',
-            'data_time share', 'GFLOP per step', 'plain loop % of peak', f'{r["max_iters"]} steps at peak s']
+            'data_time share', 'GFLOP per step', 'plain loop % of peak',
+            f'{r["max_iters"]} steps at peak s']  # fmt: skip
     cells = [r['config'], r['precision'], f'{r["vlkit_ms"]:.1f}', f'{r["plain_ms"]:.1f}',
              f'{r["ratio"]:.3f}', f'{r["data_ms"]:.1f}', f'{100 * r["data_share"]:.1f}%', f'{r["gflop"]:.2f}',
              f'{100 * r["peak_share"]:.0f}%', f'{r["floor_s"]:.0f}']  # fmt: skip
