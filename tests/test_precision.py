@@ -39,6 +39,21 @@ def test_the_resolved_precision_goes_into_the_model_and_the_pretraining_stages(m
     assert P.apply_precision(cfg, 'cpu', 'fp32') == 'fp32' and cfg.model.precision == 'fp32'
 
 
+def test_a_bf16_run_on_a_gpu_pretrains_in_fp32_on_a_cpu_without_bf16_units(monkeypatch):
+    """The pretraining stages run on the CPU: a bf16 run on a GPU does not send them into bf16 emulation on a
+    CPU that lacks the units, and does not refuse the run for it."""
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: [])
+    monkeypatch.setattr(P.torch.cuda, 'is_bf16_supported', lambda: True)
+    stages = dict(encoder_pretraining=dict(iters=2), llm_pretraining=dict(iters=2))
+    cfg = Config(dict(precision='bf16', model=dict(type='VisionLanguageModel'), **stages))
+    assert P.apply_precision(cfg, 'cuda') == 'bf16' and cfg.model.precision == 'bf16'
+    assert cfg.encoder_pretraining.precision == cfg.llm_pretraining.precision == 'fp32'
+    monkeypatch.setattr(P, 'cpu_bf16_units', lambda: ['amx_bf16'])
+    assert P.apply_precision(cfg, 'cuda') == 'bf16'
+    assert cfg.encoder_pretraining.precision == cfg.llm_pretraining.precision == 'bf16'
+    assert P.apply_precision(cfg, 'cuda', 'fp32') == 'fp32' and cfg.encoder_pretraining.precision == 'fp32'
+
+
 def test_pretraining_alone_resolves_the_precision_as_training_does(monkeypatch):
     """tools/pretrain.py resolves ``precision='auto'`` for the run's device, as tools/train.py does, so the
     stage's cache key (which holds its precision) is the same whichever tool ran it."""

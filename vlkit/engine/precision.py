@@ -69,15 +69,22 @@ def run_device() -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
+def stage_precision(run_precision: str) -> str:
+    """The precision of the pretraining stages, which run on the CPU whatever the run's device: the run's,
+    except that a run in bf16 on a GPU pretrains in fp32 on a CPU without bf16 units (not in slow emulation,
+    and not refused: the run's precision was asked for its GPU)."""
+    return 'fp32' if run_precision == 'fp32' or device_bf16_problem('cpu') else 'bf16'
+
+
 def apply_precision(cfg: Any, device: str | None = None, requested: str | None = None) -> str:
     """Resolves ``requested`` (default: the config's ``precision``) for ``device`` (default:
     :func:`run_device`) and writes the result into the config: ``precision``, ``model.precision`` and each
-    pretraining stage's ``precision``. Every tool that trains, evaluates or pretrains calls it, so that the
-    stages' cache keys are the same whichever tool runs them."""
+    pretraining stage's ``precision`` (:func:`stage_precision`). Every tool that trains, evaluates or
+    pretrains calls it, so that the stages' cache keys are the same whichever tool runs them."""
     resolved = resolve_precision(requested or cfg.get('precision'), device or run_device())
     cfg.precision = resolved
     cfg.model.precision = resolved
     for stage in PRETRAINING_STAGES:
         if cfg.get(stage):
-            cfg[stage].precision = resolved
+            cfg[stage].precision = stage_precision(resolved)
     return resolved
