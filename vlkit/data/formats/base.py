@@ -122,7 +122,7 @@ def stream_json(path: str) -> Iterator[tuple[int, Any]]:
     A line that is not JSON, or not UTF-8, comes as a :class:`BadRecord` in its place."""
     with open_source(path) as f:
         head = f.read(4096).lstrip()
-    with open_source(path) as f:
+        f.seek(0)  # gzip and zip members rewind too
         if head.startswith(b'['):
             import ijson
 
